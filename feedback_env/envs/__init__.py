@@ -1,0 +1,1 @@
+"""Gymnasium environments around the enhancement pipeline (registered on ``import feedback_env``)."""

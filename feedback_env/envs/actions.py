@@ -1,0 +1,66 @@
+"""Action types: how an action becomes the physical parameters of the coming chunk.
+
+One small class per kind of action (as highway-env does), so that a new kind is a new class, not a
+branch in ``step``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from gymnasium import spaces
+
+from feedback_env.parameters import ParameterSpace
+from feedback_env.presets import preset_params
+
+
+class AbsoluteAction:
+    """Box(-1, 1, (d,)): the unit-cube position of the tuned parameters for the coming chunk."""
+
+    def __init__(self, space: ParameterSpace, tuned: Sequence[str]):
+        self.space, self.tuned = space, space.subspace(tuned)
+        self.action_space = spaces.Box(-1.0, 1.0, (self.tuned.dim,), dtype=np.float32)
+
+    def reset(self, params: dict[str, float]) -> dict[str, float]:
+        return dict(params)
+
+    def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
+        return {**params, **self.tuned.from_unit(np.clip(action, -1.0, 1.0))}
+
+
+class DeltaAction(AbsoluteAction):
+    """Box(-1, 1, (d,)): a change of the tuned parameters, ``max_step`` unit-cube widths at most per chunk.
+
+    :param max_step: largest change per chunk in unit-cube coordinates (the cube is 2 wide).
+    """
+
+    def __init__(self, space: ParameterSpace, tuned: Sequence[str], max_step: float = 0.2):
+        super().__init__(space, tuned)
+        if not 0.0 < max_step <= 2.0:
+            raise ValueError(f"max_step must be in (0, 2], got {max_step}")
+        self.max_step = max_step
+
+    def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
+        current = self.tuned.to_unit({n: params[n] for n in self.tuned.names})
+        moved = np.clip(current + self.max_step * np.clip(action, -1.0, 1.0), -1.0, 1.0)
+        return {**params, **self.tuned.from_unit(moved)}
+
+
+class PresetAction:
+    """Discrete(k): one of the named presets for the coming chunk."""
+
+    def __init__(self, space: ParameterSpace, presets: Sequence[str]):
+        self.space, self.presets = space, tuple(presets)
+        self.tuned = space
+        self._params = [preset_params(name, space) for name in self.presets]
+        self.action_space = spaces.Discrete(len(self.presets))
+
+    def reset(self, params: dict[str, float]) -> dict[str, float]:
+        return dict(params)
+
+    def apply(self, action: int | np.integer | np.ndarray, params: dict[str, float]) -> dict[str, float]:
+        index = int(np.asarray(action).reshape(-1)[0])
+        if not 0 <= index < len(self.presets):
+            raise ValueError(f"action {index} is not a preset index in [0, {len(self.presets)})")
+        return dict(self._params[index])

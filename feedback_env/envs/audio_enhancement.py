@@ -1,0 +1,281 @@
+"""The enhancement pipeline as Gymnasium environments: parameters are actions, quality is the reward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from feedback_env.envs.actions import AbsoluteAction, DeltaAction, PresetAction
+from feedback_env.envs.rendering import before_after_image, metrics_line
+from feedback_env.features import ChunkFeatures
+from feedback_env.metrics import compute_metrics
+from feedback_env.objectives import QualityReward
+from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline, aligned
+from feedback_env.presets import PRESETS
+
+
+@lru_cache(maxsize=8)
+def _load_scenarios(name_or_path: str, sample_rate: int):
+    import scenarios  # imported here: scenarios depends on feedback_env, not the other way round
+
+    return scenarios.load(name_or_path, sample_rate=sample_rate)
+
+
+@dataclass
+class _ClipStream:
+    """One clip cut into chunks, with its time-aligned references and cached features."""
+
+    clip_id: str
+    noisy_chunks: list[np.ndarray]
+    clean_chunks: list[np.ndarray] | None  # clean, delayed by the pipeline latency
+    noisy_refs: list[np.ndarray]  # noisy, delayed by the pipeline latency: the unprocessed output
+    features: np.ndarray  # (n_chunks, n_features)
+    baseline: dict[int, dict[str, float]]  # unprocessed metrics per chunk, filled lazily
+
+
+class AudioEnhancementEnv(gym.Env):
+    """
+    ## Description
+    One episode streams one recorded clip (noisy audio, usually with its clean reference) through the
+    :class:`~feedback_env.pipeline.EnhancementPipeline`, chunk by chunk (0.5 s by default). Before each
+    chunk the agent hears features of the coming noisy chunk and sets the pipeline's parameters for it;
+    the reward says how much the enhanced chunk improved on the unprocessed one.
+
+    ## Action Space
+    ``Box(-1, 1, (d,), float32)``: the tuned parameters (``config["tuned"]``, all 19 by default) in the
+    unit cube of :data:`~feedback_env.pipeline.PARAMETER_SPACE`: -1 is each parameter's lower bound, +1
+    its upper bound, log-scaled for frequencies, times and ratios. Untuned parameters keep their defaults
+    (or ``config["fixed"]``). Physical values (Hz, dB, ms) are reported in ``info["params"]``.
+
+    ## Observation Space
+    ``Box(-1, 1, (13 + d + m,), float32)``, every entry normalized and clipped to [-1, 1]:
+
+    | index      | entry                                                                             |
+    |------------|-----------------------------------------------------------------------------------|
+    | 0-5        | band energies of the coming chunk relative to its total: ``dB / 30 + 1``           |
+    | 6          | level, ``(dBFS + 40) / 40``                                                       |
+    | 7          | noise-floor estimate (10th percentile of 16 ms frame energies), ``(dBFS + 60) / 60`` |
+    | 8          | estimated SNR (90th minus 10th percentile), ``dB / 20 - 1``                       |
+    | 9          | change of the noise floor since the previous chunk, ``dB / 20``                   |
+    | 10         | hum score (50/60 Hz harmonic peaks over their neighbourhood), ``dB / 15``         |
+    | 11         | spectral flatness, ``2 f - 1``                                                    |
+    | 12         | clipping ratio, ``2 min(1, 100 r) - 1``                                           |
+    | 13..13+d-1 | current tuned parameters in the unit cube                                         |
+    | then m     | last step: each objective's normalized improvement, then the last reward / 2      |
+
+    ## Rewards
+    ``QualityReward`` (see :mod:`feedback_env.objectives`): by default the weighted improvement of the
+    enhanced chunk over the unprocessed chunk on cheap intrusive metrics, both compared with the clean
+    reference delayed by the pipeline latency (SI-SDR in units of 10 dB plus a log-spectral-distance
+    term); for clips without a clean reference, the non-intrusive default. Always finite.
+
+    ## Starting State
+    The pipeline is reset (filter states, noise estimate) and its parameters set to the defaults
+    (``config["fixed"]`` merged in). The clip is ``options["clip"]`` or drawn with ``self.np_random``
+    from ``config["split"]`` of the scenario set; ``options["scenarios"]`` switches the set.
+
+    ## Episode End
+    ``truncated=True`` after the clip's last chunk; never ``terminated``.
+
+    ## Arguments
+    ``gym.make("feedback_env/AudioEnhancement-v0", config={...}, render_mode=None)``; see
+    :meth:`default_config` for every key and its default. ``render_mode="rgb_array"`` returns the
+    spectrogram of the unprocessed episode so far above that of the enhanced one; ``"ansi"`` a line.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Every knob and its default; user config is merged over this."""
+        return {
+            "scenarios": "builtin",  # folder path or built-in set name
+            "split": "train",  # clips whose tags.split matches; None for all
+            "clips": None,  # explicit clip ids (overrides split)
+            "sample_rate": 16000,  # Hz: 8000, 16000 or 48000
+            "chunk_s": 0.5,  # chunk length in seconds
+            "tuned": None,  # parameter names the action sets; None = all
+            "fixed": {},  # physical overrides of the defaults
+            "reward": None,  # a QualityReward; None = the default for each clip's references
+            "perceptual": False,  # add PESQ and STOI to the default reward (slow)
+            "max_step": 0.2,  # delta env: unit-cube step per chunk at |action| = 1
+            "presets": list(PRESETS),  # strategy env: the arms
+        }
+
+    def __init__(self, config: dict[str, Any] | None = None, render_mode: str | None = None, **kwargs: Any):
+        unknown = set(config or {}).union(kwargs) - set(self.default_config())
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(self.default_config())}")
+        self.config = {**self.default_config(), **(config or {}), **kwargs}
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} not in {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        c = self.config
+        self.sample_rate = int(c["sample_rate"])
+        self.param_space = PARAMETER_SPACE
+        self.pipeline = EnhancementPipeline(self.sample_rate)
+        self.chunk_size = int(round(c["chunk_s"] * self.sample_rate))
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_s must be positive, got {c['chunk_s']}")
+        self.start_params = {**self.param_space.defaults(), **self.param_space.validate(c["fixed"])}
+        tuned = list(c["tuned"]) if c["tuned"] else list(self.param_space.names)
+        self.action_type = self._make_action_type(tuned)
+        self.action_space = self.action_type.action_space
+        self.features = ChunkFeatures(self.sample_rate)
+        self._rewards = {
+            True: c["reward"] or QualityReward.default(intrusive=True, perceptual=c["perceptual"]),
+            False: c["reward"] or QualityReward.default(intrusive=False),
+        }
+        self._n_objectives = len(self._rewards[True].objectives)
+        obs_dim = self.features.dim + self.action_type.tuned.dim + self._n_objectives + 1
+        self.observation_space = spaces.Box(-1.0, 1.0, (obs_dim,), dtype=np.float32)
+        self._scenario_name = str(c["scenarios"])
+        self._streams: dict[tuple[str, str], _ClipStream] = {}
+        self._stream: _ClipStream | None = None
+
+    def _make_action_type(self, tuned: list[str]):
+        return AbsoluteAction(self.param_space, tuned)
+
+    # ----------------------------------------------------------------- data
+    def _clip_ids(self, scenario_set) -> list[str]:
+        c = self.config
+        if c["clips"]:
+            return list(c["clips"])
+        ids = [clip.id for clip in scenario_set if c["split"] is None or clip.tags.get("split") == c["split"]]
+        if not ids:
+            raise ValueError(f"scenario set {scenario_set.name!r} has no clips with split {c['split']!r}")
+        return ids
+
+    def _stream_for(self, scenario_set, clip_id: str) -> _ClipStream:
+        key = (self._scenario_name, clip_id)
+        if key not in self._streams:
+            clip = scenario_set[clip_id]
+            n = self.chunk_size
+            latency = self.pipeline.latency
+            cut = lambda x: [x[i : i + n] for i in range(0, len(x), n)]  # noqa: E731
+            noisy_chunks = cut(clip.noisy)
+            self.features.reset()
+            feats = np.stack([self.features(chunk) for chunk in noisy_chunks])
+            clean = None if clip.clean is None else cut(aligned(clip.clean, latency))
+            self._streams[key] = _ClipStream(clip.id, noisy_chunks, clean, cut(aligned(clip.noisy, latency)), feats, {})
+        return self._streams[key]
+
+    # ----------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "scenarios" in options:
+            self._scenario_name = str(options["scenarios"])
+        scenario_set = _load_scenarios(self._scenario_name, self.sample_rate)
+        if "clip" in options:
+            clip_id = str(options["clip"])
+            scenario_set[clip_id]  # raises a clear error for an unknown id
+        else:
+            ids = self._clip_ids(scenario_set)
+            clip_id = ids[int(self.np_random.integers(len(ids)))]
+        self._stream = self._stream_for(scenario_set, clip_id)
+        self._t = 0
+        self.pipeline.reset()
+        self.params = self.action_type.reset(dict(self.start_params))
+        if "params" in options:
+            self.params = {**self.params, **self.param_space.validate(options["params"])}
+        self.pipeline.set_params(self.params)
+        self._last = np.zeros(self._n_objectives + 1, dtype=np.float32)
+        self._episode_in: list[np.ndarray] = []
+        self._episode_out: list[np.ndarray] = []
+        self._last_info: dict[str, Any] = {}
+        return self._observation(), {"clip": clip_id, "chunk": 0, "params": dict(self.params), "metrics": {}}
+
+    def _observation(self) -> np.ndarray:
+        s = self._stream
+        t = min(self._t, len(s.noisy_chunks) - 1)
+        tuned = self.action_type.tuned
+        unit = tuned.to_unit({n: self.params[n] for n in tuned.names})
+        obs = np.concatenate([s.features[t], unit, self._last]).astype(np.float32)
+        return np.clip(obs, -1.0, 1.0)
+
+    def _reward_for(self) -> QualityReward:
+        return self._rewards[self._stream.clean_chunks is not None]
+
+    def _metrics(self, output: np.ndarray, t: int, reward: QualityReward) -> tuple[dict, dict]:
+        s = self._stream
+        reference = None if s.clean_chunks is None else s.clean_chunks[t]
+        names = list(reward.metric_names)
+        processed = compute_metrics(output, reference, self.sample_rate, names=names)
+        if t not in s.baseline:
+            s.baseline[t] = compute_metrics(s.noisy_refs[t], reference, self.sample_rate, names=names)
+        return processed, s.baseline[t]
+
+    def step(self, action):
+        if self._stream is None:
+            raise RuntimeError("call reset() before step()")
+        s, t = self._stream, self._t
+        self.params = self.action_type.apply(action, self.params)
+        output = self.pipeline.process(s.noisy_chunks[t], self.params)
+        reward_fn = self._reward_for()
+        processed, baseline = self._metrics(output, t, reward_fn)
+        reward = float(reward_fn(processed, baseline))
+        if not np.isfinite(reward):  # QualityReward is finite by construction; keep the promise regardless
+            reward = -reward_fn.clip
+        improvements = reward_fn.normalized_improvements(processed, baseline)
+        self._last = np.clip(np.append(improvements, reward / 2.0), -1.0, 1.0).astype(np.float32)
+        self._t += 1
+        truncated = self._t >= len(s.noisy_chunks)
+        if self.render_mode is not None:
+            self._episode_in.append(s.noisy_refs[t])
+            self._episode_out.append(output)
+        info = {
+            "clip": s.clip_id,
+            "chunk": t,
+            "params": dict(self.params),
+            "metrics": processed,
+            "baseline_metrics": baseline,
+        }
+        self._last_info = {**info, "reward": reward, "n_chunks": len(s.noisy_chunks)}
+        return self._observation(), reward, False, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            if not self._episode_out:
+                silence = np.zeros(self.chunk_size, dtype=np.float32)
+                return before_after_image(silence, silence, self.sample_rate)
+            return before_after_image(np.concatenate(self._episode_in), np.concatenate(self._episode_out), self.sample_rate)
+        if self.render_mode == "ansi":
+            i = self._last_info
+            if not i:
+                return f"clip {self._stream.clip_id if self._stream else '-'}: no step yet"
+            return metrics_line(i["clip"], i["chunk"] + 1, i["n_chunks"], i["reward"], i["metrics"], i["baseline_metrics"])
+        return None
+
+
+class AudioEnhancementDeltaEnv(AudioEnhancementEnv):
+    """
+    The feedback loop proper: as :class:`AudioEnhancementEnv`, but the action is a *change* of the
+    tuned parameters: ``Box(-1, 1, (d,))`` scaled by ``config["max_step"]`` (unit-cube widths per chunk,
+    0.2 by default), added to the current position and clipped to the cube. The observation's
+    parameter entries show where the loop stands. Episodes start from the defaults (or
+    ``options["params"]``).
+    """
+
+    def _make_action_type(self, tuned: list[str]):
+        return DeltaAction(self.param_space, tuned, self.config["max_step"])
+
+
+class StrategySelectionEnv(AudioEnhancementEnv):
+    """
+    Strategy selection for bandits and discrete agents: as :class:`AudioEnhancementEnv`, but the action
+    is ``Discrete(k)``, one of the named presets of :mod:`feedback_env.presets` (``config["presets"]``:
+    bypass, gentle, strong_denoise, hum_removal, fast_tracking, voice_focus by default), applied to the
+    coming chunk. The observation's parameter entries show the preset last applied, over all parameters.
+    """
+
+    def _make_action_type(self, tuned: list[str]):
+        return PresetAction(self.param_space, self.config["presets"])

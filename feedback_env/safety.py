@@ -1,0 +1,142 @@
+"""Detecting that quality has degraded: a one-sided CUSUM test against a known-good baseline.
+
+Used by :class:`~feedback_env.wrappers.SafetyWrapper` and the feedback loop's ``should_rollback``.
+
+The quality stream ``q_t`` (e.g. the reward) is standardized with the mean and the spread measured
+while the known-good parameters ran (``z_t = (mu - q_t) / sigma``, so that a *drop* is positive) and fed
+to Page's CUSUM ``S_t = max(0, S_{t-1} + z_t - k)``, which alarms when ``S_t > h``. The reference ``k``
+is half the smallest drop worth detecting (in sigmas). The threshold ``h`` is chosen so that on a
+stationary stream the average run length between false alarms is ``1 / false_alarm_rate`` steps,
+by Siegmund's approximation (D. Siegmund, *Sequential Analysis*, 1985, eq. for the ARL of a
+one-sided CUSUM of unit-variance normal increments):
+
+    ARL(mu) = (exp(-2 mu b) + 2 mu b - 1) / (2 mu^2),  b = h + 1.166,  mu = E[z] - k.
+
+``mu`` and ``sigma`` are estimated from the baseline samples (so the test adapts to how noisy the
+quality signal is); ``h`` accounts for the estimation error of a small baseline (see
+:func:`cusum_threshold`), and at least ``min_samples`` baseline samples are needed before any alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import chi2, norm
+
+
+def cusum_arl(threshold: float | np.ndarray, drift: float | np.ndarray) -> np.ndarray:
+    """Siegmund's average run length of a one-sided CUSUM with increments N(drift, 1), threshold h."""
+    b = np.asarray(threshold, dtype=np.float64) + 1.166
+    mu = np.asarray(drift, dtype=np.float64)
+    safe = np.where(np.abs(mu) < 1e-9, 1e-9, mu)
+    with np.errstate(over="ignore"):
+        arl = (np.exp(-2 * safe * b) + 2 * safe * b - 1) / (2 * safe * safe)
+    return np.where(np.abs(mu) < 1e-9, b * b, arl)
+
+
+def _baseline_error_grid(n: int, points: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile grid of the baseline's estimation errors: mean error (in sigmas) and sigma ratio."""
+    q = (np.arange(points) + 0.5) / points
+    mean_error = norm.ppf(q) / math.sqrt(n)
+    sigma_ratio = np.sqrt(chi2.ppf(q, n - 1) / (n - 1))
+    e, r = np.meshgrid(mean_error, sigma_ratio)
+    return e.ravel(), r.ravel()
+
+
+def cusum_threshold(false_alarm_rate: float, reference: float, baseline_samples: int | None = None) -> float:
+    """Threshold h for a stated false-alarm rate (alarms per step) of a CUSUM with reference k.
+
+    With ``baseline_samples = n`` the mean and standard deviation are estimates from n samples; their
+    errors (normal mean, chi-distributed sigma) shift and scale the increments for a whole run, so h is
+    set for the false-alarm rate averaged over those errors, not for the best case.
+    """
+    if not 0.0 < false_alarm_rate < 1.0:
+        raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
+    if baseline_samples is None:
+        rate = lambda h: 1.0 / float(cusum_arl(h, -reference))  # noqa: E731
+    else:
+        if baseline_samples < 2:
+            raise ValueError(f"baseline_samples must be at least 2, got {baseline_samples}")
+        error, ratio = _baseline_error_grid(baseline_samples)
+        # increments (eps - u) / s - k with u ~ N(0, 1): unit variance after scaling by s
+        rate = lambda h: float(np.mean(1.0 / cusum_arl(h * ratio, error - reference * ratio)))  # noqa: E731
+    return brentq(lambda h: rate(h) - false_alarm_rate, 0.0, 500.0)
+
+
+@dataclass
+class DegradationDetector:
+    """One-sided CUSUM for drops of a quality signal below its known-good level.
+
+    :param false_alarm_rate: alarms per step on a stationary stream (1 / in-control run length).
+    :param min_shift: smallest drop to detect quickly, in baseline standard deviations (k = min_shift / 2).
+    :param min_samples: baseline samples needed before the detector may alarm.
+    :param baseline_size: how many of the latest known-good samples form the baseline.
+    :param min_sigma: floor of the baseline spread, in the signal's units.
+    """
+
+    false_alarm_rate: float = 1e-3
+    min_shift: float = 1.5
+    min_samples: int = 8
+    baseline_size: int = 64
+    min_sigma: float = 1e-3
+    _baseline: list[float] = field(default_factory=list, repr=False)
+    statistic: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 2:
+            raise ValueError(f"min_samples must be at least 2, got {self.min_samples}")
+        self.reference = self.min_shift / 2.0
+        self._thresholds: dict[int, float] = {}
+
+    @property
+    def threshold(self) -> float:
+        """h for the current baseline size (larger while the baseline is small and uncertain)."""
+        n = max(len(self._baseline), self.min_samples)
+        if n not in self._thresholds:
+            self._thresholds[n] = cusum_threshold(self.false_alarm_rate, self.reference, n)
+        return self._thresholds[n]
+
+    @property
+    def ready(self) -> bool:
+        return len(self._baseline) >= self.min_samples
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self._baseline)) if self._baseline else float("nan")
+
+    @property
+    def sigma(self) -> float:
+        """Standard deviation of the baseline (ddof 1), floored at ``min_sigma``."""
+        if len(self._baseline) < 2:
+            return float("nan")
+        return max(float(np.std(self._baseline, ddof=1)), self.min_sigma)
+
+    def add_baseline(self, value: float) -> None:
+        """Record a sample taken while the known-good parameters ran (non-finite values are skipped)."""
+        if math.isfinite(value):
+            self._baseline.append(float(value))
+            del self._baseline[: -self.baseline_size]
+
+    def reset(self, keep_baseline: bool = False) -> None:
+        """Start the test afresh (after a rollback or a new checkpoint)."""
+        self.statistic = 0.0
+        if not keep_baseline:
+            self._baseline.clear()
+
+    def update(self, value: float) -> bool:
+        """Feed one quality sample under the current parameters; True when a drop is detected."""
+        if not self.ready or not math.isfinite(value):
+            return False
+        z = (self.mean - value) / self.sigma
+        self.statistic = max(0.0, self.statistic + z - self.reference)
+        return self.statistic > self.threshold
+
+    def explain(self) -> str:
+        return (
+            f"CUSUM {self.statistic:.2f} vs threshold {self.threshold:.2f} "
+            f"(baseline {self.mean:.3f} +- {self.sigma:.3f} over {len(self._baseline)} samples, "
+            f"false-alarm rate {self.false_alarm_rate:g}/step, shift {self.min_shift} sigma)"
+        )

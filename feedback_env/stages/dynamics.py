@@ -1,0 +1,209 @@
+"""Dynamics and output level: compressor, loudness leveller and peak limiter, as one gain per sub-block.
+
+Each computes a gain per sub-block of 1 ms, vectorized over a call (running maxima, ``lfilter``); the
+product is applied as a piecewise-linear ramp between sub-block boundaries. The ramp of a sub-block ends
+at the gain of the next one, so the stage looks one sub-block ahead (its latency).
+
+* :class:`Compressor` (D. Giannoulis, M. Massberg and J. D. Reiss, "Digital dynamic range compressor
+  design - a tutorial and analysis", JAES 2012): peak level per sub-block in dBFS; a decoupled detector,
+  a peak hold whose release falls 8.69 dB per release time (exponential in amplitude) followed by a
+  one-pole attack smoother; a soft-knee static curve (knee 6 dB) with threshold, ratio and make-up gain.
+* :class:`LoudnessLeveller`: ITU-R BS.1770 loudness (K-weighting from pyloudnorm) of 100 ms blocks,
+  gated as BS.1770 gates (absolute -70 LUFS, relative -10 LU below the running estimate) so that pauses
+  do not pull the level up; the running estimate is a mean over the gated blocks that turns into an
+  exponential average with a 5 s time constant; after 5 gated blocks, gain ``clip(target - loudness, +-max_gain)``,
+  slewed at most 0.5 dB per block and ramped across the next block. ``max_gain = 0`` disables it.
+* Peak limiter (in :class:`Dynamics`): gain ``min(1, ceiling / peak)`` per sub-block after the other two,
+  instantaneous attack, 50 ms release. A ramp never exceeds the gain of the sub-block it spans, so the
+  output never exceeds the ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyloudnorm
+from scipy.signal import lfilter, sosfilt
+
+DB_PER_TIME_CONSTANT = 20.0 / math.log(10.0)  # 8.69 dB: an exponential decay by e
+FLOOR_DB = -200.0
+
+
+@dataclass
+class DynamicsSettings:
+    """Physical settings of one call (units in the names)."""
+
+    threshold_db: float
+    ratio: float
+    attack_ms: float
+    release_ms: float
+    makeup_db: float
+    target_lufs: float
+    max_gain_db: float
+    ceiling_db: float
+
+
+def _db(x: np.ndarray) -> np.ndarray:
+    return np.maximum(20.0 * np.log10(np.maximum(x, 1e-10)), FLOOR_DB)
+
+
+def _peak_hold(level_db: np.ndarray, previous: float, fall_db: float) -> np.ndarray:
+    """``y[k] = max(level[k], y[k-1] - fall)`` for all k at once, from ``y[-1] = previous``."""
+    ramp = fall_db * np.arange(level_db.size)
+    held = np.maximum.accumulate(np.maximum(level_db + ramp, previous - fall_db))
+    return held - ramp
+
+
+def soft_knee_gain_db(level_db: np.ndarray, threshold_db: float, ratio: float, knee_db: float = 6.0) -> np.ndarray:
+    """Gain in dB (<= 0) of the soft-knee compressor curve at detected ``level_db``."""
+    over = level_db - threshold_db
+    slope = 1.0 / ratio - 1.0
+    gain = np.where(2 * over > knee_db, slope * over, 0.0)
+    in_knee = np.abs(2 * over) <= knee_db
+    return np.where(in_knee, slope * (over + knee_db / 2) ** 2 / (2 * knee_db), gain)
+
+
+class Compressor:
+    """Feed-forward compressor gain per sub-block. :param step_s: sub-block duration in seconds."""
+
+    def __init__(self, step_s: float):
+        self.step_s = step_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.detector_db = FLOOR_DB  # peak-hold state
+        self.smoothed_db = FLOOR_DB  # attack-smoother state
+
+    def gain_db(self, peak_db: np.ndarray, s: DynamicsSettings) -> np.ndarray:
+        fall = DB_PER_TIME_CONSTANT * self.step_s / (s.release_ms / 1000.0)
+        held = _peak_hold(peak_db, self.detector_db, fall)
+        self.detector_db = float(held[-1])
+        a = math.exp(-self.step_s / (s.attack_ms / 1000.0))
+        level, _ = lfilter([1 - a], [1, -a], held, zi=[a * self.smoothed_db])
+        self.smoothed_db = float(level[-1])
+        return soft_knee_gain_db(level, s.threshold_db, s.ratio) + s.makeup_db
+
+
+class LoudnessLeveller:
+    """Slow loudness normalization towards a target, gated like BS.1770.
+
+    :param sample_rate: Hz.
+    :param sub_block: samples per sub-block; a loudness block is a whole number of them (about 100 ms).
+    """
+
+    BLOCK_S = 0.1
+    TAU_S = 5.0
+    ABSOLUTE_GATE_LUFS = -70.0
+    RELATIVE_GATE_LU = 10.0
+    SLEW_DB = 0.5  # per block
+    WARM_UP_BLOCKS = 5  # gated blocks heard before the gain may move
+
+    def __init__(self, sample_rate: int, sub_block: int):
+        meter = pyloudnorm.Meter(sample_rate)
+        # pyloudnorm designs BS.1770's two K-weighting biquads for any rate; it keeps them in _filters
+        self._sos = np.array([np.concatenate([f.b, f.a]) for f in meter._filters.values()])
+        self.subs_per_block = max(1, int(round(self.BLOCK_S * sample_rate / sub_block)))
+        self._forget = 1.0 - math.exp(-self.subs_per_block * sub_block / sample_rate / self.TAU_S)
+        self.reset()
+
+    def reset(self) -> None:
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._energy = 0.0  # K-weighted mean-square sum of the running block
+        self._filled = 0  # sub-blocks in the running block
+        self.estimate_ms: float | None = None  # running loudness, as a K-weighted mean square
+        self._gated_blocks = 0
+        self._gain_from = 0.0  # the running block ramps from this gain (dB) ...
+        self._gain_to = 0.0  # ... to this one
+
+    @property
+    def loudness_lufs(self) -> float | None:
+        return None if self.estimate_ms is None else -0.691 + 10.0 * math.log10(self.estimate_ms + 1e-20)
+
+    def _end_block(self, s: DynamicsSettings) -> None:
+        mean_square = self._energy / self.subs_per_block
+        block_lufs = -0.691 + 10.0 * math.log10(mean_square + 1e-20)
+        current = self.loudness_lufs
+        if block_lufs > self.ABSOLUTE_GATE_LUFS and (current is None or block_lufs > current - self.RELATIVE_GATE_LU):
+            self._gated_blocks += 1
+            weight = max(1.0 / self._gated_blocks, self._forget)
+            previous = self.estimate_ms if self.estimate_ms is not None else mean_square
+            self.estimate_ms = previous + weight * (mean_square - previous)
+        warm = self._gated_blocks >= self.WARM_UP_BLOCKS
+        wanted = s.target_lufs - self.loudness_lufs if warm else 0.0
+        wanted = min(max(wanted, -s.max_gain_db), s.max_gain_db)
+        self._gain_from = self._gain_to
+        self._gain_to += min(max(wanted - self._gain_to, -self.SLEW_DB), self.SLEW_DB)
+        self._energy, self._filled = 0.0, 0
+
+    def gain_db(self, blocks: np.ndarray, pre_gain_db: np.ndarray, s: DynamicsSettings) -> np.ndarray:
+        """Gain in dB per sub-block of ``blocks`` (sub-blocks, samples), measured after ``pre_gain_db``."""
+        weighted, self._zi = sosfilt(self._sos, blocks.reshape(-1), zi=self._zi)
+        mean_square = np.mean(weighted.reshape(blocks.shape) ** 2, axis=1) * 10.0 ** (pre_gain_db / 10.0)
+        gains = np.empty(mean_square.size)
+        k = 0
+        while k < mean_square.size:  # one pass per 100 ms block touched by this call
+            n = min(mean_square.size - k, self.subs_per_block - self._filled)
+            position = (self._filled + np.arange(n)) / self.subs_per_block
+            gains[k : k + n] = self._gain_from + (self._gain_to - self._gain_from) * position
+            self._energy += float(mean_square[k : k + n].sum())
+            self._filled += n
+            if self._filled == self.subs_per_block:
+                self._end_block(s)
+            k += n
+        if s.max_gain_db <= 0.0:
+            return np.zeros(mean_square.size)
+        return np.clip(gains, -s.max_gain_db, s.max_gain_db)
+
+
+class Dynamics:
+    """Compressor, leveller and limiter; ``process`` keeps the length and delays by ``sub_block`` samples.
+
+    :param sample_rate: Hz.
+    :param sub_block: samples per gain step (1 ms); inputs must be multiples of it.
+    """
+
+    LIMITER_RELEASE_S = 0.05
+
+    def __init__(self, sample_rate: int, sub_block: int):
+        self.sample_rate, self.sub_block = sample_rate, sub_block
+        self.compressor = Compressor(sub_block / sample_rate)
+        self.leveller = LoudnessLeveller(sample_rate, sub_block)
+        self._ramp = np.arange(sub_block) / sub_block
+        self.reset()
+
+    def reset(self) -> None:
+        self.compressor.reset()
+        self.leveller.reset()
+        self.limiter_att_db = 0.0
+        self._held = np.zeros(self.sub_block)  # the look-ahead sub-block
+        self._held_gain = 1.0
+        self._held_knot = 1.0
+
+    @property
+    def latency(self) -> int:
+        return self.sub_block
+
+    def process(self, x: np.ndarray, s: DynamicsSettings) -> np.ndarray:
+        """Apply the gains to ``x`` (float64, a multiple of ``sub_block`` samples); same length out."""
+        if x.size == 0:
+            return x
+        blocks = x.reshape(-1, self.sub_block)
+        peak_db = _db(np.max(np.abs(blocks), axis=1))
+        gain_db = self.compressor.gain_db(peak_db, s)
+        gain_db = gain_db + self.leveller.gain_db(blocks, gain_db, s)
+        # limiter: attenuation needed for the ceiling, released at a constant dB rate
+        needed = np.maximum(peak_db + gain_db - s.ceiling_db, 0.0)
+        fall = DB_PER_TIME_CONSTANT * (self.sub_block / self.sample_rate) / self.LIMITER_RELEASE_S
+        attenuation = _peak_hold(needed, self.limiter_att_db, fall)
+        self.limiter_att_db = float(attenuation[-1])
+        gains = 10.0 ** ((gain_db - attenuation) / 20.0)
+        # ramps: sub-block k goes from knot[k] to knot[k+1], knot[k] = min(gain[k-1], gain[k])
+        sequence = np.concatenate([[self._held_gain], gains])
+        knots = np.concatenate([[self._held_knot], np.minimum(sequence[:-1], sequence[1:])])
+        starts, ends = knots[:-1], knots[1:]
+        ramps = starts[:, None] + (ends - starts)[:, None] * self._ramp[None, :]
+        emitted = np.concatenate([self._held[None, :], blocks[:-1]]) * ramps
+        self._held, self._held_gain, self._held_knot = blocks[-1].copy(), float(gains[-1]), float(knots[-1])
+        return emitted.reshape(-1)

@@ -1,0 +1,118 @@
+"""Mains-hum removal: narrow notches of finite depth at the hum harmonics that are actually present.
+
+Each notch is ``H = 1 - (1 - g) H_peak`` with ``H_peak`` scipy's ``iirpeak`` band-pass (unit gain and
+zero phase at the centre), so the notch reaches exactly ``g`` (the depth) at the harmonic, is 1 far
+from it, and ``g = 1`` (0 dB depth) is the identity.
+
+Notches cost speech quality even when narrow (about 2 % of the speech energy below 1 kHz for twenty
+2 Hz notches at 10 dB), so the bank notches only what it hears: every 0.5 s block (2 Hz resolution,
+so 50 and 60 Hz harmonics fall on exact bins) scores each harmonic's peak against the median of its
+spectral neighbourhood; scores are smoothed over blocks; the mains frequency (50 or 60 Hz) is the one
+whose harmonics stand out most, and a harmonic is notched while its smoothed score exceeds
+``detect_db`` in two successive blocks (hum persists, a held vowel moves on), provided at least three
+harmonics do (one lone peak is a voice or a tone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import iirpeak, sosfilt
+
+CANDIDATES_HZ = (50.0, 60.0)
+NEIGHBOUR_BINS = np.array([-6, -5, -4, -3, 3, 4, 5, 6])  # 6-12 Hz either side, clear of the peak
+
+
+class HumRemover:
+    """Stateful, self-detecting notch bank.
+
+    :param sample_rate: Hz.
+    :param max_harmonic_hz: highest harmonic considered (mains buzz reaches about 1 kHz).
+    :param detect_db: smoothed peak-to-neighbourhood ratio above which a harmonic is notched.
+    """
+
+    BLOCK_S = 0.5
+    SCORE_SMOOTHING = 0.6  # weight of the past per block
+    MIN_HARMONICS = 3  # mains hum shows at least this many harmonics
+
+    def __init__(self, sample_rate: int, max_harmonic_hz: float = 1000.0, detect_db: float = 6.0):
+        self.sample_rate = sample_rate
+        self.max_harmonic_hz = min(max_harmonic_hz, 0.45 * sample_rate)
+        self.detect_db = detect_db
+        self.block = int(round(self.BLOCK_S * sample_rate))
+        self._window = np.hanning(self.block)
+        resolution = sample_rate / self.block
+        self._harmonics = {m: np.arange(1, int(self.max_harmonic_hz // m) + 1) * m for m in CANDIDATES_HZ}
+        self._bins = {m: np.round(h / resolution).astype(int) for m, h in self._harmonics.items()}
+        self._bank_cache: dict[tuple, np.ndarray] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.scores_db = {m: np.zeros(h.size) for m, h in self._harmonics.items()}
+        self._above = {m: np.zeros(h.size, dtype=bool) for m, h in self._harmonics.items()}
+        self.active_hz = np.zeros(0)  # harmonics notched now
+        self._analysis = np.zeros(self.block)
+        self._filled = 0
+        self._zi = np.zeros((0, 2))
+
+    @property
+    def mains_hz(self) -> float | None:
+        """The detected mains frequency, or None while no harmonic is notched."""
+        if self.active_hz.size == 0:
+            return None
+        return min(CANDIDATES_HZ, key=lambda m: np.abs(self.active_hz / m - np.round(self.active_hz / m)).sum())
+
+    def bank(self, harmonics_hz: np.ndarray, depth_db: float, width_hz: float) -> np.ndarray:
+        """Second-order sections notching ``harmonics_hz``, shape (len, 6)."""
+        key = (tuple(harmonics_hz), round(depth_db, 6), round(width_hz, 6))
+        sos = self._bank_cache.get(key)
+        if sos is None:
+            residual = 1.0 - 10.0 ** (-depth_db / 20.0)  # 1 - g
+            rows = []
+            for f0 in harmonics_hz:
+                b, a = iirpeak(f0, f0 / width_hz, fs=self.sample_rate)
+                rows.append(np.concatenate([a - residual * b, a]))
+            sos = np.array(rows).reshape(-1, 6)
+            if len(self._bank_cache) > 256:
+                self._bank_cache.clear()
+            self._bank_cache[key] = sos
+        return sos
+
+    def _analyse(self) -> None:
+        """Update the harmonic scores from the analysis block and choose the harmonics to notch."""
+        power = np.abs(np.fft.rfft(self._analysis * self._window)) ** 2 + 1e-20
+        s = self.SCORE_SMOOTHING
+        for mains, bins in self._bins.items():
+            neighbours = np.clip(bins[:, None] + NEIGHBOUR_BINS[None, :], 0, power.size - 1)
+            score = 10.0 * np.log10(power[bins] / np.median(power[neighbours], axis=1))
+            self.scores_db[mains] = s * self.scores_db[mains] + (1 - s) * score
+        mains = max(CANDIDATES_HZ, key=lambda m: np.sort(self.scores_db[m])[-self.MIN_HARMONICS :].sum())
+        above = {m: self.scores_db[m] > self.detect_db for m in CANDIDATES_HZ}
+        steady = above[mains] & self._above[mains]  # hum persists; a held vowel moves on
+        self._above = above
+        active = self._harmonics[mains][steady]
+        if active.size < self.MIN_HARMONICS:  # a lone peak is a voice or a tone, not mains hum
+            active = np.zeros(0)
+        if not np.array_equal(active, self.active_hz):
+            # keep the state of notches that stay; new notches start from rest
+            old = {f: z for f, z in zip(self.active_hz, self._zi)}
+            self._zi = np.array([old.get(f, np.zeros(2)) for f in active]).reshape(-1, 2)
+            self.active_hz = active
+
+    def process(self, x: np.ndarray, depth_db: float, width_hz: float) -> np.ndarray:
+        """Notch ``x`` (float64, any length); ``depth_db`` at each notch (0 = off), ``width_hz`` -3 dB width."""
+        out = np.empty_like(x)
+        pos = 0
+        while pos < x.size:
+            n = min(x.size - pos, self.block - self._filled)
+            segment = x[pos : pos + n]
+            if depth_db > 0.0 and self.active_hz.size:
+                out[pos : pos + n], self._zi = sosfilt(self.bank(self.active_hz, depth_db, width_hz), segment, zi=self._zi)
+            else:
+                out[pos : pos + n] = segment
+            self._analysis[self._filled : self._filled + n] = segment
+            self._filled += n
+            if self._filled == self.block:
+                self._analyse()
+                self._filled = 0
+            pos += n
+        return out

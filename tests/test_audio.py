@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from feedback_env.audio import as_audio, check_same_length, load_audio, resample
+from feedback_env.errors import InvalidAudioError
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.array([0.1, np.nan, 0.2]), "NaN at index 1"),
+        (np.array([0.1, np.inf]), "Inf at index 1"),
+        (np.zeros((10, 2)), r"shape \(10, 2\)"),
+        (np.zeros(0), "empty"),
+        (np.array([1 + 1j]), "complex"),
+        (np.array(["a"]), "numeric"),
+    ],
+)
+def test_bad_samples_are_named(x, message):
+    with pytest.raises(InvalidAudioError, match=message):
+        as_audio(x, "chunk")
+
+
+def test_silence_rejected_only_where_a_signal_is_needed():
+    assert as_audio(np.zeros(100), allow_silent=True).dtype == np.float32
+    with pytest.raises(InvalidAudioError, match="reference: is silent"):
+        as_audio(np.zeros(100), "reference", allow_silent=False)
+
+
+def test_length_mismatch_is_named():
+    with pytest.raises(InvalidAudioError, match="differ in length: 3 vs 4"):
+        check_same_length(np.zeros(3), np.zeros(4))
+
+
+def test_load_downmixes_and_resamples(tmp_path):
+    sr = 44100
+    t = np.arange(sr) / sr
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "s.wav", np.stack([left, left], axis=1), sr)
+    x, rate = load_audio(tmp_path / "s.wav", 16000)
+    assert rate == 16000 and x.shape == (16000,) and x.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(x))
+    assert abs(np.argmax(spectrum) - 440) <= 1  # 1 Hz bins over one second
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(InvalidAudioError, match="no such file"):
+        load_audio(tmp_path / "missing.flac")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio at all")
+    with pytest.raises(InvalidAudioError, match="junk.wav: unreadable audio"):
+        load_audio(junk)
+
+
+def test_resample_rates():
+    x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    assert resample(x, 16000, 8000).shape == (8000,)
+    assert resample(x, 16000, 48000).shape == (48000,)
+    with pytest.raises(InvalidAudioError, match="from_rate"):
+        resample(x, 0, 16000)
