@@ -25,12 +25,11 @@ name                      intr.  better  unit  valid_range     degenerate cases
 ``valid_range`` is a hard bound: every metric returns values inside it for any finite input (only
 audio far beyond full scale reaches the +30 LUFS loudness ceiling). ``loudness_lufs`` is a level, not a
 quality: "higher is better" only orders it; give it a target rather than maximizing it. ``cheap`` marks
-metrics that take well under 1 ms on a 0.5 s chunk at 16 kHz (:func:`time_metrics` measures them).
+metrics that take well under 1 ms on a 0.5 s chunk at 16 kHz (``benchmarks/pipeline.py`` measures them).
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -411,7 +410,7 @@ def _spec(
     return MetricSpec(fn.__name__, fn, intrusive, higher, unit, cheap, (float(rng[0]), float(rng[1])), doc)
 
 
-# Measured on a 0.5 s 16 kHz chunk of noisy speech-like audio, one thread (time_metrics): si_sdr 0.03 ms,
+# Measured on a 0.5 s 16 kHz chunk of noisy speech-like audio, one thread: si_sdr 0.03 ms,
 # snr 0.015, seg_snr 0.22, lsd 0.34, wada_snr 0.08, loudness_lufs 0.33, clipping_ratio 0.025 (cheap);
 # stoi 3.5, estoi 3.8, pesq ~47 (about 40 ms of it fixed per call, whatever the length).
 METRICS: dict[str, MetricSpec] = {
@@ -505,25 +504,4 @@ def improvement(processed: Mapping[str, float], unprocessed: Mapping[str, float]
     for n in names:
         delta = float(processed[n]) - float(unprocessed[n])
         out[n] = delta if METRICS[n].higher_is_better else -delta
-    return out
-
-
-def time_metrics(
-    seconds: float = 0.5, sample_rate: int = 16000, repeats: int = 20, seed: int = 0
-) -> dict[str, float]:
-    """Median milliseconds per call of each metric on a noisy harmonic chunk (for benchmarks)."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sample_rate)
-    t = np.arange(n) / sample_rate
-    ref = 0.3 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
-    est = ref + 0.05 * rng.standard_normal(n)
-    out = {}
-    for name, spec in METRICS.items():
-        spec.fn(est, ref, sample_rate)  # warm up (imports, caches)
-        runs = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            spec.fn(est, ref, sample_rate)
-            runs.append(time.perf_counter() - t0)
-        out[name] = 1e3 * float(np.median(runs))
     return out

@@ -10,7 +10,7 @@ Stages in order (each carries its own state):
 
 The high-pass and the notches are linear and time-invariant, so applying the high-pass inside the STFT
 that follows the notches is the same as applying it first. All STFT-domain stages share one 32 ms
-frame with an 8 ms hop, at every supported rate.
+frame with a 16 ms hop (50 % overlap), at every supported rate.
 
 Output is delayed by :attr:`EnhancementPipeline.latency` samples; ``process`` returns exactly as many
 samples as it is given, so chunked processing equals whole-clip processing.
@@ -79,11 +79,13 @@ def transparent_params(space: ParameterSpace = PARAMETER_SPACE) -> dict[str, flo
 class PipelineConfig:
     """Fixed design choices (not tuned per chunk).
 
-    :param frame_ms: STFT frame length; the hop is a quarter of it.
+    :param frame_ms: STFT frame length.
+    :param hop_ms: STFT hop (50 % overlap: as good as 75 % on the built-in set, at half the cost).
     :param sub_block_ms: gain step of the dynamics stages.
     """
 
     frame_ms: float = 32.0
+    hop_ms: float = 16.0
     sub_block_ms: float = 1.0
     highpass_order: int = 4
     low_shelf_hz: float = 200.0
@@ -115,7 +117,7 @@ class EnhancementPipeline:
         self.space = space
         self.config = config or PipelineConfig()
         n_fft = int(round(self.config.frame_ms / 1000.0 * self.sample_rate))
-        self.hop = n_fft // 4
+        self.hop = int(round(self.config.hop_ms / 1000.0 * self.sample_rate))
         self.sub_block = int(round(self.config.sub_block_ms / 1000.0 * self.sample_rate))
         if self.hop % self.sub_block:
             raise ValueError(f"hop ({self.hop}) must be a multiple of the sub-block ({self.sub_block})")

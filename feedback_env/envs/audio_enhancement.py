@@ -134,7 +134,7 @@ class AudioEnhancementEnv(gym.Env):
             True: c["reward"] or QualityReward.default(intrusive=True, perceptual=c["perceptual"]),
             False: c["reward"] or QualityReward.default(intrusive=False),
         }
-        self._n_objectives = len(self._rewards[True].objectives)
+        self._n_objectives = max(len(r.objectives) for r in self._rewards.values())
         obs_dim = self.features.dim + self.action_type.tuned.dim + self._n_objectives + 1
         self.observation_space = spaces.Box(-1.0, 1.0, (obs_dim,), dtype=np.float32)
         self._scenario_name = str(c["scenarios"])
@@ -225,8 +225,10 @@ class AudioEnhancementEnv(gym.Env):
         reward = float(reward_fn(processed, baseline))
         if not np.isfinite(reward):  # QualityReward is finite by construction; keep the promise regardless
             reward = -reward_fn.clip
+        last = np.zeros(self._n_objectives + 1)  # clips without a clean reference may have fewer objectives
         improvements = reward_fn.normalized_improvements(processed, baseline)
-        self._last = np.clip(np.append(improvements, reward / 2.0), -1.0, 1.0).astype(np.float32)
+        last[: improvements.size], last[-1] = improvements, reward / 2.0
+        self._last = np.clip(last, -1.0, 1.0).astype(np.float32)
         self._t += 1
         truncated = self._t >= len(s.noisy_chunks)
         if self.render_mode is not None:

@@ -1,6 +1,6 @@
 """Spectral noise reduction: MCRA noise tracking, decision-directed a-priori SNR, parametric Wiener gain.
 
-Per STFT bin ``k`` and frame ``t`` (``P = |Y|^2``, hop 8 ms; time constants are converted to the hop):
+Per STFT bin ``k`` and frame ``t`` (``P = |Y|^2``; the constants are stored as time constants, so any hop works):
 
 * noise PSD ``lambda``: Minima-Controlled Recursive Averaging (I. Cohen and B. Berdugo, "Noise
   estimation by minima controlled recursive averaging for robust speech enhancement", IEEE SPL 2002):
@@ -27,6 +27,15 @@ from scipy.signal import lfilter
 
 EPS = 1e-12
 SUBWINDOWS = 8
+
+
+def _first_order_recursion(a: np.ndarray, b: np.ndarray, y0: np.ndarray) -> np.ndarray:
+    """``y[t] = a[t] y[t-1] + b[t]`` from ``y[-1] = y0`` for all t at once, with 0 < a <= 1 (frames, K).
+
+    ``y[t] = A[t] (y0 + sum_{s<=t} b[s] / A[s])`` with ``A`` the running product of ``a``.
+    """
+    running = np.cumprod(a, axis=0)
+    return running * (y0 + np.cumsum(b / running, axis=0))
 
 
 @dataclass
@@ -58,6 +67,7 @@ class NoiseReducer:
     TAU_P = -0.008 / math.log(0.2)  # speech-presence smoothing
     TAU_D = -0.008 / math.log(0.95)  # noise update when speech is absent
     DELTA = 5.0  # presence threshold on S / S_min
+    RECURSION_BLOCK = 256  # frames per closed-form block (keeps the running products far from underflow)
     WARMUP_S = 0.05  # the first 50 ms (after the padded frames) initialize the noise estimate
 
     def __init__(self, n_bins: int, hop_s: float, partial_frames: int = 0):
@@ -147,10 +157,10 @@ class NoiseReducer:
         update = (1 - keep) * power
         noise = np.empty_like(power)
         previous = self.noise_psd
-        for t in range(power.shape[0]):
-            np.multiply(previous, keep[t], out=noise[t])
-            np.add(noise[t], update[t], out=noise[t])
-            previous = noise[t]
+        for start in range(0, power.shape[0], self.RECURSION_BLOCK):
+            block = slice(start, start + self.RECURSION_BLOCK)
+            noise[block] = _first_order_recursion(keep[block], update[block], previous)
+            previous = noise[block][-1]
         self.noise_psd = previous.copy()
         return noise
 
@@ -162,17 +172,20 @@ class NoiseReducer:
         beta = settings.oversubtraction
         gamma = power / (noise + EPS)
         fresh = (1 - a_dd) * np.maximum(gamma - 1.0, 0.0)
+        decayed_gamma = a_dd * gamma
         out = np.empty_like(power)
-        prev = self.prev_snr.copy()
-        xi, denom = np.empty(self.n_bins), np.empty(self.n_bins)
+        xi = a_dd * self.prev_snr + fresh[0]
+        denom = np.empty(self.n_bins)
+        last = power.shape[0] - 1
         for t in range(power.shape[0]):  # in-place ufuncs: this loop is the pipeline's hot spot
-            np.multiply(prev, a_dd, out=xi)
-            np.add(xi, fresh[t], out=xi)
-            np.add(xi, beta, out=denom)
             g = out[t]
+            np.add(xi, beta, out=denom)
             np.divide(xi, denom, out=g)
             np.maximum(g, floor, out=g)
-            np.multiply(g, g, out=prev)
-            np.multiply(prev, gamma[t], out=prev)
+            if t < last:  # xi of the next frame: a_dd G^2 gamma + (1 - a_dd) max(gamma' - 1, 0)
+                np.multiply(g, g, out=xi)
+                np.multiply(xi, decayed_gamma[t], out=xi)
+                np.add(xi, fresh[t + 1], out=xi)
+        prev = out[last] ** 2 * gamma[last]
         self.prev_snr = prev
         return out

@@ -1,6 +1,6 @@
 """Streaming short-time Fourier analysis and overlap-add synthesis.
 
-Analysis and synthesis use the same square-root periodic Hann window at 75 % overlap, normalized so
+Analysis and synthesis use the same square-root periodic Hann window (hop at most half a frame), normalized so
 that an identity gain reconstructs the input exactly (up to float rounding). The stream is delayed by
 ``n_fft - hop`` samples: a frame is complete only when its last sample has arrived.
 """

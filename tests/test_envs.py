@@ -1,0 +1,201 @@
+import json
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import soundfile as sf
+from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+import feedback_env
+from feedback_env.pipeline import PARAMETER_SPACE
+from feedback_env.presets import PRESETS, preset_params
+
+IDS = list(feedback_env.ENV_IDS)
+CLIP = "white_snr+10_f2"
+
+
+@pytest.fixture(scope="module")
+def odd_set(tmp_path_factory):
+    """A scenario set of awkward audio: DC, clipping, near silence, no noise, and no clean reference."""
+    root = tmp_path_factory.mktemp("odd")
+    (root / "audio").mkdir()
+    rng = np.random.default_rng(0)
+    n = 16000
+    t = np.arange(n) / n
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)
+    signals = {
+        "dc": (tone + 0.5, tone + 0.0),
+        "clipped": (np.clip(4 * tone, -1, 1), tone),
+        "whisper": (tone * 1e-4 + rng.standard_normal(n) * 1e-5, tone * 1e-4),
+        "clean_in": (tone, tone),
+        "no_reference": (tone + 0.05 * rng.standard_normal(n), None),
+    }
+    clips = []
+    for name, (noisy, clean) in signals.items():
+        sf.write(root / "audio" / f"{name}_noisy.wav", noisy.astype(np.float32), n, subtype="FLOAT")
+        entry = {"id": name, "noisy": f"audio/{name}_noisy.wav", "tags": {"split": "train"}}
+        if clean is not None:
+            sf.write(root / "audio" / f"{name}_clean.wav", clean.astype(np.float32), n, subtype="FLOAT")
+            entry["clean"] = f"audio/{name}_clean.wav"
+        clips.append(entry)
+    (root / "manifest.json").write_text(json.dumps({"name": "odd", "sample_rate": n, "clips": clips}))
+    return root
+
+
+def test_registration_is_idempotent():
+    feedback_env.register_envs()
+    feedback_env.register_envs()
+    for env_id in IDS:
+        assert env_id in gym.registry
+        assert isinstance(gym.registry[env_id].entry_point, str)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_both_checkers_pass_without_warnings(env_id):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for mode in ("rgb_array", "ansi"):
+            check_env(gym.make(env_id, render_mode=mode).unwrapped)
+        sb3_check_env(gym.make(env_id).unwrapped, warn=True)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_same_seed_same_episode(env_id):
+    def run(seed):
+        env = gym.make(env_id)
+        env.action_space.seed(seed)
+        obs, info = env.reset(seed=seed)
+        trace = [obs]
+        for _ in range(5):
+            obs, reward, *_ = env.step(env.action_space.sample())
+            trace += [obs, np.array([reward])]
+        return info["clip"], np.concatenate(trace)
+
+    a, b = run(7), run(7)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_episode_streams_one_clip_to_truncation(builtin):
+    env = gym.make("feedback_env/AudioEnhancement-v0")
+    obs, info = env.reset(seed=0, options={"clip": CLIP})
+    n_chunks = int(np.ceil(builtin[CLIP].noisy.size / 8000))
+    for k in range(n_chunks):
+        obs, reward, terminated, truncated, info = env.step(PARAMETER_SPACE.to_unit(PARAMETER_SPACE.defaults()))
+        assert info["clip"] == CLIP and info["chunk"] == k
+        assert set(info["params"]) == set(PARAMETER_SPACE.names)
+        assert {"si_sdr", "lsd"} <= set(info["metrics"])
+        assert not terminated and truncated == (k == n_chunks - 1)
+        assert env.observation_space.contains(obs)
+
+
+def test_default_parameters_earn_positive_reward_and_damage_earns_negative():
+    def episode_return(params):
+        env = gym.make("feedback_env/AudioEnhancement-v0")
+        env.reset(seed=0, options={"clip": CLIP})
+        total, truncated = 0.0, False
+        while not truncated:
+            _, reward, _, truncated, _ = env.step(PARAMETER_SPACE.to_unit(params))
+            total += reward
+        return total
+
+    defaults = episode_return(PARAMETER_SPACE.defaults())
+    damage = episode_return({**preset_params("bypass"), "highpass_hz": 500.0, "eq_high_db": -12.0, "eq_low_db": 12.0})
+    bypass = episode_return(preset_params("bypass"))
+    assert defaults > 1.0  # more than 10 dB SI-SDR gained over the episode
+    assert damage < -0.5
+    assert abs(bypass) < 0.2
+
+
+def test_delta_env_moves_at_most_max_step():
+    env = gym.make("feedback_env/AudioEnhancementDelta-v0", config={"max_step": 0.1})
+    env.reset(seed=1)
+    start = PARAMETER_SPACE.to_unit(env.unwrapped.params)
+    _, _, _, _, info = env.step(np.ones(PARAMETER_SPACE.dim, np.float32))
+    moved = PARAMETER_SPACE.to_unit(info["params"]) - start
+    assert np.all(moved <= 0.1 + 1e-5) and np.all(moved >= -1e-6)
+    for _ in range(30):  # keeps to the bounds however far it is pushed
+        *_, truncated, info = env.step(np.ones(PARAMETER_SPACE.dim, np.float32))
+        if truncated:
+            break
+    assert all(info["params"][p.name] <= p.high + 1e-9 for p in PARAMETER_SPACE.parameters)
+
+
+def test_strategy_env_applies_presets():
+    env = gym.make("feedback_env/StrategySelection-v0")
+    env.reset(seed=2)
+    names = list(PRESETS)
+    for index in (0, names.index("strong_denoise")):
+        _, _, _, _, info = env.step(index)
+        assert info["params"] == pytest.approx(preset_params(names[index]))
+
+
+def test_tuned_subset_and_fixed_overrides():
+    env = gym.make(
+        "feedback_env/AudioEnhancement-v0",
+        config={"tuned": ["nr_floor_db", "nr_oversubtraction"], "fixed": {"highpass_hz": 120.0}},
+    )
+    assert env.action_space.shape == (2,)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([-1.0, 1.0], np.float32))
+    assert info["params"]["nr_floor_db"] == pytest.approx(-40.0)
+    assert info["params"]["nr_oversubtraction"] == pytest.approx(8.0)
+    assert info["params"]["highpass_hz"] == pytest.approx(120.0)
+    with pytest.raises(ValueError, match="unknown config keys"):
+        gym.make("feedback_env/AudioEnhancement-v0", config={"tunned": []})
+
+
+def test_render_modes():
+    env = gym.make("feedback_env/AudioEnhancement-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    image = env.render()
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.shape[0] > 100
+    env = gym.make("feedback_env/AudioEnhancement-v0", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    line = env.render()
+    assert "reward" in line and "si_sdr" in line
+
+
+def test_vec_envs():
+    # "module:id" makes each SubprocVecEnv worker import the package (and so register the ids) first
+    make = lambda: gym.make("feedback_env:feedback_env/AudioEnhancementDelta-v0")  # noqa: E731
+    for vec_cls in (DummyVecEnv, SubprocVecEnv):
+        venv = vec_cls([make, make])
+        venv.seed(0)
+        venv.reset()
+        for _ in range(3):
+            obs, rewards, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+            assert obs.shape == (2, venv.observation_space.shape[0]) and np.all(np.isfinite(rewards))
+        venv.close()
+
+
+def test_scenarios_option_and_clip_without_reference(odd_set):
+    env = gym.make("feedback_env/AudioEnhancement-v0")
+    env.reset(seed=0, options={"scenarios": str(odd_set), "clip": "no_reference"})
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    assert "wada_snr" in info["metrics"] and "si_sdr" not in info["metrics"]
+    assert np.isfinite(reward)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    clip=st.sampled_from(["dc", "clipped", "whisper", "clean_in", "no_reference"]),
+    actions=st.lists(st.lists(st.sampled_from([-1.0, -0.5, 0.0, 0.7, 1.0]), min_size=19, max_size=19), min_size=2, max_size=2),
+    env_id=st.sampled_from(IDS[:2]),
+)
+def test_reward_is_finite_for_any_action_and_audio(odd_set, clip, actions, env_id):
+    env = gym.make(env_id, config={"scenarios": str(odd_set)})
+    env.reset(seed=0, options={"clip": clip})
+    for action in actions:
+        obs, reward, _, truncated, info = env.step(np.array(action, np.float32))
+        assert np.isfinite(reward) and np.all(np.isfinite(obs))
+        assert all(np.isfinite(v) for v in info["metrics"].values())
+        if truncated:
+            break
