@@ -15,6 +15,7 @@ from feedback_env.envs.rendering import before_after_image, metrics_line
 from feedback_env.features import ChunkFeatures
 from feedback_env.metrics import compute_metrics
 from feedback_env.objectives import QualityReward
+from feedback_env.observation import build_observation, feedback_vector, observation_size
 from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline, aligned
 from feedback_env.presets import PRESETS
 
@@ -135,7 +136,7 @@ class AudioEnhancementEnv(gym.Env):
             False: c["reward"] or QualityReward.default(intrusive=False),
         }
         self._n_objectives = max(len(r.objectives) for r in self._rewards.values())
-        obs_dim = self.features.dim + self.action_type.tuned.dim + self._n_objectives + 1
+        obs_dim = observation_size(self.features, self.action_type.tuned, self._n_objectives)
         self.observation_space = spaces.Box(-1.0, 1.0, (obs_dim,), dtype=np.float32)
         self._scenario_name = str(c["scenarios"])
         self._streams: dict[tuple[str, str], _ClipStream] = {}
@@ -188,7 +189,7 @@ class AudioEnhancementEnv(gym.Env):
         if "params" in options:
             self.params = {**self.params, **self.param_space.validate(options["params"])}
         self.pipeline.set_params(self.params)
-        self._last = np.zeros(self._n_objectives + 1, dtype=np.float32)
+        self._last = feedback_vector(None, None, None, 0.0, self._n_objectives)
         self._episode_in: list[np.ndarray] = []
         self._episode_out: list[np.ndarray] = []
         self._last_info: dict[str, Any] = {}
@@ -197,10 +198,7 @@ class AudioEnhancementEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         s = self._stream
         t = min(self._t, len(s.noisy_chunks) - 1)
-        tuned = self.action_type.tuned
-        unit = tuned.to_unit({n: self.params[n] for n in tuned.names})
-        obs = np.concatenate([s.features[t], unit, self._last]).astype(np.float32)
-        return np.clip(obs, -1.0, 1.0)
+        return build_observation(s.features[t], self.action_type.tuned, self.params, self._last)
 
     def _reward_for(self) -> QualityReward:
         return self._rewards[self._stream.clean_chunks is not None]
@@ -225,10 +223,7 @@ class AudioEnhancementEnv(gym.Env):
         reward = float(reward_fn(processed, baseline))
         if not np.isfinite(reward):  # QualityReward is finite by construction; keep the promise regardless
             reward = -reward_fn.clip
-        last = np.zeros(self._n_objectives + 1)  # clips without a clean reference may have fewer objectives
-        improvements = reward_fn.normalized_improvements(processed, baseline)
-        last[: improvements.size], last[-1] = improvements, reward / 2.0
-        self._last = np.clip(last, -1.0, 1.0).astype(np.float32)
+        self._last = feedback_vector(reward_fn, processed, baseline, reward, self._n_objectives)
         self._t += 1
         truncated = self._t >= len(s.noisy_chunks)
         if self.render_mode is not None:

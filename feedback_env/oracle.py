@@ -1,0 +1,92 @@
+"""The per-clip upper bound: the best static parameters for one clip, found offline by CMA-ES.
+
+"Static" means one setting for the whole clip; adaptive strategies are judged by how much of the
+oracle's improvement over the defaults they reach. The search runs in the unit cube with the ``cma``
+package (IPOP restarts: each restart doubles the population), starting from the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import cma
+import numpy as np
+
+from feedback_env.metrics import compute_metrics
+from feedback_env.parameters import ParameterSpace
+from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline
+
+
+@dataclass
+class SearchResult:
+    """Best parameters found, their score, and the score of every evaluation in order."""
+
+    params: dict[str, float]
+    score: float
+    evaluations: int
+    history: list[float] = field(default_factory=list)
+
+    def best_so_far(self) -> np.ndarray:
+        """Running maximum of the scores: the search's quality after each evaluation."""
+        return np.maximum.accumulate(np.asarray(self.history)) if self.history else np.zeros(0)
+
+
+def clip_objective(
+    noisy: np.ndarray,
+    clean: np.ndarray,
+    sample_rate: int = 16000,
+    metric: str = "si_sdr",
+    fixed: Mapping[str, float] | None = None,
+) -> Callable[[Mapping[str, float]], float]:
+    """Score of a static setting on a whole clip: ``metric`` of the aligned output (higher is better).
+
+    :param fixed: physical overrides applied under every evaluated setting.
+    """
+    pipeline = EnhancementPipeline(sample_rate)
+    defaults = {**pipeline.space.defaults(), **(fixed or {})}
+
+    def score(params: Mapping[str, float]) -> float:
+        pipeline.set_params({**defaults, **params})
+        out = pipeline.process_clip(noisy)
+        return compute_metrics(out, clean, sample_rate, names=[metric])[metric]
+
+    return score
+
+
+def cma_search(
+    objective: Callable[[Mapping[str, float]], float],
+    space: ParameterSpace = PARAMETER_SPACE,
+    budget: int = 1000,
+    seed: int = 0,
+    sigma0: float = 0.3,
+    restarts: int = 2,
+    start: Mapping[str, float] | None = None,
+) -> SearchResult:
+    """Maximize ``objective`` (physical params -> score) over ``space`` with CMA-ES and IPOP restarts.
+
+    :param budget: total objective evaluations, across restarts.
+    :param start: starting point (physical); the space's defaults if None.
+    """
+    x0 = space.to_unit({**space.defaults(), **(start or {})}).astype(np.float64)
+    history: list[float] = []
+    best_x, best = x0, -np.inf
+    popsize = None
+    for restart in range(restarts + 1):
+        if len(history) >= budget:
+            break
+        options = {"bounds": [-1.0, 1.0], "seed": seed + 1 + restart, "verbose": -9}
+        if popsize:
+            options["popsize"] = popsize
+        es = cma.CMAEvolutionStrategy(x0 if restart == 0 else best_x, sigma0, options)
+        while not es.stop() and len(history) < budget:
+            candidates = es.ask()[: budget - len(history)]  # the last generation may be cut to the budget
+            scores = [float(objective(space.from_unit(np.asarray(x)))) for x in candidates]
+            history.extend(scores)
+            for x, value in zip(candidates, scores):
+                if np.isfinite(value) and value > best:
+                    best, best_x = value, np.asarray(x)
+            if len(candidates) == es.popsize:
+                es.tell(candidates, [-v if np.isfinite(v) else np.inf for v in scores])
+        popsize = 2 * es.popsize
+    return SearchResult(space.from_unit(best_x), float(best), len(history), history)
