@@ -4,13 +4,16 @@
 
 * ``collect_feedback`` latency for a 1 s chunk at 16 kHz: metrics given, and metrics computed (the
   reward's cheap set, intrusive with a clean reference and non-intrusive without); p50/p99 in ms.
-* ``update_parameters`` latency per strategy on 0.5 s chunks (and 1 s for ``gradient``); p50/p99 in ms.
+* ``update_parameters`` latency per strategy on 0.5 s chunks (and 1 s for ``gradient``, and the 1-pair
+  ``gradient``); p50/p99 in ms. An update is dominated by its 16 re-processings of the chunk.
 * RSS after 10k, 100k and 1M records (``collect_feedback`` on 20 ms chunks, metrics given): flat
   memory thanks to the bounded history.
 * Convergence on the built-in set: fraction of the per-clip oracle improvement (the loop's objective,
   ``tests/data/feedback_loop_oracle.json``) after 10, 30 and 100 iterations for ``gradient`` (SPSA),
   ``cma``, ``bayesian`` (Optuna TPE) and ``random``; two pipeline evaluations per iteration for each.
-* ``--subset``: CMA-ES over the default tuned subset vs the 19-parameter oracle (why 9 parameters).
+* ``--subset``: CMA-ES over the default tuned subset (13) and a 9-parameter one vs the 19-parameter oracle.
+* ``--ablation``: the gradient strategy with 1 probe pair, without the replay warm-up, and on all 19
+  parameters, beside the default, on the train clips.
 
 Targets (issue 3): collect p99 < 5 ms with metrics given, gradient update p99 < 10 ms, RSS < 300 MB
 and flat, best strategy >= 95 % of the oracle within 100 iterations and ahead of Optuna TPE.
@@ -75,15 +78,16 @@ def update_latency(clip, repeats: int) -> dict:
     from feedback_env.feedback_loop.objective import chunk_stream
 
     out = {}
-    for name, chunk in [(s, 8000) for s in STRATEGIES] + [("gradient", 16000)]:
-        loop = FeedbackLoopSystem(seed=0, mode="offline")
+    for name, chunk, options in [(s, 8000, {}) for s in STRATEGIES] + [("gradient", 16000, {}), ("gradient", 8000, {"pairs": 1})]:
+        loop = FeedbackLoopSystem(seed=0, mode="offline", strategy_options={name: options})
         times = []
         for x, c in chunk_stream(clip.noisy, clip.clean, chunk, repeats + 1):
             loop.step(x, c)
             t0 = time.perf_counter()
             loop.update_parameters(name)
             times.append(time.perf_counter() - t0)
-        out[f"{name}_{chunk / 16000:g}s"] = percentiles(times[1:])
+        label = f"{name}_{chunk / 16000:g}s" + ("_1_pair" if options else "")
+        out[label] = percentiles(times[1:])
     return out
 
 
@@ -110,9 +114,9 @@ def memory(records: int) -> dict:
     }
 
 
-def converge(job: tuple[str, str, int, int]) -> tuple[str, str, dict]:
-    """One strategy on one clip: fractions of the oracle improvement at the marks."""
-    clip_id, strategy, iterations, seed = job
+def converge(job: tuple) -> tuple[str, str, dict]:
+    """One configuration on one clip: fractions of the oracle improvement at the marks."""
+    clip_id, label, strategy, options, loop_kwargs, iterations, seed = job
     import scenarios
     from feedback_env.feedback_loop import FeedbackLoopSystem
     from feedback_env.feedback_loop.objective import chunk_stream
@@ -121,14 +125,14 @@ def converge(job: tuple[str, str, int, int]) -> tuple[str, str, dict]:
     clip = scenarios.load("builtin")[clip_id]
     entry = load_cache(ORACLE)["entries"][clip_id]
     objective = objective_for(clip)
-    loop = FeedbackLoopSystem(seed=seed, strategy=strategy)
+    loop = FeedbackLoopSystem(seed=seed, strategy=strategy, strategy_options={strategy: options}, **loop_kwargs)
     fractions, rewards, t0 = {}, [], time.perf_counter()
     for i, (x, c) in enumerate(chunk_stream(clip.noisy, clip.clean, objective.chunk, iterations), start=1):
         rewards.append(loop.step(x, c).reward)
         if i in MARKS:
             fractions[str(i)] = (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
     seconds = time.perf_counter() - t0
-    return clip_id, strategy, {
+    return clip_id, label, {
         "fraction": fractions,
         "evaluations_per_iteration": loop.evaluations / iterations,
         "ms_per_iteration": 1e3 * seconds / iterations,
@@ -137,8 +141,42 @@ def converge(job: tuple[str, str, int, int]) -> tuple[str, str, dict]:
     }
 
 
+ABLATION = {  # label: (strategy options, loop options), against the default gradient configuration
+    "gradient_1_pair": ({"pairs": 1}, {}),
+    "gradient_no_replay_warmup": ({}, {"replay_warmup": 0}),
+    "gradient_all_19": ({}, {"tuned": None}),
+}
+NINE = ("highpass_hz", "hum_depth_db", "hum_width_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s",
+        "nr_smoothing_ms", "eq_mid_db", "eq_high_db")  # fmt: skip
+
+
+def summarize(rows: dict, iterations: int) -> dict:
+    f = {m: np.array([r["fraction"][str(m)] for r in rows.values()]) for m in MARKS if m <= iterations}
+    return {
+        "median_fraction": {str(m): float(np.median(v)) for m, v in f.items()},
+        "mean_fraction": {str(m): float(np.mean(v)) for m, v in f.items()},
+        "clips_at_90": {str(m): float(np.mean(v >= 0.9)) for m, v in f.items()},
+        "clips_at_95": {str(m): float(np.mean(v >= 0.95)) for m, v in f.items()},
+        "evaluations_per_iteration": float(np.mean([r["evaluations_per_iteration"] for r in rows.values()])),
+        "ms_per_iteration": float(np.median([r["ms_per_iteration"] for r in rows.values()])),
+        "rollbacks": int(sum(r["rollbacks"] for r in rows.values())),
+    }
+
+
+def run_table(configs: dict, clips: list[str], iterations: int, seed: int, jobs: int) -> dict:
+    """``{label: {clip: row}}`` for configurations ``{label: (strategy, options, loop_kwargs)}``."""
+    import multiprocessing
+
+    work = [(cid, label, s, o, k, iterations, seed) for cid in clips for label, (s, o, k) in configs.items()]
+    table: dict = {label: {} for label in configs}
+    with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as pool:
+        for cid, label, row in pool.imap_unordered(converge, work):
+            table[label][cid] = row
+    return table
+
+
 def subset_check(clip_ids: list[str], budget: int) -> dict:
-    """CMA-ES over the default tuned subset (the rest at defaults) vs the 19-parameter oracle."""
+    """CMA-ES over the default tuned subset (and a 9-parameter one), the rest at defaults, vs the 19-parameter oracle."""
     import scenarios
     from feedback_env.feedback_loop.oracle_cache import load_cache, objective_for
     from feedback_env.feedback_loop.system import DEFAULT_TUNED
@@ -147,15 +185,17 @@ def subset_check(clip_ids: list[str], budget: int) -> dict:
 
     entries = load_cache(ORACLE)["entries"]
     scenario_set = scenarios.load("builtin")
-    out = {}
-    for cid in clip_ids:
-        objective = objective_for(scenario_set[cid])
-        result = cma_search(objective, PARAMETER_SPACE.subspace(DEFAULT_TUNED), budget, seed=0)
-        e = entries[cid]
-        out[cid] = (result.score - e["defaults"]) / (e["oracle"] - e["defaults"])
-    values = np.array(list(out.values()))
-    return {"budget": budget, "tuned": list(DEFAULT_TUNED), "fraction_of_full_oracle": out,
-            "median": float(np.median(values)), "min": float(values.min())}  # fmt: skip
+    result = {"budget": budget}
+    for label, names in (("default_13", DEFAULT_TUNED), ("nine", NINE)):
+        out = {}
+        for cid in clip_ids:
+            search = cma_search(objective_for(scenario_set[cid]), PARAMETER_SPACE.subspace(names), budget, seed=0)
+            e = entries[cid]
+            out[cid] = (search.score - e["defaults"]) / (e["oracle"] - e["defaults"])
+        values = np.array(list(out.values()))
+        result[label] = {"tuned": list(names), "fraction_of_full_oracle": out, "median": float(np.median(values)),
+                         "min": float(values.min()), "clips_at_95": float(np.mean(values >= 0.95))}  # fmt: skip
+    return result
 
 
 def main() -> None:
@@ -168,11 +208,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", action="store_true", help="also run the tuned-subset check (slow)")
+    parser.add_argument("--ablation", action="store_true", help="also run gradient variants on the train clips")
     parser.add_argument("--subset-budget", type=int, default=400)
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
-
-    import multiprocessing
 
     import scenarios
 
@@ -186,27 +225,22 @@ def main() -> None:
         result["memory"] = memory(args.records)
     clips = [c.id for c in scenario_set if args.split == "all" or c.split == args.split]
     if "convergence" not in args.skip:
-        jobs = [(cid, s, args.iterations, args.seed) for cid in clips for s in STRATEGIES]
-        table: dict = {s: {} for s in STRATEGIES}
-        with multiprocessing.get_context("spawn").Pool(max(1, args.jobs)) as pool:
-            for cid, strategy, row in pool.imap_unordered(converge, jobs):
-                table[strategy][cid] = row
-        summary = {}
-        for s, rows in table.items():
-            f = {m: np.array([r["fraction"][str(m)] for r in rows.values()]) for m in MARKS if m <= args.iterations}
-            summary[s] = {
-                "median_fraction": {str(m): float(np.median(v)) for m, v in f.items()},
-                "mean_fraction": {str(m): float(np.mean(v)) for m, v in f.items()},
-                "clips_at_90": {str(m): float(np.mean(v >= 0.9)) for m, v in f.items()},
-                "clips_at_95": {str(m): float(np.mean(v >= 0.95)) for m, v in f.items()},
-                "evaluations_per_iteration": float(np.mean([r["evaluations_per_iteration"] for r in rows.values()])),
-                "ms_per_iteration": float(np.median([r["ms_per_iteration"] for r in rows.values()])),
-                "rollbacks": int(sum(r["rollbacks"] for r in rows.values())),
-            }
+        table = run_table({s: (s, {}, {}) for s in STRATEGIES}, clips, args.iterations, args.seed, args.jobs)
+        summary = {s: summarize(rows, args.iterations) for s, rows in table.items()}
         last = str(max(m for m in MARKS if m <= args.iterations))
         best = max(summary, key=lambda s: summary[s]["median_fraction"][last])
         result["convergence"] = {"clips": len(clips), "iterations": args.iterations, "summary": summary,
                                  "best": best, "per_clip": table}  # fmt: skip
+    if args.ablation:
+        train = [c.id for c in scenario_set.split("train")]
+        configs = {"gradient_default": ("gradient", {}, {})}
+        configs.update({label: ("gradient", o, k) for label, (o, k) in ABLATION.items()})
+        table = run_table(configs, train, args.iterations, args.seed, args.jobs)
+        result["ablation"] = {
+            "clips": "train",
+            "summary": {label: summarize(rows, args.iterations) for label, rows in table.items()},
+            "per_clip": {label: {cid: r["fraction"] for cid, r in rows.items()} for label, rows in table.items()},
+        }
     if args.subset:
         result["subset"] = subset_check([c.id for c in scenario_set.split("train")], args.subset_budget)
     targets = {}

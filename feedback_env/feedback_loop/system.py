@@ -56,13 +56,19 @@ DEFAULT_TUNED = (
     "nr_floor_db",
     "nr_noise_window_s",
     "nr_smoothing_ms",
+    "eq_low_db",
     "eq_mid_db",
+    "eq_mid_hz",
     "eq_high_db",
+    "level_target_lufs",
+    "level_max_gain_db",
 )
-"""Parameters tuned by default: on the built-in train clips, CMA-ES over these 9 reaches the full
-19-parameter optimum (median 101 %, worst 80 %; ``benchmarks/feedback_loop.py --subset``): the dynamics
-stages (compressor, leveller, limiter) and the other EQ bands change SI-SDR and LSD little and mostly
-for the worse. Pass ``tuned=None`` for all 19."""
+"""Parameters tuned by default (13 of 19): the high-pass, hum, noise-reduction and EQ stages and the
+loudness leveller, which moves the level toward the clean reference's (the LSD term is level-sensitive).
+The compressor and the limiter stay at their defaults. ``benchmarks/feedback_loop.py --subset`` measures
+how much of the 19-parameter oracle CMA-ES reaches over these 13 (and over the 9 without the leveller,
+the low shelf and the mid frequency, which stop short on the white and pink clips); SPSA learns faster in
+fewer dimensions (``--ablation``). ``tuned=None`` tunes all 19."""
 
 
 class NoChunkError(FeedbackEnvError, RuntimeError):
@@ -81,7 +87,8 @@ class FeedbackLoopSystem:
     """Online feedback loop around an :class:`~feedback_env.pipeline.EnhancementPipeline`.
 
     :param learning_rate: Adam step of the ``gradient`` strategy per update, in unit-cube units (a
-        coordinate moves about this much per update while its gradient sign is consistent).
+        coordinate moves about this much per update while its gradient sign is consistent; the cube
+        is 2 wide). 0.1 is tuned on the built-in train clips; the seed's 0.01 works, 10x slower.
     :param pipeline: the pipeline to run and tune; a new 16 kHz one if None.
     :param objectives: reward for chunks with a clean reference: a QualityReward or a list of
         Objective (intrusive default if None). A non-intrusive reward here is used for every chunk.
@@ -99,6 +106,10 @@ class FeedbackLoopSystem:
     :param blind_objectives: reward for chunks without a clean reference (non-intrusive default).
     :param mode: ``"online"`` (:meth:`step` updates) or ``"offline"`` (:meth:`step` only records;
         :meth:`update_parameters` defaults to the ``offline`` surrogate strategy).
+    :param replay_warmup: chunks before the last one that :meth:`evaluate` re-processes first, unscored,
+        with the parameters tried, so that slow state (noise estimate, SNR smoothing, the 3 s loudness
+        window) is theirs; 0 replays the last chunk alone from the live state, which learns markedly
+        worse (``benchmarks/feedback_loop.py --ablation``).
     """
 
     def __init__(
@@ -336,9 +347,10 @@ class FeedbackLoopSystem:
     def evaluate(self, params: Mapping[str, float]) -> float:
         """The reward ``params`` (merged into the current ones) would have got on the last collected chunk.
 
-        In streaming mode the chunk is re-processed from a copy of the pipeline state taken just
-        before it; for a chunk given to :meth:`collect_feedback` it is processed as a clip from a reset
-        state. The live pipeline is never touched. :raises NoChunkError: no usable chunk collected yet.
+        In streaming mode the chunk is re-processed from a copy of the pipeline state taken before
+        it (``replay_warmup`` chunks earlier, those re-processed first with the same parameters); for a
+        chunk given to :meth:`collect_feedback` it is processed as a clip from a reset state. The live
+        pipeline is never touched. :raises NoChunkError: no usable chunk collected yet.
         """
         if not self._replays:
             raise NoChunkError(
