@@ -21,6 +21,7 @@ from feedback_env import FeedbackLoopSystem
 from feedback_env.feedback_loop import NoChunkError, Proposal, register_strategy, unregister_strategy
 from feedback_env.feedback_loop.objective import StreamObjective, chunk_stream
 from feedback_env.feedback_loop.oracle_cache import CHECK_BUDGET, load_cache, objective_for, oracle_entry
+from feedback_env.feedback_loop.replay import DelayLine
 from feedback_env.pipeline import EnhancementPipeline
 
 ORACLE_FILE = Path(__file__).parent / "data" / "feedback_loop_oracle.json"
@@ -278,13 +279,12 @@ def test_rollback_mechanism(builtin):
     # 2. a burst of degraded outputs collected from outside (seed API), made with parameters gone wrong
     outside = FeedbackLoopSystem(seed=0, mode="offline")
     pipeline = EnhancementPipeline()
-    chunks = list(chunk_stream(clip.noisy, clip.clean, CHUNK, 50))
-    for i, (x, c) in enumerate(chunks):
+    noisy_delay, clean_delay = DelayLine(pipeline.latency), DelayLine(pipeline.latency)  # align the references
+    for i, (x, c) in enumerate(chunk_stream(clip.noisy, clip.clean, CHUNK, 50)):
         if i == 40:
             outside.set_parameters(bad)
         out = pipeline.process(x, outside.parameters)
-        ref_x, ref_c = outside._noisy_delay.push(x), _delay(outside, c)
-        outside.collect_feedback(ref_x, out, clean_audio=ref_c)
+        outside.collect_feedback(noisy_delay.push(x), out, clean_audio=clean_delay.push(c))
         if outside.should_rollback():
             outside.rollback()
             break
@@ -521,11 +521,3 @@ class _Fixed:
 
     def observe(self, loop, record):
         pass
-
-
-def _delay(loop, clean_chunk):
-    if not hasattr(loop, "_test_clean_delay"):
-        from feedback_env.feedback_loop.replay import DelayLine
-
-        loop._test_clean_delay = DelayLine(loop.pipeline.latency)
-    return loop._test_clean_delay.push(clean_chunk)

@@ -32,10 +32,13 @@ Services a strategy may use on the loop:
 * ``loop.history``: the :class:`ProcessingHistory`; ``loop.last_record``: the latest
   :class:`FeedbackRecord` (``.reward``, ``.metrics``, ``.features``, ``.params``);
 * ``loop.observation()``: float32 vector with exactly the layout of the
-  ``feedback_env/AudioEnhancement*-v0`` envs configured with ``tuned=loop.space.names``;
+  ``feedback_env/AudioEnhancement*-v0`` envs configured with ``tuned=loop.space.names`` (a policy
+  trained on the envs' default, all 19 parameters, needs ``FeedbackLoopSystem(tuned=None)``): the
+  features of the chunk about to be processed, the tuned parameters, the last chunk's feedback;
 * ``loop.evaluate(params) -> float``: the reward ``params`` would have got on the last collected
-  chunk, re-processed from a snapshot of the pipeline state taken before that chunk (the live
-  stream is not disturbed); ``loop.evaluations`` counts the calls;
+  chunk, re-processed from a snapshot of the pipeline state taken before that chunk (by default one
+  chunk earlier, that chunk re-processed first with ``params`` as a warm-up; the live stream is not
+  disturbed; about 3.5 ms per call for 0.5 s chunks); ``loop.evaluations`` counts the calls;
 * ``loop.rng``: the loop's seeded :class:`numpy.random.Generator`;
 * ``loop.reward_description``: which objective the rewards measure, for explanations.
 
