@@ -73,7 +73,7 @@ class DiscountedUCB(_ForgettingUCB):
 
     ``N_i = sum_s gamma^(t-s) 1{I_s = i}``, ``S_i = sum_s gamma^(t-s) X_s 1{I_s = i}``; index
     ``S_i / N_i + 2 B sqrt(xi ln n / N_i)`` with ``n = sum_i N_i`` and B = 1. Each update multiplies
-    every arm's ``N`` and ``S`` by ``gamma`` and then adds the new pull. Regret
+    every arm's ``N`` and ``S`` by ``gamma`` and then adds the new pull (the store does it lazily). Regret
     ``O(sqrt(T Y) ln T)`` for ``Y`` breakpoints with ``gamma = 1 - sqrt(Y/T)/4``
     (:func:`discount_for`).
 
@@ -83,7 +83,7 @@ class DiscountedUCB(_ForgettingUCB):
     def __init__(self, n_arms: int, gamma: float = 0.99, xi: float = 0.6, *, seed: int | None = None, store: StateStore | None = None):
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = self.stats_discount = float(gamma)
         super().__init__(n_arms, xi, seed, store)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -94,7 +94,7 @@ class DiscountedUCB(_ForgettingUCB):
         return 2.0 * np.sqrt(self.xi * math.log(n) / count)
 
     def _update_for(self, arm: int, reward: float, context: np.ndarray | None) -> Update:
-        return Update(arm, {"count": 1.0, "reward_sum": reward}, discount=self.gamma)
+        return Update(arm, {"count": 1.0, "reward_sum": reward})  # the store discounts (spec.discount)
 
 
 class SlidingWindowUCB(_ForgettingUCB):
@@ -111,7 +111,7 @@ class SlidingWindowUCB(_ForgettingUCB):
     def __init__(self, n_arms: int, window: int = 500, xi: float = 0.6, *, seed: int | None = None, store: StateStore | None = None):
         if int(window) != window or window < 1:
             raise ValueError(f"window must be a positive integer, got {window!r}")
-        self.window = int(window)
+        self.window = self.stats_window = int(window)
         super().__init__(n_arms, xi, seed, store)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -121,4 +121,4 @@ class SlidingWindowUCB(_ForgettingUCB):
         return np.sqrt(self.xi * math.log(max(min(stats.updates, self.window), 1)) / count)
 
     def _update_for(self, arm: int, reward: float, context: np.ndarray | None) -> Update:
-        return Update(arm, {"count": 1.0, "reward_sum": reward}, window=self.window)
+        return Update(arm, {"count": 1.0, "reward_sum": reward})  # the store windows (spec.window)

@@ -30,6 +30,9 @@ class Policy(ABC):
 
     unit_rewards: bool = False
     contextual: bool = False
+    #: how the statistics forget (see :class:`~bandits.state.StatsSpec`); set before ``__init__`` runs
+    stats_discount: float | None = None
+    stats_window: int | None = None
 
     def __init__(self, n_arms: int, *, seed: int | None = None, store: StateStore | None = None):
         if int(n_arms) != n_arms or n_arms < 1:
@@ -38,7 +41,8 @@ class Policy(ABC):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.store = store if store is not None else InMemoryStateStore()
-        self.store.attach(StatsSpec(type(self).__name__, self.n_arms, self.shapes(), self.hyperparameters()))
+        spec = StatsSpec(type(self).__name__, self.n_arms, self.shapes(), self.hyperparameters(), self.stats_discount, self.stats_window)
+        self.store.attach(spec)
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod

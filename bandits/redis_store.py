@@ -3,15 +3,19 @@
 Layout, for a store named ``NAME`` (the braces keep every key in one Redis Cluster slot):
 
 * ``bandit:{NAME}:stats``: a hash. ``meta`` = the policy's :class:`~bandits.state.StatsSpec` as JSON;
-  ``updates`` = number of updates applied (integer); ``STAT:ARM`` = that arm's statistic as
-  little-endian float64 values (``numpy.frombuffer(value, "<f8")``).
+  ``updates`` = number of updates applied (integer); ``arm:ARM`` = that arm's statistics, flattened
+  and concatenated in the spec's order, as little-endian float64 (``numpy.frombuffer(value, "<f8")``).
 * ``bandit:{NAME}:writers``: a hash, writer id -> sequence number of its last applied update.
-* ``bandit:{NAME}:window``: a list, the sliding window of windowed updates (oldest first).
+* ``bandit:{NAME}:window``: a list, the sliding window of windowed updates, oldest first; each entry is
+  the arm (one float64) followed by that update's deltas (as an ``arm:ARM`` field).
 
-Every :class:`~bandits.state.Update` is applied by one Lua script, atomically: discount every array,
-add the deltas, push to the window and subtract what falls out, count. Lua numbers are IEEE doubles
-and the script does the same operations in the same order as :class:`InMemoryStateStore`, so a
-bandit gives bit-identical statistics in either store.
+The hash also holds ``discount`` and ``window`` (from the spec) and, for discounted statistics,
+``stamp:ARM``: the update count the arm's row is as of (the discount is applied lazily, see
+:mod:`bandits.state`). Every :class:`~bandits.state.Update` is applied by one Lua script, atomically:
+catch the arm up on the discount, add the deltas, push to the window and subtract what falls out,
+count. Lua numbers are IEEE doubles, ``^`` is C's ``pow``, and the script does the same operations in
+the same order as :class:`~bandits.state.InMemoryStateStore`: either store gives bit-identical
+statistics.
 
 Each update carries ``(writer, seq)``; the script skips a sequence number it has already applied, so
 an update sent again after a timeout (which Redis may or may not have executed) counts once.
@@ -32,92 +36,78 @@ from typing import Any, Mapping
 import numpy as np
 import redis
 
-from bandits.state import StateStore, StateStoreError, StateStoreUnavailable, Stats, StatsSpec, Update, check_deltas
+from bandits.state import (
+    StateStore,
+    StateStoreError,
+    StateStoreUnavailable,
+    Stats,
+    StatsSpec,
+    Update,
+    check_deltas,
+    discounted_view,
+)
 
 _APPLY = r"""
 -- KEYS: stats hash, writers hash, window list
--- ARGV[1]: 'writer|seq|discount|window|arm|n_arms|name:size;name:size...' (discount, window: 0 = none)
--- ARGV[2]: the deltas, every statistic's float64 values (little-endian) in layout order
+-- ARGV[1]: one header per update, ';'-separated, applied in order: 'writer|seq|arm|size'
+--          (size: float64 values per arm); ARGV[2]: their deltas one after another (each `size`
+--          little-endian float64, the arm's statistics in spec order). Returns {applied, skipped}.
 local stats, writers, window = KEYS[1], KEYS[2], KEYS[3]
-local writer, seq, discount, window_size, arm, n_arms, layout =
-  string.match(ARGV[1], '^([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|([^|]+)|(.+)$')
-seq, discount, window_size = tonumber(seq), tonumber(discount), tonumber(window_size)
-arm, n_arms = tonumber(arm), tonumber(n_arms)
-local last = redis.call('HGET', writers, writer)
-if last and seq <= tonumber(last) then return 0 end
-local names, sizes = {}, {}
-for name, size in string.gmatch(layout, '([^:;]+):(%d+)') do
-  names[#names + 1], sizes[#sizes + 1] = name, tonumber(size)
+local conf = redis.call('HMGET', stats, 'meta', 'discount', 'window')
+if not conf[1] then
+  return redis.error_reply('NOSTATE ' .. stats .. ' has no bandit state (never attached, or Redis lost its data)')
+end
+local discount, window_size = tonumber(conf[2]), tonumber(conf[3])
+
+local function unpack_row(fmt, size, blob, pos)
+  local v = {struct.unpack(fmt, blob, pos)}
+  v[size + 1] = nil  -- struct.unpack also returns the next position
+  return v
 end
 
-local function fields_of(a)
-  local f = {}
-  for s = 1, #names do f[s] = names[s] .. ':' .. a end
-  return f
-end
--- rows[s][i]: the arm's statistics; deltas are read from `blob` at `pos`; sign is +1 or -1
-local function add_blob(rows, blob, pos, sign)
-  for s = 1, #names do
-    local row = rows[s]
-    for i = 1, sizes[s] do
-      local d
-      d, pos = struct.unpack('<d', blob, pos)
-      row[i] = row[i] + sign * d
+local function apply_one(header, blobs, at)
+  local writer, seq, arm, size = string.match(header, '^([^|]+)|(%d+)|(%d+)|(%d+)$')
+  seq, size = tonumber(seq), tonumber(size)
+  local next_at = at + 8 * size
+  local last = redis.call('HGET', writers, writer)
+  if last and seq <= tonumber(last) then return 0, next_at end
+  local fmt = '<' .. string.rep('d', size)
+  local deltas = string.sub(blobs, at, next_at - 1)
+  local row = redis.call('HMGET', stats, 'updates', 'arm:' .. arm, 'stamp:' .. arm)
+  local t = tonumber(row[1]) + 1
+  local v = unpack_row(fmt, size, row[2], 1)
+  if discount > 0 then  -- lazy: catch this arm up on the discounts since it was last touched
+    local f = discount ^ (t - tonumber(row[3]))
+    for i = 1, size do v[i] = v[i] * f end
+    redis.call('HSET', stats, 'stamp:' .. arm, t)
+  end
+  local d = unpack_row(fmt, size, deltas, 1)
+  for i = 1, size do v[i] = v[i] + d[i] end
+  redis.call('HSET', stats, 'arm:' .. arm, struct.pack(fmt, unpack(v, 1, size)))
+  if window_size > 0 then
+    redis.call('RPUSH', window, struct.pack('<d', tonumber(arm)) .. deltas)
+    while redis.call('LLEN', window) > window_size do
+      local old = redis.call('LPOP', window)
+      local old_arm, pos = struct.unpack('<d', old)
+      local field = 'arm:' .. string.format('%d', old_arm)
+      local w = unpack_row(fmt, size, redis.call('HGET', stats, field), 1)
+      local od = unpack_row(fmt, size, old, pos)
+      for i = 1, size do w[i] = w[i] - od[i] end
+      redis.call('HSET', stats, field, struct.pack(fmt, unpack(w, 1, size)))
     end
   end
-  return pos
-end
-local function load(a)
-  local blobs = redis.call('HMGET', stats, unpack(fields_of(a)))
-  local rows = {}
-  for s = 1, #names do
-    if not blobs[s] then
-      error('NOSTATE ' .. stats .. ' has no statistic ' .. names[s] .. ':' .. a .. ' (never attached, or Redis lost its data)')
-    end
-    local row, pos = {}, 1
-    for i = 1, sizes[s] do row[i], pos = struct.unpack('<d', blobs[s], pos) end
-    rows[s] = row
-  end
-  return rows
-end
-local function store(a, rows)
-  local args, f = {}, fields_of(a)
-  for s = 1, #names do
-    local parts = {}
-    for i = 1, sizes[s] do parts[i] = struct.pack('<d', rows[s][i]) end
-    args[2 * s - 1], args[2 * s] = f[s], table.concat(parts)
-  end
-  redis.call('HSET', stats, unpack(args))
+  redis.call('HSET', stats, 'updates', t)
+  redis.call('HSET', writers, writer, seq)
+  return 1, next_at
 end
 
-if discount > 0 then
-  for a = 0, n_arms - 1 do
-    if a ~= arm then
-      local rows = load(a)
-      for s = 1, #names do for i = 1, sizes[s] do rows[s][i] = rows[s][i] * discount end end
-      store(a, rows)
-    end
-  end
+local applied, skipped, at = 0, 0, 1
+for header in string.gmatch(ARGV[1], '[^;]+') do
+  local ok
+  ok, at = apply_one(header, ARGV[2], at)
+  if ok == 1 then applied = applied + 1 else skipped = skipped + 1 end
 end
-local rows = load(arm)
-if discount > 0 then
-  for s = 1, #names do for i = 1, sizes[s] do rows[s][i] = rows[s][i] * discount end end
-end
-add_blob(rows, ARGV[2], 1, 1)
-store(arm, rows)
-if window_size > 0 then
-  redis.call('RPUSH', window, struct.pack('<d', arm) .. ARGV[2])
-  while redis.call('LLEN', window) > window_size do
-    local old = redis.call('LPOP', window)
-    local old_arm, pos = struct.unpack('<d', old, 1)
-    local old_rows = load(old_arm)
-    add_blob(old_rows, old, pos, -1)
-    store(old_arm, old_rows)
-  end
-end
-redis.call('HINCRBY', stats, 'updates', 1)
-redis.call('HSET', writers, writer, seq)
-return 1
+return {applied, skipped}
 """
 
 _ATTACH = r"""
@@ -135,6 +125,17 @@ return 1
 """
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+#: Updates sent in one script call (one round trip) when several are buffered.
+UPDATES_PER_CALL = 500
+
+#: Numbers per arm the Lua script unpacks in one call (Lua 5.1's stack limit is 8,000): LinUCB up to 82 dims.
+MAX_DOUBLES_PER_ARM = 7000
+
+
+def _concat(parts: list) -> bytes:
+    """Little-endian float64 bytes of the flattened parts, one after another."""
+    return np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1) for p in parts]).astype("<f8").tobytes()
 
 
 class RedisStateStore(StateStore):
@@ -162,8 +163,8 @@ class RedisStateStore(StateStore):
     ):
         if not name or any(c in name for c in "{}"):
             raise ValueError(f"store name must be non-empty without braces, got {name!r}")
-        if writer is not None and (not writer or "|" in writer):
-            raise ValueError(f"writer id must be non-empty without '|', got {writer!r}")
+        if writer is not None and (not writer or "|" in writer or ";" in writer):
+            raise ValueError(f"writer id must be non-empty without '|' or ';', got {writer!r}")
         if int(batch) != batch or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         self.name, self.batch = name, int(batch)
@@ -193,8 +194,13 @@ class RedisStateStore(StateStore):
 
     # ------------------------------------------------------------------ StateStore
     def attach(self, spec: StatsSpec) -> None:
-        zero = {f"{n}:{a}": np.zeros(size, "<f8").tobytes() for n, size in spec.sizes().items() for a in range(spec.n_arms)}
-        args = [spec.to_json()] + [x for kv in zero.items() for x in kv]
+        size = sum(spec.sizes().values())
+        if size > MAX_DOUBLES_PER_ARM:
+            raise StateStoreError(f"{spec.policy} keeps {size} numbers per arm; the Redis store handles up to {MAX_DOUBLES_PER_ARM}")
+        fields = {f"arm:{a}": np.zeros(size, "<f8").tobytes() for a in range(spec.n_arms)}
+        fields.update({f"stamp:{a}": 0 for a in range(spec.n_arms) if spec.discount is not None})
+        fields.update(discount=repr(spec.discount or 0.0), window=spec.window or 0)
+        args = [spec.to_json()] + [x for kv in fields.items() for x in kv]
         try:
             stored = self._attach(keys=self.keys, args=args)
             last = self.client.hget(self.keys[1], self.writer)
@@ -204,7 +210,7 @@ class RedisStateStore(StateStore):
         if stored != spec.to_json():
             raise StateStoreError(f"Redis bandit {self.name!r} at {self.where} holds {stored}; this policy is {spec.to_json()}")
         self.spec = spec
-        self._layout = ";".join(f"{n}:{size}" for n, size in spec.sizes().items())
+        self._size = size
         self._seq = int(last or 0)
 
     def read(self) -> Stats:
@@ -215,67 +221,71 @@ class RedisStateStore(StateStore):
             raise self._unavailable("reading", e) from e
         if b"meta" not in raw:
             raise StateStoreError(f"Redis at {self.where} has no state for bandit {self.name!r} (Redis lost its data?)")
-        arrays = {}
+        rows = np.stack([np.frombuffer(raw[f"arm:{a}".encode()], "<f8") for a in range(self.spec.n_arms)])
+        arrays, updates = self._split(rows), int(raw[b"updates"])
+        if self.spec.discount is not None:
+            arrays = discounted_view(arrays, self._stamps(raw), updates, self.spec.discount)
+        return Stats(arrays, updates)
+
+    def _stamps(self, raw: Mapping[bytes, bytes]) -> np.ndarray:
+        if self.spec.discount is None:
+            return np.zeros(self.spec.n_arms, dtype=np.int64)
+        return np.array([int(raw[f"stamp:{a}".encode()]) for a in range(self.spec.n_arms)], dtype=np.int64)
+
+    def _split(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """``(n, size)`` concatenated statistics -> ``{name: (n, *shape)}``."""
+        arrays, pos = {}, 0
         for name, shape in self.spec.shapes.items():
-            rows = [np.frombuffer(raw[f"{name}:{a}".encode()], "<f8").reshape(shape) for a in range(self.spec.n_arms)]
-            arrays[name] = np.stack(rows)
-        return Stats(arrays, int(raw[b"updates"]))
+            size = int(np.prod(shape, dtype=np.int64))
+            arrays[name] = rows[:, pos : pos + size].reshape((rows.shape[0], *shape))
+            pos += size
+        return arrays
 
     def apply(self, update: Update) -> None:
         deltas = check_deltas(self.spec, update)
         self._seq += 1
-        blob = b"".join(np.ascontiguousarray(d, "<f8").tobytes() for d in deltas.values())
-        discount = repr(float(update.discount)) if update.discount is not None else "0"
-        head = f"{self.writer}|{self._seq}|{discount}|{int(update.window or 0)}|{int(update.arm)}|{self.spec.n_arms}|{self._layout}"
+        blob = _concat(list(deltas.values()))
+        head = f"{self.writer}|{self._seq}|{int(update.arm)}|{self._size}"
         self.pending.append([head, blob])
         if len(self.pending) >= self.batch:
             self.flush()
 
     def flush(self) -> None:
-        """Send the buffered updates in one pipeline; on failure they stay in :attr:`pending`."""
-        if not self.pending:
-            return
-        try:
-            if len(self.pending) == 1:
-                try:
-                    results = [self._apply(keys=self.keys, args=self.pending[0])]
-                except redis.ResponseError as e:
-                    results = [e]
-            else:
-                if not self.client.script_exists(self._apply.sha)[0]:
-                    self._apply.sha = self.client.script_load(_APPLY)
-                pipe = self.client.pipeline(transaction=False)
-                for args in self.pending:
-                    pipe.execute_command("EVALSHA", self._apply.sha, 3, *self.keys, *args)
-                results = pipe.execute(raise_on_error=False)
-        except _CONNECTION_ERRORS as e:
-            raise self._unavailable("storing updates of", e) from e
-        failed = [r for r in results if isinstance(r, Exception)]
-        if failed:
-            # applied ones are recorded under their sequence numbers, so a resend skips them
-            raise StateStoreError(f"Redis at {self.where} refused updates of bandit {self.name!r}: {failed[0]}; {len(self.pending)} kept in .pending")
-        self.duplicates += sum(1 for r in results if r == 0)
-        self.pending.clear()
+        """Send the buffered updates (one script call per :data:`UPDATES_PER_CALL`); on failure the
+        ones not yet stored stay in :attr:`pending`."""
+        while self.pending:
+            chunk = self.pending[:UPDATES_PER_CALL]
+            try:
+                headers, blobs = ";".join(u[0] for u in chunk), b"".join(u[1] for u in chunk)
+                applied, skipped = self._apply(keys=self.keys, args=[headers, blobs])
+            except _CONNECTION_ERRORS as e:
+                raise self._unavailable("storing updates of", e) from e
+            except redis.ResponseError as e:
+                # nothing of this call was applied (the state check comes before any write)
+                raise StateStoreError(f"Redis at {self.where} refused updates of bandit {self.name!r}: {e}; {len(self.pending)} kept in .pending") from e
+            self.duplicates += int(skipped)
+            del self.pending[: len(chunk)]
 
     def dump(self) -> dict[str, Any]:
-        stats = self.read()
+        self.flush()
         try:
+            raw = self.client.hgetall(self.keys[0])
             window = self.client.lrange(self.keys[2], 0, -1)
         except _CONNECTION_ERRORS as e:
             raise self._unavailable("reading", e) from e
-        sizes = self.spec.sizes()
+        if b"meta" not in raw:
+            raise StateStoreError(f"Redis at {self.where} has no state for bandit {self.name!r} (Redis lost its data?)")
+        rows = np.stack([np.frombuffer(raw[f"arm:{a}".encode()], "<f8") for a in range(self.spec.n_arms)])
         entries = []
         for blob in window:
             values = np.frombuffer(blob, "<f8")
-            arm, pos, deltas = int(values[0]), 1, {}
-            for name, shape in self.spec.shapes.items():
-                deltas[name] = values[pos : pos + sizes[name]].reshape(shape).tolist()
-                pos += sizes[name]
-            entries.append([arm, deltas])
+            deltas = self._split(values[None, 1:])
+            entries.append([int(values[0]), {name: d[0].tolist() for name, d in deltas.items()}])
         return {
             "spec": self.spec.to_json(),
-            "arrays": {name: a.tolist() for name, a in stats.arrays.items()},
-            "updates": stats.updates,
+            "arrays": {name: a.tolist() for name, a in self._split(rows).items()},
+            "stamps": self._stamps(raw).tolist(),
+            "updates": int(raw[b"updates"]),
             "window": entries,
         }
 
@@ -283,14 +293,14 @@ class RedisStateStore(StateStore):
         """Overwrite the shared statistics (and window) with ``dump``. Writer sequence numbers stay, and
         :attr:`pending` updates stay queued: they are applied on top of the restored state."""
         self._check_dump(dump)
-        fields: list[Any] = ["meta", self.spec.to_json(), "updates", int(dump["updates"])]
-        for name in self.spec.shapes:
-            for a, row in enumerate(dump["arrays"][name]):
-                fields += [f"{name}:{a}", np.asarray(row, "<f8").tobytes()]
-        blobs = [
-            np.concatenate([[float(arm)]] + [np.asarray(deltas[n], "<f8").reshape(-1) for n in self.spec.shapes]).astype("<f8").tobytes()
-            for arm, deltas in dump["window"]
-        ]
+        spec = self.spec
+        fields: list[Any] = ["meta", spec.to_json(), "updates", int(dump["updates"])]
+        fields += ["discount", repr(spec.discount or 0.0), "window", spec.window or 0]
+        for a in range(spec.n_arms):
+            fields += [f"arm:{a}", _concat([dump["arrays"][name][a] for name in spec.shapes])]
+            if spec.discount is not None:
+                fields += [f"stamp:{a}", int(dump["stamps"][a])]
+        blobs = [_concat([[float(arm)]] + [deltas[n] for n in self.spec.shapes]) for arm, deltas in dump["window"]]
         try:
             pipe = self.client.pipeline(transaction=True)
             self._restore(keys=self.keys, args=fields, client=pipe)

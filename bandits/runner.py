@@ -7,6 +7,7 @@ in turn and two policies run for the same number of steps see the same chunks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -112,15 +113,25 @@ class RunLog:
         return out
 
 
+def _scenario_set(env: gym.Env):
+    import scenarios  # imported here: scenarios depends on feedback_env
+
+    config = env.unwrapped.config
+    return scenarios.load(config["scenarios"], sample_rate=config["sample_rate"])
+
+
 def split_clips(env: gym.Env) -> list[str]:
     """Ids of the clips the env draws from (its ``clips`` config, else its ``split``), in set order."""
-    import scenarios
-
     config = env.unwrapped.config
     if config["clips"]:
         return list(config["clips"])
-    scenario_set = scenarios.load(config["scenarios"], sample_rate=config["sample_rate"])
-    return [c.id for c in scenario_set if config["split"] is None or c.tags.get("split") == config["split"]]
+    return [c.id for c in _scenario_set(env) if config["split"] is None or c.tags.get("split") == config["split"]]
+
+
+def chunks_per_pass(env: gym.Env, clips: Sequence[str]) -> int:
+    """Env steps to play each of ``clips`` once (one step per chunk, the last chunk may be short)."""
+    scenario_set, chunk = _scenario_set(env), env.unwrapped.chunk_size
+    return sum(math.ceil(scenario_set[c].noisy.size / chunk) for c in clips)
 
 
 def run_on_env(

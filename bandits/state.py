@@ -2,8 +2,15 @@
 
 A policy keeps everything it learns in named float64 arrays of shape ``(n_arms, *shape)`` (counts,
 reward sums, Beta counts, LinUCB's ``A`` and ``b``...) and changes them only through one kind of
-atomic :class:`Update`: add ``deltas`` to one arm's rows, optionally after multiplying every array by a
-discount (D-UCB), or into a sliding window that subtracts the update that falls out of it (SW-UCB).
+atomic :class:`Update`: add ``deltas`` to one arm's rows. Forgetting is a property of the statistics,
+declared in the :class:`StatsSpec`:
+
+* ``discount`` gamma (D-UCB): every update first multiplies every arm's statistics by gamma. Stores
+  apply this lazily: each arm remembers the update count at which it was last brought up to date and
+  is multiplied by ``gamma^k`` when next touched or read, so an update costs O(1) in the arm count.
+* ``window`` tau (SW-UCB): the last tau updates are logged; when one falls out, its deltas are
+  subtracted from its arm.
+
 Because every change is such an update, a store can apply it in one place atomically (a lock, a Redis
 Lua script) and several workers can share one bandit; indices and samples are computed by the client.
 """
@@ -29,15 +36,28 @@ class StateStoreUnavailable(StateStoreError):
 
 @dataclass(frozen=True)
 class StatsSpec:
-    """What a policy stores: its name, hyperparameters, arm count and per-arm array shapes.
+    """What a policy stores: its name, settings, arm count, per-arm array shapes and how they forget.
 
     Two workers may share a store only when their specs are equal (same policy, same settings).
+
+    :param discount: gamma in (0, 1]: every update first multiplies all statistics by it.
+    :param window: tau >= 1: only the last tau updates count. At most one of the two.
     """
 
     policy: str
     n_arms: int
     shapes: Mapping[str, tuple[int, ...]]
     params: Mapping[str, Any] = field(default_factory=dict)
+    discount: float | None = None
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.discount is not None and self.window is not None:
+            raise ValueError("statistics are discounted or windowed, not both")
+        if self.discount is not None and not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
+        if self.window is not None and (int(self.window) != self.window or self.window < 1):
+            raise ValueError(f"window must be a positive integer, got {self.window!r}")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -46,6 +66,8 @@ class StatsSpec:
                 "n_arms": self.n_arms,
                 "shapes": {k: list(v) for k, v in self.shapes.items()},
                 "params": dict(self.params),
+                "discount": self.discount,
+                "window": self.window,
             },
             sort_keys=True,
         )
@@ -60,22 +82,22 @@ class StatsSpec:
 
 @dataclass(frozen=True)
 class Update:
-    """One atomic change of the statistics.
-
-    Applied as: if ``discount`` is set, every array (all arms) is multiplied by it; then
-    ``stats[name][arm] += deltas[name]`` for every name; if ``window`` is set, the update is appended to
-    a log and, while the log holds more than ``window`` updates, the oldest is removed and its deltas
-    subtracted from its arm. The store's update counter rises by one.
-    """
+    """One atomic change: ``stats[name][arm] += deltas[name]`` for every statistic (after the spec's
+    discount; into its window); the store's update counter rises by one."""
 
     arm: int
     deltas: Mapping[str, np.ndarray | float]
-    discount: float | None = None
-    window: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.discount is not None and self.window is not None:
-            raise ValueError("an update is discounted or windowed, not both")
+
+def catch_up(discount: float, elapsed: int) -> float:
+    """``discount ** elapsed`` with C ``pow`` (as Lua's ``^`` computes it: both stores agree to the bit)."""
+    return float(discount) ** int(elapsed)
+
+
+def discounted_view(arrays: Mapping[str, np.ndarray], stamps: np.ndarray, updates: int, discount: float) -> dict[str, np.ndarray]:
+    """The statistics now: arm ``a``'s lazily stored rows times ``discount ** (updates - stamps[a])``."""
+    factors = np.array([catch_up(discount, updates - int(s)) for s in stamps])
+    return {name: a * factors.reshape((-1,) + (1,) * (a.ndim - 1)) for name, a in arrays.items()}
 
 
 @dataclass
@@ -108,7 +130,8 @@ class StateStore(ABC):
 
     @abstractmethod
     def dump(self) -> dict[str, Any]:
-        """JSON-ready copy: ``{"spec", "arrays", "updates", "window"}``."""
+        """JSON-ready copy of the stored form: ``{"spec", "arrays", "stamps", "updates", "window"}``
+        (``stamps``: per arm, the update count its discounted rows are as of)."""
 
     @abstractmethod
     def restore(self, dump: Mapping[str, Any]) -> None:
@@ -137,11 +160,15 @@ def check_deltas(spec: StatsSpec, update: Update) -> dict[str, np.ndarray]:
 
 
 class InMemoryStateStore(StateStore):
-    """The default: numpy arrays in this process (one policy, one worker). :meth:`read` returns live arrays."""
+    """The default: numpy arrays in this process (one policy, one worker).
+
+    :meth:`read` returns the live arrays (a fresh view for discounted statistics): treat them as read-only.
+    """
 
     def __init__(self) -> None:
         self.spec = None
         self._arrays: dict[str, np.ndarray] = {}
+        self._stamps = np.zeros(0, dtype=np.int64)
         self._updates = 0
         self._window: deque[tuple[int, dict[str, np.ndarray]]] = deque()
 
@@ -150,29 +177,36 @@ class InMemoryStateStore(StateStore):
             raise StateStoreError(f"store already holds {self.spec.to_json()}; cannot attach {spec.to_json()}")
         if self.spec is None:
             self.spec, self._arrays = spec, spec.zeros()
+            self._stamps = np.zeros(spec.n_arms, dtype=np.int64)
 
     def read(self) -> Stats:
+        if self.spec.discount is not None:
+            return Stats(discounted_view(self._arrays, self._stamps, self._updates, self.spec.discount), self._updates)
         return Stats(self._arrays, self._updates)
 
     def apply(self, update: Update) -> None:
         deltas = check_deltas(self.spec, update)
-        if update.discount is not None:
+        t, arm = self._updates + 1, update.arm
+        if self.spec.discount is not None:
+            factor = catch_up(self.spec.discount, t - int(self._stamps[arm]))
             for array in self._arrays.values():
-                array *= update.discount
+                array[arm] *= factor
+            self._stamps[arm] = t
         for name, d in deltas.items():
-            self._arrays[name][update.arm] += d
-        if update.window is not None:
-            self._window.append((update.arm, deltas))
-            while len(self._window) > update.window:
-                arm, old = self._window.popleft()
+            self._arrays[name][arm] += d
+        if self.spec.window is not None:
+            self._window.append((arm, deltas))
+            while len(self._window) > self.spec.window:
+                old_arm, old = self._window.popleft()
                 for name, d in old.items():
-                    self._arrays[name][arm] -= d
-        self._updates += 1
+                    self._arrays[name][old_arm] -= d
+        self._updates = t
 
     def dump(self) -> dict[str, Any]:
         return {
             "spec": self.spec.to_json(),
             "arrays": {name: a.tolist() for name, a in self._arrays.items()},
+            "stamps": self._stamps.tolist(),
             "updates": self._updates,
             "window": [[arm, {n: d.tolist() for n, d in deltas.items()}] for arm, deltas in self._window],
         }
@@ -180,6 +214,7 @@ class InMemoryStateStore(StateStore):
     def restore(self, dump: Mapping[str, Any]) -> None:
         self._check_dump(dump)
         self._arrays = {name: np.array(dump["arrays"][name], dtype=np.float64) for name in self.spec.shapes}
+        self._stamps = np.array(dump["stamps"], dtype=np.int64)
         self._updates = int(dump["updates"])
         self._window = deque(
             (int(arm), {n: np.array(d, dtype=np.float64) for n, d in deltas.items()}) for arm, deltas in dump["window"]

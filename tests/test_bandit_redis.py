@@ -6,12 +6,8 @@ it after. Without the binary they fail under CI (``CI`` set) and skip elsewhere,
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,69 +19,39 @@ from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry  # noqa: E402
 
 from bandits import EXP3, UCB1, DiscountedUCB, LinUCB, SlidingWindowUCB, StateStoreError, StateStoreUnavailable, ThompsonSampling  # noqa: E402
+from bandits.redis_server import LocalRedisServer  # noqa: E402
 from bandits.redis_store import RedisStateStore  # noqa: E402
 from bandits.regret import BernoulliBandit, LinearContextualBandit, play  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REDIS_SERVER = shutil.which("redis-server")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_server(directory: Path) -> LocalRedisServer:
+    """A fresh local redis-server; without the binary: fail under CI (``CI`` set), skip elsewhere."""
+    try:
+        server = LocalRedisServer(directory)
+    except FileNotFoundError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{e}; .ci/run installs it, so these tests must run in CI")
+        pytest.skip(f"{e}: the shared-state tests need a real server")
+    return server.start()
 
 
-class RedisServer:
-    """A throw-away ``redis-server`` on 127.0.0.1: tempdir, ``--save '' --appendonly no``."""
-
-    def __init__(self, directory: Path):
-        if REDIS_SERVER is None:
-            message = "redis-server is not installed (Debian: apt-get install redis-server)"
-            if os.environ.get("CI"):
-                pytest.fail(f"{message}; .ci/run installs it, so these tests must run in CI")
-            pytest.skip(f"{message}: the shared-state tests need a real server")
-        self.directory, self.port, self.process = directory, free_port(), None
-
-    def start(self) -> "RedisServer":
-        self.directory.mkdir(parents=True, exist_ok=True)
-        log = open(self.directory / "redis.log", "w")
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(args + ["--dir", str(self.directory)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
-                    return self
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"redis-server did not answer PING on port {self.port}: {(self.directory / 'redis.log').read_text()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def client(self, **kwargs) -> "redis.Redis":
-        return redis.Redis(port=self.port, **kwargs)
-
-    def impatient_client(self) -> "redis.Redis":
-        """Fails within 0.3 s, no retries: outage tests stay fast (retrying is safe, only slower)."""
-        return self.client(socket_timeout=0.3, socket_connect_timeout=0.3, retry=Retry(NoBackoff(), 0))
+def impatient_client(server: LocalRedisServer) -> "redis.Redis":
+    """Fails within 0.3 s, no retries: outage tests stay fast (retrying is safe, only slower)."""
+    return server.client(socket_timeout=0.3, socket_connect_timeout=0.3, retry=Retry(NoBackoff(), 0))
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    srv = start_server(tmp_path_factory.mktemp("redis"))
     yield srv
     srv.stop()
 
 
 @pytest.fixture
 def own_server(tmp_path):
-    srv = RedisServer(tmp_path / "redis").start()
+    srv = start_server(tmp_path / "redis")
     yield srv
     srv.stop()
 
@@ -207,7 +173,7 @@ def test_a_worker_killed_mid_run_resumes_from_the_stored_state(server):
 def test_redis_going_away_loses_nothing_recorded(own_server, tmp_path):
     """Kill the server mid-run: a clear error, the unsent update kept, no decision on stale state;
     after a restart (empty: no persistence) a saved snapshot plus the pending updates give every count."""
-    store = RedisStateStore("outage", own_server.impatient_client(), writer="w")
+    store = RedisStateStore("outage", impatient_client(own_server), writer="w")
     policy = UCB1(3, seed=0, store=store)
     for t in range(10):
         policy.update(t % 3, 0.5)
@@ -243,10 +209,10 @@ def test_redis_going_away_loses_nothing_recorded(own_server, tmp_path):
 def test_a_paused_redis_counts_every_update_once(own_server):
     """SIGSTOP: the request in flight times out on the client but runs when Redis resumes; it is sent
     again with the same sequence number and counted once."""
-    policy = UCB1(3, seed=0, store=RedisStateStore("paused", own_server.impatient_client(), writer="w"))
+    policy = UCB1(3, seed=0, store=RedisStateStore("paused", impatient_client(own_server), writer="w"))
     for t in range(5):
         policy.update(t % 3, 1.0)
-    own_server.process.send_signal(signal.SIGSTOP)
+    own_server.pause()
     failures = 0
     for t in range(3):
         try:
@@ -254,7 +220,7 @@ def test_a_paused_redis_counts_every_update_once(own_server):
         except StateStoreUnavailable:
             failures += 1
     assert failures == 3 and len(policy.store.pending) == 3
-    own_server.process.send_signal(signal.SIGCONT)
+    own_server.resume()
     policy.update(0, 0.0)  # sends the three kept updates, then this one
     stats = policy.store.read()
     assert stats.updates == 9 and stats["count"].sum() == 9.0

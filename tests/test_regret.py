@@ -132,3 +132,22 @@ def test_linucb_beats_every_non_contextual_policy_on_a_contextual_problem():
     for name, make in others.items():
         regret = regret_curves(make, problem, horizon, seeds).at(horizon)
         assert linucb < 0.5 * regret, (name, linucb, regret)
+
+
+@pytest.mark.parametrize("kind", ["UCB1", "ThompsonSampling", "EpsilonGreedy"])
+def test_regret_no_worse_than_mabwiser_on_the_same_instances(kind):
+    """Same Bernoulli instances (seeds 0-3), same 1,000 steps; paired difference within noise."""
+    pytest.importorskip("mabwiser")
+    from bandits.peers import mabwiser_policy, play_mabwiser
+    from bandits.regret import pseudo_regret
+
+    ours = {"UCB1": lambda s: UCB1(3, seed=s), "ThompsonSampling": lambda s: ThompsonSampling(3, seed=s), "EpsilonGreedy": lambda s: EpsilonGreedy(3, 0.1, seed=s)}[kind]
+    problem, horizon = BernoulliBandit(MEANS), 1000
+    diffs = []
+    for seed in range(4):
+        instance = problem.sample(horizon, np.random.default_rng(seed))
+        mine = pseudo_regret(instance, play(ours(seed + 100), instance))[-1]
+        peer = pseudo_regret(instance, play_mabwiser(mabwiser_policy(kind), instance, seed + 100))[-1]
+        diffs.append(mine - peer)
+    diffs = np.array(diffs)
+    assert diffs.mean() <= 3 * diffs.std(ddof=1) / 2 + 1.0, diffs
