@@ -22,6 +22,10 @@ from bandits.runner import ObservationContext
 from feedback_env.presets import PRESETS, preset_params
 
 
+def _close(a: float, b: float) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
 @dataclass
 class BanditProposal:
     """A proposal in the loop's shape: physical ``params``, a one-line ``explanation``, the ``estimate``
@@ -78,7 +82,8 @@ class BanditStrategy:
         belief = self.policy.describe_arm(arm, x)
         scale = f"; rewards mapped by {self.adapter}" if self.policy.unit_rewards else ""
         numbers = ", ".join(f"{k} {v:.3g}" for k, v in belief.items())
-        explanation = f"{self.policy.name} chose preset {self.presets[arm]!r} (arm {arm} of {len(self.presets)}): {numbers}{scale}"
+        chose = f"{self.policy.name} chose preset {self.presets[arm]!r} (arm {arm} of {len(self.presets)})"
+        explanation = f"{chose}: {numbers}{scale}"
         return BanditProposal(self._arm_params(loop)[arm], explanation, {"arm": float(arm), **belief})
 
     def observe(self, loop: Any, record: Any) -> None:
@@ -109,6 +114,6 @@ class BanditStrategy:
             order.insert(0, self._pending[0])
         for arm in order:
             preset = candidates[arm]
-            if all(k in preset and math.isclose(float(v), preset[k], rel_tol=1e-9, abs_tol=1e-12) for k, v in params.items()):
+            if all(k in preset and _close(v, preset[k]) for k, v in params.items()):
                 return arm
         return None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits.policy import Policy, empirical_means
+from bandits.policy import IndexPolicy, empirical_means
 from bandits.state import StateStore, Stats, Update
 
 
@@ -34,7 +34,7 @@ def _check_tuning(horizon: int, n_breakpoints: int) -> None:
         raise ValueError(f"need horizon >= 2 and n_breakpoints >= 1, got {horizon}, {n_breakpoints}")
 
 
-class _ForgettingUCB(Policy):
+class _ForgettingUCB(IndexPolicy):
     """UCB on counts and sums that forget; subclasses give the forgetting and the padding."""
 
     unit_rewards = True
@@ -59,13 +59,6 @@ class _ForgettingUCB(Policy):
         bonus = self._padding(stats, np.where(played, count, 1.0))
         return means, bonus, np.where(played, means + bonus, np.inf)
 
-    def _choose(self, stats: Stats, context: np.ndarray | None) -> int:
-        return self._argmax(self._indices(stats)[2])
-
-    def describe_arm(self, arm: int, context: np.ndarray | None = None) -> dict[str, float]:
-        stats = self.store.read()
-        means, bonus, index = self._indices(stats)
-        return {"pulls": float(stats["count"][arm]), "mean": float(means[arm]), "bonus": float(bonus[arm]), "index": float(index[arm])}
 
 
 class DiscountedUCB(_ForgettingUCB):
@@ -80,7 +73,9 @@ class DiscountedUCB(_ForgettingUCB):
     :param gamma: discount in (0, 1]. :param xi: padding constant (> 1/2 in the analysis).
     """
 
-    def __init__(self, n_arms: int, gamma: float = 0.99, xi: float = 0.6, *, seed: int | None = None, store: StateStore | None = None):
+    def __init__(
+        self, n_arms: int, gamma: float = 0.99, xi: float = 0.6, *, seed: int | None = None, store: StateStore | None = None
+    ):
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {gamma}")
         self.gamma = self.stats_discount = float(gamma)
@@ -108,7 +103,9 @@ class SlidingWindowUCB(_ForgettingUCB):
     :param window: ``tau``, plays remembered. :param xi: padding constant (> 1/2 in the analysis).
     """
 
-    def __init__(self, n_arms: int, window: int = 500, xi: float = 0.6, *, seed: int | None = None, store: StateStore | None = None):
+    def __init__(
+        self, n_arms: int, window: int = 500, xi: float = 0.6, *, seed: int | None = None, store: StateStore | None = None
+    ):
         if int(window) != window or window < 1:
             raise ValueError(f"window must be a positive integer, got {window!r}")
         self.window = self.stats_window = int(window)

@@ -41,8 +41,8 @@ class Policy(ABC):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.store = store if store is not None else InMemoryStateStore()
-        spec = StatsSpec(type(self).__name__, self.n_arms, self.shapes(), self.hyperparameters(), self.stats_discount, self.stats_window)
-        self.store.attach(spec)
+        forgetting = {"discount": self.stats_discount, "window": self.stats_window}
+        self.store.attach(StatsSpec(type(self).__name__, self.n_arms, self.shapes(), self.hyperparameters(), **forgetting))
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod
@@ -143,6 +143,28 @@ class Policy(ABC):
 
     def _check_context(self, context: np.ndarray | None) -> np.ndarray | None:
         return None  # non-contextual policies ignore the context
+
+
+class IndexPolicy(Policy):
+    """A policy that plays the arm of largest index ``mean + bonus`` (UCB family); an arm whose index
+    is ``inf`` has not been played (or has left the window) and goes first."""
+
+    @abstractmethod
+    def _indices(self, stats: Stats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-arm ``(means, bonuses, indices)``, each ``(K,)``."""
+
+    def _choose(self, stats: Stats, context: np.ndarray | None) -> int:
+        return self._argmax(self._indices(stats)[2])
+
+    def describe_arm(self, arm: int, context: np.ndarray | None = None) -> dict[str, float]:
+        stats = self.store.read()
+        means, bonus, index = self._indices(stats)
+        return {
+            "pulls": float(stats["count"][arm]),
+            "mean": float(means[arm]),
+            "bonus": float(bonus[arm]),
+            "index": float(index[arm]),
+        }
 
 
 def empirical_means(count: np.ndarray, reward_sum: np.ndarray) -> np.ndarray:

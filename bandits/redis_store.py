@@ -148,8 +148,9 @@ class RedisStateStore(StateStore):
         redis-py's default retries).
     :param writer: this worker's id; a restarted worker that reuses its id resumes its sequence
         numbers (and a duplicate resend is ignored). Default: a random UUID.
-    :param batch: updates buffered before they are sent in one pipeline (1 = every update is stored
-        before ``update`` returns). ``read`` and ``flush`` send the buffer first.
+    :param batch: updates buffered before they are sent in one script call (1 = every update is stored
+        before ``update`` returns). ``read`` (so every ``select``) and ``flush`` send the buffer first:
+        batching pays when rewards arrive in bursts (delayed or logged feedback).
     """
 
     def __init__(
@@ -168,7 +169,9 @@ class RedisStateStore(StateStore):
         if int(batch) != batch or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         self.name, self.batch = name, int(batch)
-        self.client = client if client is not None else redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        if client is None:
+            client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.client = client
         self.where = self._describe_client()
         base = f"bandit:{{{name}}}"
         self.keys = [f"{base}:stats", f"{base}:writers", f"{base}:window"]
@@ -196,7 +199,7 @@ class RedisStateStore(StateStore):
     def attach(self, spec: StatsSpec) -> None:
         size = sum(spec.sizes().values())
         if size > MAX_DOUBLES_PER_ARM:
-            raise StateStoreError(f"{spec.policy} keeps {size} numbers per arm; the Redis store handles up to {MAX_DOUBLES_PER_ARM}")
+            raise StateStoreError(f"{spec.policy} keeps {size} numbers per arm; Redis store limit: {MAX_DOUBLES_PER_ARM}")
         fields = {f"arm:{a}": np.zeros(size, "<f8").tobytes() for a in range(spec.n_arms)}
         fields.update({f"stamp:{a}": 0 for a in range(spec.n_arms) if spec.discount is not None})
         fields.update(discount=repr(spec.discount or 0.0), window=spec.window or 0)
@@ -208,20 +211,27 @@ class RedisStateStore(StateStore):
             raise self._unavailable("attaching to", e) from e
         stored = stored.decode() if isinstance(stored, bytes) else stored
         if stored != spec.to_json():
-            raise StateStoreError(f"Redis bandit {self.name!r} at {self.where} holds {stored}; this policy is {spec.to_json()}")
+            holds = f"Redis bandit {self.name!r} at {self.where} holds {stored}"
+            raise StateStoreError(f"{holds}; this policy: {spec.to_json()}")
         self.spec = spec
         self._size = size
         self._seq = int(last or 0)
 
-    def read(self) -> Stats:
+    def _fetch(self, with_window: bool = False) -> tuple[dict[bytes, bytes], np.ndarray, list[bytes]]:
+        """Send the pending updates, then read the stats hash, its arm rows ``(n_arms, size)`` and the window."""
         self.flush()
         try:
             raw = self.client.hgetall(self.keys[0])
+            window = self.client.lrange(self.keys[2], 0, -1) if with_window else []
         except _CONNECTION_ERRORS as e:
             raise self._unavailable("reading", e) from e
         if b"meta" not in raw:
             raise StateStoreError(f"Redis at {self.where} has no state for bandit {self.name!r} (Redis lost its data?)")
         rows = np.stack([np.frombuffer(raw[f"arm:{a}".encode()], "<f8") for a in range(self.spec.n_arms)])
+        return raw, rows, window
+
+    def read(self) -> Stats:
+        raw, rows, _ = self._fetch()
         arrays, updates = self._split(rows), int(raw[b"updates"])
         if self.spec.discount is not None:
             arrays = discounted_view(arrays, self._stamps(raw), updates, self.spec.discount)
@@ -262,20 +272,13 @@ class RedisStateStore(StateStore):
                 raise self._unavailable("storing updates of", e) from e
             except redis.ResponseError as e:
                 # nothing of this call was applied (the state check comes before any write)
-                raise StateStoreError(f"Redis at {self.where} refused updates of bandit {self.name!r}: {e}; {len(self.pending)} kept in .pending") from e
+                refused = f"Redis at {self.where} refused updates of bandit {self.name!r}: {e}"
+                raise StateStoreError(f"{refused}; {len(self.pending)} kept in .pending") from e
             self.duplicates += int(skipped)
             del self.pending[: len(chunk)]
 
     def dump(self) -> dict[str, Any]:
-        self.flush()
-        try:
-            raw = self.client.hgetall(self.keys[0])
-            window = self.client.lrange(self.keys[2], 0, -1)
-        except _CONNECTION_ERRORS as e:
-            raise self._unavailable("reading", e) from e
-        if b"meta" not in raw:
-            raise StateStoreError(f"Redis at {self.where} has no state for bandit {self.name!r} (Redis lost its data?)")
-        rows = np.stack([np.frombuffer(raw[f"arm:{a}".encode()], "<f8") for a in range(self.spec.n_arms)])
+        raw, rows, window = self._fetch(with_window=True)
         entries = []
         for blob in window:
             values = np.frombuffer(blob, "<f8")
@@ -323,6 +326,8 @@ class RedisStateStore(StateStore):
         if saved.get("store") != self.name:
             raise StateStoreError(f"{path}: pending updates are for bandit {saved.get('store')!r}, not {self.name!r}")
         rows = [[head, bytes.fromhex(blob)] for head, blob in saved["pending"]]
+        mine = [int(head.split("|")[1]) for head, _ in rows if head.split("|")[0] == self.writer]
+        self._seq = max([self._seq, *mine])  # later updates of this writer must not reuse those numbers
         self.pending[:0] = rows
         return len(rows)
 

@@ -20,7 +20,7 @@ from feedback_env.features import ChunkFeatures
 
 
 #: The chunk features LinUCB uses by default: level, noise and hum, not the 6-band spectral profile.
-#: On the train split they gave LinUCB more reward than all 13 features (benchmarks/bandits.py).
+#: On the train split they earned LinUCB more than all 13 features (`benchmarks/bandits.py --robustness`).
 SUMMARY_FEATURES = (
     "level_dbfs",
     "noise_floor_dbfs",

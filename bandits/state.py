@@ -94,7 +94,9 @@ def catch_up(discount: float, elapsed: int) -> float:
     return float(discount) ** int(elapsed)
 
 
-def discounted_view(arrays: Mapping[str, np.ndarray], stamps: np.ndarray, updates: int, discount: float) -> dict[str, np.ndarray]:
+def discounted_view(
+    arrays: Mapping[str, np.ndarray], stamps: np.ndarray, updates: int, discount: float
+) -> dict[str, np.ndarray]:
     """The statistics now: arm ``a``'s lazily stored rows times ``discount ** (updates - stamps[a])``."""
     factors = np.array([catch_up(discount, updates - int(s)) for s in stamps])
     return {name: a * factors.reshape((-1,) + (1,) * (a.ndim - 1)) for name, a in arrays.items()}

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits.policy import Policy, empirical_means
+from bandits.policy import IndexPolicy, Policy, empirical_means
 from bandits.state import StateStore, Stats, Update
 
 _COUNT_AND_SUM = {"count": (), "reward_sum": ()}
@@ -73,7 +73,7 @@ class EpsilonGreedy(Policy):
         return {"pulls": n, "mean": float(empirical_means(s["count"], s["reward_sum"])[arm])}
 
 
-class UCB1(Policy):
+class UCB1(IndexPolicy):
     """UCB1 (Auer, Cesa-Bianchi & Fischer, Machine Learning 47, 2002), rewards in [0, 1].
 
     Play each arm once, then the arm maximizing ``mean_i + sqrt(c ln t / n_i)``: ``t`` total pulls,
@@ -111,16 +111,8 @@ class UCB1(Policy):
         bonus = np.sqrt(self.c * log_t / safe)
         return means, bonus, np.where(played, means + bonus, np.inf)
 
-    def _choose(self, stats: Stats, context: np.ndarray | None) -> int:
-        return self._argmax(self._indices(stats)[2])
-
     def _update_for(self, arm: int, reward: float, context: np.ndarray | None) -> Update:
         return Update(arm, {"count": 1.0, "reward_sum": reward})
-
-    def describe_arm(self, arm: int, context: np.ndarray | None = None) -> dict[str, float]:
-        stats = self.store.read()
-        means, bonus, index = self._indices(stats)
-        return {"pulls": float(stats["count"][arm]), "mean": float(means[arm]), "bonus": float(bonus[arm]), "index": float(index[arm])}
 
 
 class ThompsonSampling(Policy):

@@ -81,7 +81,8 @@ class FakeLoop:
         self.reward = QualityReward.default()
         n, latency = int(chunk_s * self.sample_rate), self.pipeline.latency
         cut = lambda x: [x[i : i + n] for i in range(0, len(x) - n + 1, n)]  # noqa: E731
-        self.noisy, self.clean, self.unprocessed = cut(clip.noisy), cut(aligned(clip.clean, latency)), cut(aligned(clip.noisy, latency))
+        self.noisy, self.clean = cut(clip.noisy), cut(aligned(clip.clean, latency))
+        self.unprocessed = cut(aligned(clip.noisy, latency))
         features = ChunkFeatures(self.sample_rate)
         self.features = [features(chunk) for chunk in self.noisy]
         self.n_objectives = len(self.reward.objectives)

@@ -18,7 +18,16 @@ redis = pytest.importorskip("redis")
 from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry  # noqa: E402
 
-from bandits import EXP3, UCB1, DiscountedUCB, LinUCB, SlidingWindowUCB, StateStoreError, StateStoreUnavailable, ThompsonSampling  # noqa: E402
+from bandits import (  # noqa: E402
+    EXP3,
+    UCB1,
+    DiscountedUCB,
+    LinUCB,
+    SlidingWindowUCB,
+    StateStoreError,
+    StateStoreUnavailable,
+    ThompsonSampling,
+)
 from bandits.redis_server import LocalRedisServer  # noqa: E402
 from bandits.redis_store import RedisStateStore  # noqa: E402
 from bandits.regret import BernoulliBandit, LinearContextualBandit, play  # noqa: E402
@@ -63,7 +72,8 @@ import redis
 from bandits import UCB1, DiscountedUCB, SlidingWindowUCB
 from bandits.redis_store import RedisStateStore
 
-port, name, writer, n, seed, kind = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+port, name, writer, kind = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[6]
+n, seed = int(sys.argv[4]), int(sys.argv[5])
 make = {
     "ucb1": lambda store: UCB1(3, seed=seed, store=store),
     "ducb": lambda store: DiscountedUCB(3, gamma=0.99, seed=seed, store=store),
@@ -204,6 +214,8 @@ def test_redis_going_away_loses_nothing_recorded(own_server, tmp_path):
     stats = recovered.store.read()
     assert stats.updates == 12
     assert stats["count"].tolist() == [4.0, 4.0, 4.0] and stats["reward_sum"].tolist() == [2.0, 2.5, 2.5]
+    recovered.update(0, 1.0)  # the writer carries on after its replayed updates, none skipped
+    assert recovered.store.read().updates == 13 and fresh.duplicates == 0
 
 
 def test_a_paused_redis_counts_every_update_once(own_server):

@@ -8,7 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from bandits import EXP3, UCB1, DiscountedUCB, EpsilonGreedy, GaussianThompsonSampling, LinUCB, SlidingWindowUCB, ThompsonSampling
+from bandits import (
+    EXP3,
+    UCB1,
+    DiscountedUCB,
+    EpsilonGreedy,
+    GaussianThompsonSampling,
+    LinUCB,
+    SlidingWindowUCB,
+    ThompsonSampling,
+)
 from bandits.nonstationary import discount_for, window_for
 from bandits.regret import (
     AdversarialSequence,
@@ -99,7 +108,8 @@ def test_exp3_regret_is_sublinear_against_adversarial_sequences():
     horizons = [1000, 4000, 16000]
     regrets = []
     for horizon in horizons:
-        curves = regret_curves(lambda s: EXP3(2, horizon=horizon, seed=s), switching_sequence(horizon), horizon, range(3), kind="hindsight")
+        sequence = switching_sequence(horizon)
+        curves = regret_curves(lambda s: EXP3(2, horizon=horizon, seed=s), sequence, horizon, range(3), kind="hindsight")
         regrets.append(curves.at(horizon))
         assert regrets[-1] <= exp3_regret_bound(2, horizon)
     # 16x the horizon: linear regret would grow 16x, sqrt(T) 4x; allow up to T^0.75 (8x)
@@ -141,7 +151,11 @@ def test_regret_no_worse_than_mabwiser_on_the_same_instances(kind):
     from bandits.peers import mabwiser_policy, play_mabwiser
     from bandits.regret import pseudo_regret
 
-    ours = {"UCB1": lambda s: UCB1(3, seed=s), "ThompsonSampling": lambda s: ThompsonSampling(3, seed=s), "EpsilonGreedy": lambda s: EpsilonGreedy(3, 0.1, seed=s)}[kind]
+    ours = {
+        "UCB1": lambda s: UCB1(3, seed=s),
+        "ThompsonSampling": lambda s: ThompsonSampling(3, seed=s),
+        "EpsilonGreedy": lambda s: EpsilonGreedy(3, 0.1, seed=s),
+    }[kind]
     problem, horizon = BernoulliBandit(MEANS), 1000
     diffs = []
     for seed in range(4):
