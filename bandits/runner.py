@@ -40,8 +40,8 @@ class ObservationContext:
     The default keeps the 7 :data:`SUMMARY_FEATURES`, what tells the presets apart (how loud and how
     stationary the noise is, whether there is hum), and leaves out the 6 band energies: fewer
     dimensions are learnt faster, and on the train split this set earned more. The rest of the
-    observation (the parameters of the preset played last and its result) describes the policy's own
-    last choice, not the coming chunk, and is left out too.
+    observation (the parameters of the preset played last, and its result) describes the policy's own
+    last choice rather than the coming chunk; it is left out too (22 more dimensions; not measured).
 
     :param features: feature names, a subset of ``feature_names``.
     :param feature_names: the names of the observation's leading feature entries, in order
