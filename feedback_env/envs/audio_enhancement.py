@@ -200,6 +200,15 @@ class AudioEnhancementEnv(gym.Env):
         t = min(self._t, len(s.noisy_chunks) - 1)
         return build_observation(s.features[t], self.action_type.tuned, self.params, self._last)
 
+    def restore_params(self, params: dict[str, float]) -> np.ndarray:
+        """Set the current parameters (physical, merged over the current ones; e.g. a rollback) and
+        return the observation of the coming chunk, which shows them."""
+        if self._stream is None:
+            raise RuntimeError("call reset() before restore_params()")
+        self.params = {**self.params, **self.param_space.validate(params)}
+        self.pipeline.set_params(self.params)
+        return self._observation()
+
     def _reward_for(self) -> QualityReward:
         return self._rewards[self._stream.clean_chunks is not None]
 
