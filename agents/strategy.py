@@ -82,6 +82,9 @@ class PolicyStrategy:
         return cls(RLFeedbackOptimizer.load(path), tuned, mode, env_config.get("max_step", 0.2), **kwargs)
 
     def _observation(self, loop: Any) -> np.ndarray:
+        names = tuple(getattr(getattr(loop, "space", None), "names", self.action.tuned.names))
+        if names != self.action.tuned.names:
+            raise ValueError(f"the loop tunes {list(names)}; the policy was trained to set {list(self.action.tuned.names)}")
         obs = np.asarray(loop.observation(), dtype=np.float32).reshape(-1)
         expected = self.optimizer.observation_space.shape
         if obs.shape != expected:

@@ -204,17 +204,19 @@ def evaluate_run(config: RunConfig, model: BaseAlgorithm, metrics: tuple[str, ..
 def print_table(result: dict[str, Any]) -> None:
     """The evaluation as a rich table (mean over the test clips; non-stationary clips in brackets)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     ns = result.get("mean_non_stationary", {})
-    table = Table(title=f"Test clips ({len(result['clips'])}; [non-stationary: {len(result['non_stationary'])}]), whole-clip metrics")
+    title = f"Test clips ({len(result['clips'])}; [non-stationary: {len(result['non_stationary'])}]), whole-clip metrics"
+    table = Table(title=escape(title))
     table.add_column("system")
     metrics = list(next(iter(result["mean"].values())))
     for m in metrics:
         table.add_column(m, justify="right")
     for system, means in result["mean"].items():
         cells = [f"{means[m]:.3f}" + (f" [{ns[system][m]:.3f}]" if system in ns else "") for m in metrics]
-        table.add_row(system, *cells)
+        table.add_row(system, *map(escape, cells))
     Console().print(table)
 
 
