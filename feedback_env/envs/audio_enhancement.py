@@ -79,6 +79,12 @@ class AudioEnhancementEnv(gym.Env):
     The pipeline is reset (filter states, noise estimate) and its parameters set to the defaults
     (``config["fixed"]`` merged in). The clip is ``options["clip"]`` or drawn with ``self.np_random``
     from ``config["split"]`` of the scenario set; ``options["scenarios"]`` switches the set.
+    With ``config["augment"] = {"snr_shift_db": (lo, hi), "splice": p}`` (training only; for sets whose
+    noisy audio is clean + noise, like the built-in one) a drawn clip's noise is rescaled by an SNR
+    shift drawn from [lo, hi] dB and, with probability p, a second clip of the split (shifted too) is
+    appended, so that the noise, its level and the voice change mid-episode; ``info["clip"]`` then
+    names the parts and their shifts (``"a-3.1dB+b+7.0dB"``). Clips chosen by ``options["clip"]`` are
+    never augmented. :meth:`restore_params` sets the current parameters between steps (rollbacks).
 
     ## Episode End
     ``truncated=True`` after the clip's last chunk; never ``terminated``.
