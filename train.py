@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint under --out")
     p.add_argument("--safety", action=argparse.BooleanOptionalAction, default=defaults.safety, help="train under the SafetyWrapper")
     p.add_argument("--tuned", default=",".join(defaults.tuned), help="comma-separated parameters the agent sets, or 'all'")
+    p.add_argument("--smoothing", type=float, default=defaults.smoothing, help="absolute env: action low-pass a in [0, 1)")
+    p.add_argument("--augment", default=json.dumps(defaults.augment), help="training clip variants as JSON, or 'none'")
     p.add_argument("--static-budget", type=int, default=defaults.static_budget, help="CMA evaluations for the best static setting")
     p.add_argument("--checkpoint-freq", type=int, default=defaults.checkpoint_freq)
     p.add_argument("--eval-freq", type=int, default=defaults.eval_freq)
@@ -51,7 +53,8 @@ def config_from_args(args: argparse.Namespace):
     from feedback_env.pipeline import PARAMETER_SPACE
 
     tuned = list(PARAMETER_SPACE.names) if args.tuned == "all" else [t for t in args.tuned.split(",") if t]
-    values = {**vars(args), "tuned": tuned, "hyperparameters": json.loads(args.hyper)}
+    augment = None if args.augment.lower() in ("none", "null", "") else json.loads(args.augment)
+    values = {**vars(args), "tuned": tuned, "hyperparameters": json.loads(args.hyper), "augment": augment}
     return RunConfig(**{f.name: values[f.name] for f in fields(RunConfig) if f.name in values})
 
 

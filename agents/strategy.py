@@ -44,6 +44,7 @@ class PolicyStrategy:
     :param tuned: the parameter names the policy's actions set, in action order.
     :param mode: ``"absolute"`` (actions are positions in the unit cube) or ``"delta"`` (changes).
     :param max_step: delta mode: unit-cube change per proposal at ``|action| = 1``.
+    :param smoothing: absolute mode: the env's action low-pass (``config["smoothing"]``).
     :param learn: store each transition and take ``updates_per_observation`` TD3 steps in :meth:`observe`.
     :param exploration_noise: standard deviation of the action noise while learning (unit cube).
     :param batch_size: TD3 batch size while learning.
@@ -57,6 +58,7 @@ class PolicyStrategy:
         tuned: Sequence[str],
         mode: str = "absolute",
         max_step: float = 0.2,
+        smoothing: float = 0.0,
         learn: bool = False,
         exploration_noise: float = 0.1,
         batch_size: int = 64,
@@ -65,7 +67,10 @@ class PolicyStrategy:
         if mode not in ("absolute", "delta"):
             raise ValueError(f"mode must be 'absolute' or 'delta', got {mode!r}")
         self.optimizer = optimizer
-        self.action = DeltaAction(PARAMETER_SPACE, tuned, max_step) if mode == "delta" else AbsoluteAction(PARAMETER_SPACE, tuned)
+        if mode == "delta":
+            self.action: AbsoluteAction = DeltaAction(PARAMETER_SPACE, tuned, max_step)
+        else:
+            self.action = AbsoluteAction(PARAMETER_SPACE, tuned, smoothing)
         if self.action.tuned.dim != optimizer.action_space.shape[0]:
             raise ValueError(f"{self.action.tuned.dim} tuned parameters for a policy with {optimizer.action_space.shape[0]} actions")
         self.mode, self.learn = mode, learn
@@ -74,12 +79,14 @@ class PolicyStrategy:
 
     @classmethod
     def from_model(cls, path: str | Path, **kwargs: Any) -> "PolicyStrategy":
-        """The policy saved by ``train.py`` (its config names the env, the tuned parameters and max_step)."""
+        """The policy saved by ``train.py`` (its config names the env, the tuned parameters, max_step
+        and smoothing)."""
         config = read_config(path)
         env_config = config.get("env_config", {})
         mode = "delta" if config.get("env_id") in DELTA_ENV_IDS else "absolute"
         tuned = env_config.get("tuned") or list(PARAMETER_SPACE.names)
-        return cls(RLFeedbackOptimizer.load(path), tuned, mode, env_config.get("max_step", 0.2), **kwargs)
+        steps = {"max_step": env_config.get("max_step", 0.2), "smoothing": env_config.get("smoothing", 0.0)}
+        return cls(RLFeedbackOptimizer.load(path), tuned, mode, **steps, **kwargs)
 
     def _observation(self, loop: Any) -> np.ndarray:
         names = tuple(getattr(getattr(loop, "space", None), "names", self.action.tuned.names))

@@ -30,6 +30,9 @@ from feedback_env.wrappers import SafetyWrapper
 DENOISING = ("highpass_hz", "hum_depth_db", "hum_width_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s", "nr_smoothing_ms")
 """The parameters tuned by default: the filtering and noise-reduction stages (see the issue note for why)."""
 
+AUGMENT = {"snr_shift_db": [-10.0, 10.0], "splice": 0.5}
+"""Default training variants: noise rescaled by -10..+10 dB of SNR, half the episodes two clips long."""
+
 
 @dataclass
 class RunConfig:
@@ -39,6 +42,8 @@ class RunConfig:
     :param checkpoint_freq: env steps between checkpoints (model + replay buffer).
     :param eval_freq: env steps between evaluations on the test clips (TensorBoard ``eval/``).
     :param static_budget: CMA evaluations for the best static setting (each runs every train clip).
+    :param smoothing: the absolute env's action low-pass (``config["smoothing"]``).
+    :param augment: the training env's clip variants (``config["augment"]``); None for none.
     """
 
     algo: str = "td3"
@@ -51,6 +56,8 @@ class RunConfig:
     safety: bool = True
     tuned: list[str] = field(default_factory=lambda: list(DENOISING))
     chunk_s: float = 0.5
+    smoothing: float = 0.4
+    augment: dict[str, Any] | None = field(default_factory=lambda: dict(AUGMENT))
     checkpoint_freq: int = 5_000
     eval_freq: int = 5_000
     static_budget: int = 120
@@ -64,8 +71,14 @@ class RunConfig:
         PARAMETER_SPACE.subspace(self.tuned)  # unknown names raise here, naming them
         agent_config(self.algo, **self.hyperparameters)  # unknown hyperparameters raise here
 
-    def env_config(self, split: str | None = "train") -> dict[str, Any]:
-        return {"scenarios": self.scenarios, "split": split, "tuned": list(self.tuned), "chunk_s": self.chunk_s}
+    def env_config(self, split: str | None = "train", augment: bool = False) -> dict[str, Any]:
+        """The env config for ``split``; ``augment`` adds the training variants."""
+        config = {"scenarios": self.scenarios, "split": split, "tuned": list(self.tuned), "chunk_s": self.chunk_s}
+        if self.env_id != "feedback_env/AudioEnhancementDelta-v0":
+            config["smoothing"] = self.smoothing
+        if augment and self.augment:
+            config["augment"] = dict(self.augment)
+        return config
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
@@ -78,7 +91,7 @@ class RunConfig:
 def _env_factory(config: RunConfig, split: str, safety: bool) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         # "module:id" makes SubprocVecEnv workers import feedback_env (and so register the ids) first
-        env = gym.make(f"feedback_env:{config.env_id}", config=config.env_config(split))
+        env = gym.make(f"feedback_env:{config.env_id}", config=config.env_config(split, augment=split == "train"))
         return Monitor(SafetyWrapper(env) if safety else env)
 
     return make

@@ -114,6 +114,7 @@ class AudioEnhancementEnv(gym.Env):
             "reward": None,  # a QualityReward; None = the default for each clip's references
             "perceptual": False,  # add PESQ and STOI to the default reward (slow)
             "max_step": 0.2,  # delta env: unit-cube step per chunk at |action| = 1
+            "smoothing": 0.0,  # absolute env: params = a * current + (1 - a) * action (unit cube), a in [0, 1)
             "presets": list(PRESETS),  # strategy env: the arms
             "augment": None,  # training variants of drawn clips (noisy = clean + noise): {"snr_shift_db": (lo, hi), "splice": p}
         }
@@ -150,7 +151,7 @@ class AudioEnhancementEnv(gym.Env):
         self._stream: _ClipStream | None = None
 
     def _make_action_type(self, tuned: list[str]):
-        return AbsoluteAction(self.param_space, tuned)
+        return AbsoluteAction(self.param_space, tuned, self.config["smoothing"])
 
     # ----------------------------------------------------------------- data
     def _clip_ids(self, scenario_set) -> list[str]:
