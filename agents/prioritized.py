@@ -8,7 +8,8 @@ with ``beta`` annealed from ``beta`` to 1 over training.
 
 SB3 has no prioritized buffer and its ``TD3.train`` takes no weights, so :class:`PrioritizedTD3`
 overrides ``train`` with the one change (weighted critic loss, priorities from TD errors) and keeps
-everything else of SB3's TD3 (target policy smoothing, clipped double Q, delayed policy updates).
+everything else of SB3's TD3 (target policy smoothing, clipped double Q, delayed policy updates). It
+also stores the action that actually ran when a wrapper replaced the policy's (``info["applied_action"]``).
 """
 
 from __future__ import annotations
@@ -131,6 +132,18 @@ class PrioritizedTD3(TD3):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.beta_start = getattr(self.replay_buffer, "beta", 1.0)
+
+    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
+        """Store the action that actually ran: a wrapper that replaced or limited the policy's action
+        (the SafetyWrapper's rollbacks, its change limit) says so in ``info["applied_action"]``, and the
+        reward belongs to that action, not to the one the policy proposed."""
+        applied = [info.get("applied_action") for info in infos]
+        if any(a is not None for a in applied):
+            buffer_action = np.array(buffer_action, copy=True)
+            for i, action in enumerate(applied):
+                if action is not None:
+                    buffer_action[i] = action
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         buffer = self.replay_buffer

@@ -37,7 +37,9 @@ class SafetyWrapper(gym.Wrapper):
     On an alarm: with the delta env the known-good parameters are restored at once (the observation
     returned shows them and the next change starts from them); with the absolute env the known-good
     action replaces the agent's for the next ``hold_steps`` chunks. The test then restarts (the
-    baseline is kept) and the pending, unconfirmed steps are dropped.
+    baseline is kept) and the pending, unconfirmed steps are dropped. Whenever the action that ran is
+    not the agent's (substituted, or limited by ``max_change``), ``info["applied_action"]`` holds it,
+    so that a learner can credit the reward to it (:class:`agents.prioritized.PrioritizedTD3` does).
 
     ``info`` gains ``rollback`` (bool: rolled back at this step), ``rollbacks`` (count since the
     wrapper was made), ``cost`` (quality lost: ``max(0, baseline mean - reward)``, in reward units,
@@ -112,12 +114,14 @@ class SafetyWrapper(gym.Wrapper):
         return np.clip(action, current - self.max_change, current + self.max_change).astype(np.float32)
 
     def step(self, action):
+        proposed = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
         substituted = self._hold > 0
-        if substituted:
+        if substituted:  # only the absolute env holds; restoring first makes any action low-pass exact
             self._hold -= 1
-            action = self._unit(self.known_good)  # only the absolute env holds
+            self.env.unwrapped.restore_params(self.known_good)
+            action = self._unit(self.known_good)
         else:
-            action = self._limit(action)
+            action = self._limit(proposed)
         obs, reward, terminated, truncated, info = self.env.step(action)
         detector = self.detector
         cost = max(0.0, detector.mean - reward) if detector.ready else 0.0
@@ -138,5 +142,7 @@ class SafetyWrapper(gym.Wrapper):
                 confirmed_reward, confirmed_params = self._pending.popleft()
                 detector.add_baseline(confirmed_reward)
                 self.known_good = confirmed_params
+        if not np.array_equal(action, proposed):
+            extra["applied_action"] = np.asarray(action, dtype=np.float32)
         info = {**info, **extra, "rollback": rollback, "rollbacks": self.rollbacks, "cost": float(cost), "substituted": substituted}
         return obs, reward, terminated, truncated, info

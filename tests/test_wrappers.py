@@ -41,6 +41,7 @@ def test_absolute_env_substitutes_known_good_action_within_10_steps_of_a_degrada
     assert info["cost"] > 0.0 and "CUSUM" in info["safety"]
     _, recovered, _, _, info = env.step(bad)  # the agent insists; the wrapper holds the known-good setting
     assert info["substituted"] and info["params"] == pytest.approx(known_good)
+    np.testing.assert_allclose(info["applied_action"], PARAMETER_SPACE.to_unit(known_good), atol=1e-6)
     assert recovered > reward
 
 
