@@ -107,3 +107,18 @@ def test_td3_stores_the_action_that_ran_not_the_one_proposed():
     model._store_transition(model.replay_buffer, proposed, obs, np.zeros(1), np.zeros(1), [{"applied_action": applied}])
     model._store_transition(model.replay_buffer, proposed, obs, np.zeros(1), np.zeros(1), [{}])
     np.testing.assert_array_equal(model.replay_buffer.actions[:2, 0], [applied, proposed[0]])
+
+
+def test_quality_callback_logs_metrics_and_rollbacks(tmp_path):
+    import csv
+
+    from stable_baselines3.common.logger import configure
+
+    from agents.callbacks import QualityCallback
+
+    model = make_agent("td3", SafetyWrapper(make_env()), seed=0, learning_starts=50, batch_size=16)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(120, callback=QualityCallback())
+    rows = list(csv.DictReader(open(tmp_path / "progress.csv")))
+    assert {"quality/si_sdr", "quality/si_sdr_gain", "quality/lsd", "safety/rollbacks", "safety/rollback_rate", "safety/cost"} <= set(rows[0])
+    assert all(np.isfinite(float(r["quality/si_sdr_gain"])) for r in rows if r["quality/si_sdr_gain"])
