@@ -81,3 +81,52 @@ def latest_checkpoints(save_path: str | Path) -> list[tuple[Path, Path | None]]:
         buffer = folder / f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl"
         out.append((model, buffer if buffer.exists() else None))
     return out
+
+
+class WeightAveraging(BaseCallback):
+    """Replaces the policy's weights at the end of training by their average over the last part of it.
+
+    Stochastic weight averaging for RL (E. Nikishin et al., "Improving stability in deep reinforcement
+    learning with weight averaging", 2018): a snapshot of the actor (``model.policy.actor``, or the
+    whole policy for PPO) every ``every`` env steps from ``start_fraction`` of the run on, averaged
+    uniformly. Here the deployed TD3 policy's per-clip results swing by +-0.5 dB SI-SDR between
+    nearby checkpoints; the average sits in the middle of that swing (see the issue note). The average
+    is kept in memory: a run resumed after a kill averages the steps after the resume.
+
+    :param start_fraction: fraction of the run's steps after which snapshots are taken.
+    :param every: env steps (summed over envs) between snapshots.
+    """
+
+    def __init__(self, start_fraction: float = 0.5, every: int = 500, verbose: int = 0):
+        super().__init__(verbose)
+        if not 0.0 <= start_fraction < 1.0 or every < 1:
+            raise ValueError(f"need 0 <= start_fraction < 1 and every >= 1, got {start_fraction}, {every}")
+        self.start_fraction, self.every = start_fraction, every
+        self.average: dict[str, Any] | None = None
+        self.snapshots = 0
+
+    def _module(self):
+        return getattr(self.model.policy, "actor", self.model.policy)
+
+    def _on_training_start(self) -> None:
+        self._start = self.start_fraction * self.model._total_timesteps
+        self._next = 0
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self._start or self.num_timesteps < self._next:
+            return True
+        self._next = self.num_timesteps + self.every
+        state = {k: v.detach().clone() for k, v in self._module().state_dict().items()}
+        self.snapshots += 1
+        if self.average is None:
+            self.average = state
+        else:
+            for k, v in state.items():
+                if v.is_floating_point():
+                    self.average[k] += (v - self.average[k]) / self.snapshots
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.average is not None:
+            self._module().load_state_dict(self.average)
+            self.logger.record("train/averaged_snapshots", self.snapshots)

@@ -122,3 +122,27 @@ def test_quality_callback_logs_metrics_and_rollbacks(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "progress.csv")))
     assert {"quality/si_sdr", "quality/si_sdr_gain", "quality/lsd", "safety/rollbacks", "safety/rollback_rate", "safety/cost"} <= set(rows[0])
     assert all(np.isfinite(float(r["quality/si_sdr_gain"])) for r in rows if r["quality/si_sdr_gain"])
+
+
+def test_weight_averaging_leaves_the_mean_of_the_snapshots():
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    from agents.callbacks import WeightAveraging
+
+    class Recorder(BaseCallback):
+        def _on_training_start(self):
+            self.snapshots = []
+
+        def _on_step(self):
+            if self.num_timesteps >= 100 and self.num_timesteps % 50 == 0:
+                self.snapshots.append([p.detach().clone() for p in self.model.policy.actor.parameters()])
+            return True
+
+    model = make_agent("td3", make_env(), seed=0, learning_starts=50, batch_size=16)
+    averaging, recorder = WeightAveraging(start_fraction=0.5, every=50), Recorder()
+    model.learn(200, callback=CallbackList([averaging, recorder]))
+    assert averaging.snapshots == len(recorder.snapshots) == 3
+    for i, p in enumerate(model.policy.actor.parameters()):
+        expected = th.stack([s[i] for s in recorder.snapshots]).mean(0)
+        th.testing.assert_close(p.detach(), expected)
+    assert not th.equal(recorder.snapshots[0][0], recorder.snapshots[-1][0])  # the snapshots did differ
