@@ -59,7 +59,7 @@ class RunConfig:
     seed: int = 0
     n_envs: int = 1
     out: str = "runs/td3"
-    safety: bool = True
+    safety: bool = False
     tuned: list[str] = field(default_factory=lambda: list(DENOISING))
     chunk_s: float = 0.5
     smoothing: float = 0.3
