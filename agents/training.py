@@ -193,8 +193,11 @@ def static_baseline(config: RunConfig, scenario_set) -> dict[str, Any]:
     return found
 
 
-def evaluate_run(config: RunConfig, model: BaseAlgorithm, metrics: tuple[str, ...] = CLIP_METRICS) -> dict[str, Any]:
-    """Whole-clip metrics on the test clips: bypass, defaults, best static (train CMA), the policy."""
+def evaluate_run(config: RunConfig, model: BaseAlgorithm, metrics: tuple[str, ...] = CLIP_METRICS, write: bool = True) -> dict[str, Any]:
+    """Whole-clip metrics on the test clips: bypass, defaults, best static (train CMA), the policy.
+
+    :param write: also save the result as ``evaluation.json`` under the run's folder.
+    """
     scenario_set = scenarios.load(config.scenarios)
     test = [scenario_set[i] for i in split_ids(scenario_set, "test")]
     static = static_baseline(config, scenario_set)
@@ -217,7 +220,8 @@ def evaluate_run(config: RunConfig, model: BaseAlgorithm, metrics: tuple[str, ..
     }
     if non_stationary:
         result["mean_non_stationary"] = {k: mean_scores(v, non_stationary) for k, v in per_clip.items()}
-    (Path(config.out) / "evaluation.json").write_text(json.dumps(result, indent=2))
+    if write:
+        (Path(config.out) / "evaluation.json").write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -244,7 +248,7 @@ def run(config: RunConfig, resume: bool = False, progress_bar: bool = True) -> d
     """Train, then evaluate and print the table; returns the evaluation (also in ``evaluation.json``)."""
     start = time.perf_counter()
     model = train(config, resume, progress_bar)
-    result = evaluate_run(config, model)
+    result = evaluate_run(config, model, write=False)
     result["wall_seconds"] = time.perf_counter() - start
     (Path(config.out) / "evaluation.json").write_text(json.dumps(result, indent=2))
     print_table(result)

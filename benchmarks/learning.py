@@ -8,7 +8,10 @@ saw. Whole-clip SI-SDR, PESQ and STOI of aligned outputs. Prints JSON.
 Targets (issue 6), on the test clips: the policy beats the best static setting on mean SI-SDR without
 losing mean PESQ; it closes at least half of the SI-SDR gap between that static setting and the
 per-clip oracle; it beats the static setting by at least 1 dB mean SI-SDR on the non-stationary clips.
-The oracle is the better of CMA over the run's tuned parameters and CMA over all 19, per clip.
+The oracle, per clip, is the best of CMA over the run's tuned parameters (from the static setting),
+CMA over all 19 (from the defaults) and the static setting itself.
+Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off) and ``policy_last_weights``
+(the last checkpoint's weights instead of their average over the second half of the run).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def per_clip_oracle(clips, tuned: list[str], budget: int, seed: int) -> dict[str, dict]:
-    """Best static setting per clip: CMA over ``tuned`` and over all parameters, the better of the two."""
+def per_clip_oracle(clips, tuned: list[str], static: dict[str, float], budget: int, seed: int) -> dict[str, dict]:
+    """Best static setting per clip: the best of CMA over ``tuned`` (from the run's static setting),
+    CMA over all parameters (from the defaults) and the static setting itself."""
     from agents.evaluation import clip_scores
     from feedback_env.oracle import clip_objective, cma_search
     from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline
@@ -33,10 +37,34 @@ def per_clip_oracle(clips, tuned: list[str], budget: int, seed: int) -> dict[str
     out = {}
     for clip in clips:
         objective = clip_objective(clip.noisy, clip.clean, clip.sample_rate)
-        results = [cma_search(objective, space, budget=budget, seed=seed) for space in (PARAMETER_SPACE.subspace(tuned), PARAMETER_SPACE)]
-        best = max(results, key=lambda r: r.score)
-        params = {**PARAMETER_SPACE.defaults(), **best.params}
-        out[clip.id] = clip_scores(EnhancementPipeline(params=params).process_clip(clip.noisy), clip.clean, clip.sample_rate)
+        tuned_space = PARAMETER_SPACE.subspace(tuned)
+        candidates = [
+            cma_search(objective, tuned_space, budget=budget, seed=seed, start={n: static[n] for n in tuned}).params,
+            cma_search(objective, PARAMETER_SPACE, budget=budget, seed=seed).params,
+            static,
+        ]
+        best = max(({**PARAMETER_SPACE.defaults(), **c} for c in candidates), key=objective)
+        out[clip.id] = clip_scores(EnhancementPipeline(params=best).process_clip(clip.noisy), clip.clean, clip.sample_rate)
+    return out
+
+
+def ablations(config, run_dir: Path, test) -> dict[str, dict]:
+    """The same run's policy without the output low-pass, and with its last (not averaged) weights."""
+    import gymnasium as gym
+
+    from agents.callbacks import latest_checkpoints
+    from agents.evaluation import evaluate_policy
+    from agents.factory import ALGORITHMS, load_agent
+    from agents.training import policy_predictor
+
+    out = {}
+    raw_env = gym.make(config.env_id, config={**config.env_config(None), "smoothing": 0.0})
+    out["policy_no_lowpass"] = evaluate_policy(raw_env, policy_predictor(load_agent(run_dir / "model.zip")), test)[0]
+    checkpoints = latest_checkpoints(run_dir / "checkpoints")
+    if config.average_from is not None and checkpoints:  # saved at the last step, before the averaging
+        last = ALGORITHMS[config.algo].load(checkpoints[0][0])
+        env = gym.make(config.env_id, config=config.env_config(None))
+        out["policy_last_weights"] = evaluate_policy(env, policy_predictor(last), test)[0]
     return out
 
 
@@ -59,11 +87,12 @@ def main() -> None:
     if not (run_dir / "model.zip").exists():
         raise SystemExit(f"no trained model in {run_dir}: run `python train.py --out {run_dir}` first")
     config = RunConfig.load(run_dir / "run.json")
-    result = evaluate_run(config, load_agent(run_dir / "model.zip"))  # recomputed: the figures come from this run
+    trained = json.loads((run_dir / "evaluation.json").read_text()) if (run_dir / "evaluation.json").exists() else {}
+    result = evaluate_run(config, load_agent(run_dir / "model.zip"), write=False)  # recomputed here
     scenario_set = scenarios.load(config.scenarios)
     test = [scenario_set[i] for i in split_ids(scenario_set, "test")]
-    oracle = per_clip_oracle(test, config.tuned, args.oracle_budget, args.seed)
-    per_clip = {**result["per_clip"], "oracle": oracle}
+    oracle = per_clip_oracle(test, config.tuned, result["static"]["params"], args.oracle_budget, args.seed)
+    per_clip = {**result["per_clip"], "oracle": oracle, **ablations(config, run_dir, test)}
     ns = result["non_stationary"]
     mean = {k: mean_scores(v) for k, v in per_clip.items()}
     mean_ns = {k: mean_scores(v, ns) for k, v in per_clip.items()} if ns else {}
@@ -71,13 +100,12 @@ def main() -> None:
     gap = best["si_sdr"] - static["si_sdr"]
     closed = (policy["si_sdr"] - static["si_sdr"]) / gap if gap > 0 else float("nan")
     ns_gain = mean_ns["policy"]["si_sdr"] - mean_ns["best_static"]["si_sdr"] if ns else float("nan")
-    evaluation = json.loads((run_dir / "evaluation.json").read_text()) if (run_dir / "evaluation.json").exists() else {}
     print(
         json.dumps(
             {
                 "run": str(run_dir),
                 "config": {k: v for k, v in vars(config).items()},
-                "train_wall_seconds": evaluation.get("wall_seconds"),
+                "train_wall_seconds": trained.get("wall_seconds"),
                 "load_average_now": os.getloadavg(),
                 "clips": result["clips"],
                 "non_stationary": ns,
