@@ -20,7 +20,6 @@ _EXPORTS = {
     "PrioritizedTD3": "agents.prioritized",
     "RLFeedbackOptimizer": "agents.feedback_optimizer",
     "PolicyStrategy": "agents.strategy",
-    "Proposal": "agents.strategy",
     "QualityCallback": "agents.callbacks",
     "RunConfig": "agents.training",
     "evaluate_policy": "agents.evaluation",

@@ -1,6 +1,6 @@
 """A TD3 policy as a strategy of the FeedbackLoopSystem (its ``policy`` strategy).
 
-The loop's strategy contract, implemented here by duck typing (this module does not import the loop):
+Registered as ``policy`` in :mod:`feedback_env.feedback_loop.strategies`; the contract it implements:
 
 * ``name``; ``propose(loop) -> Proposal(params, explanation, estimate)``;
   ``observe(loop, record)`` with ``record.reward`` (and ``.metrics``, ``.features``, ``.params``);
@@ -14,7 +14,6 @@ the transition and takes a TD3 step (:class:`~agents.feedback_optimizer.RLFeedba
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -23,18 +22,10 @@ import numpy as np
 from agents.factory import read_config
 from agents.feedback_optimizer import RLFeedbackOptimizer
 from feedback_env.envs.actions import AbsoluteAction, DeltaAction
+from feedback_env.feedback_loop.strategies import Proposal
 from feedback_env.pipeline import PARAMETER_SPACE
 
 DELTA_ENV_IDS = ("feedback_env/AudioEnhancementDelta-v0",)
-
-
-@dataclass
-class Proposal:
-    """The loop contract's proposal: parameters to apply, why, and what the strategy expects of them."""
-
-    params: dict[str, float]
-    explanation: str
-    estimate: dict[str, float] = field(default_factory=dict)
 
 
 class PolicyStrategy:
@@ -51,6 +42,7 @@ class PolicyStrategy:
     """
 
     name = "policy"
+    step_limits = False  # acts exactly as in the env it was trained in (a delta env has its own max_step)
 
     def __init__(
         self,
@@ -108,7 +100,8 @@ class PolicyStrategy:
         params = self.action.apply(action, current)
         self._pending = (obs, action)
         q = self.optimizer.q_value(obs, action)
-        return Proposal(params, self._explain(current, params, q), {"q_value": q})
+        tuned = {name: params[name] for name in self.action.tuned.names}  # the loop takes only what it tunes
+        return Proposal(tuned, self._explain(current, params, q), {"q_value": q})
 
     def _explain(self, current: Mapping[str, float], params: Mapping[str, float], q: float) -> str:
         tuned = self.action.tuned

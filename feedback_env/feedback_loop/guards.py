@@ -8,6 +8,10 @@ Applied by the loop to any strategy's proposal, in the unit cube of the tuned sp
    last ``flips + 1`` updates (each step larger than ``min_move``) has its step multiplied by a damping
    factor, halved at each further flip and recovering by ``x1.25`` per update without one (up to 1);
 4. trust region: the whole step is scaled so that no coordinate moves more than ``max_step``.
+
+Steps 3 and 4 are for strategies that walk (gradient, search); a strategy that switches between whole
+settings (a bandit choosing presets, a policy choosing absolute parameters) sets ``step_limits = False``
+and gets only 1 and 2: a preset reached halfway, or damped because arms alternate, is no arm at all.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ class StepGuard:
         self.damping = np.ones(self.space.dim)
         self._signs: deque[np.ndarray] = deque(maxlen=self.flips + 1)
 
-    def apply(self, x: np.ndarray, proposal: Mapping[str, float]) -> GuardedStep:
-        """Check ``proposal`` (physical, tuned names or a subset) against the position ``x`` (unit cube)."""
+    def apply(self, x: np.ndarray, proposal: Mapping[str, float], step_limits: bool = True) -> GuardedStep:
+        """Check ``proposal`` (physical, tuned names or a subset) against the position ``x`` (unit cube).
+
+        :param step_limits: apply oscillation damping and the trust region (False: NaN guard and bounds only).
+        """
         names = self.space.names
         unknown = [n for n in proposal if n not in self.space]
         if unknown:
@@ -70,6 +77,8 @@ class StepGuard:
             return GuardedStep(x.copy(), zero, zero, 1.0, (), f"non-finite value(s) proposed for {', '.join(bad)}")
         target = self.space.to_unit(self.space.clip({**current, **values})).astype(np.float64)
         proposed = target - x
+        if not step_limits:
+            return GuardedStep(target, target - x, proposed, 1.0, (), None)
         step = proposed * self.damping
         moving = np.abs(step) > self.min_move
         signs = np.where(moving, np.sign(step), 0.0)

@@ -21,7 +21,9 @@ Contract (other packages register strategies through exactly this)::
 and on every update calls ``propose``; the loop then applies its safety checks (bounds, NaN guard,
 trust region, oscillation damping) and returns an :class:`UpdateRecord`. ``observe`` is called with
 every record usable for learning (``record.ok``; failed records are never shown to strategies).
-An optional ``on_rollback(loop)`` method is called after a rollback (e.g. to reset momentum), and
+A strategy that switches between whole settings rather than walking (a bandit over presets, a policy
+setting absolute parameters) sets ``step_limits = False``: its proposals then pass only the NaN guard
+and the bounds, not the trust region or oscillation damping. An optional ``on_rollback(loop)`` method is called after a rollback (e.g. to reset momentum), and
 optional ``state_dict() -> dict`` / ``load_state_dict(dict)`` (JSON-serializable) let ``loop.save``
 and ``FeedbackLoopSystem.load`` carry the strategy's state across a restart.
 
@@ -43,7 +45,11 @@ Services a strategy may use on the loop:
 * ``loop.reward_description``: which objective the rewards measure, for explanations.
 
 Built-in names: ``gradient`` (alias ``spsa``), ``cma``, ``bayesian`` (alias ``optuna``), ``random``,
-``offline``; the bandit (``bandit``) and TD3 (``policy``) strategies are registered by their packages.
+``offline``; ``bandit`` (:class:`bandits.feedback_strategy.BanditStrategy`: a bandit picks a preset
+per update; options ``policy`` (a name such as ``"ucb1"``, ``"thompson"``, ``"linucb"``, or a policy),
+``presets``, ``seed``) and ``policy`` (:class:`agents.strategy.PolicyStrategy`: a trained SB3 TD3
+policy; options ``model`` (the ``.zip`` written by ``train.py``, required), ``learn``, ...), whose
+packages are imported when first used.
 """
 
 from __future__ import annotations
@@ -128,6 +134,21 @@ def make_strategy(name: str, loop: "FeedbackLoopSystem", options: dict[str, Any]
     return strategy
 
 
+def _bandit_strategy(loop: "FeedbackLoopSystem", **options: Any) -> UpdateStrategy:
+    from bandits.feedback_strategy import BanditStrategy  # imported on use: keeps the loop free of the bandits package
+
+    options.setdefault("seed", getattr(loop, "seed", None))
+    return BanditStrategy(**options)
+
+
+def _policy_strategy(loop: "FeedbackLoopSystem", model: str | None = None, **options: Any) -> UpdateStrategy:
+    if model is None:
+        raise ValueError("strategy 'policy' needs a trained model: strategy_options={'policy': {'model': 'path.zip'}}")
+    from agents.strategy import PolicyStrategy  # imported on use: torch loads only when a policy is asked for
+
+    return PolicyStrategy.from_model(model, **options)
+
+
 _BUILTINS_DONE = False
 
 
@@ -147,5 +168,7 @@ def _register_builtins() -> None:
         ("optuna", optimizers.BayesianStrategy),
         ("random", optimizers.RandomSearchStrategy),
         ("offline", offline.OfflineStrategy),
+        ("bandit", _bandit_strategy),
+        ("policy", _policy_strategy),
     ):
         _REGISTRY.setdefault(name, factory)

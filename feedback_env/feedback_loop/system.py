@@ -400,7 +400,7 @@ class FeedbackLoopSystem:
         x_old = self._unit()
         old = {n: self.pipeline.params[n] for n in self.space.names}
         proposal = chosen.propose(self)
-        guarded = self.guard.apply(x_old, proposal.params)
+        guarded = self.guard.apply(x_old, proposal.params, step_limits=getattr(chosen, "step_limits", True))
         if guarded.rejected is None:
             self.pipeline.set_params(self.space.from_unit(guarded.x_new))
         new = {n: self.pipeline.params[n] for n in self.space.names}
