@@ -1,0 +1,36 @@
+"""Agents for the enhancement envs: SB3 TD3 (default), SAC and PPO; the online TD3 feedback optimizer
+with prioritized replay; the policy as a feedback-loop strategy; callbacks, training runs and the
+whole-clip evaluation.
+
+Names are imported lazily, so ``import agents`` stays cheap until torch is needed.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "ALGORITHMS": "agents.factory",
+    "DEFAULTS": "agents.factory",
+    "make_agent": "agents.factory",
+    "save_agent": "agents.factory",
+    "load_agent": "agents.factory",
+    "PrioritizedReplayBuffer": "agents.prioritized",
+    "PrioritizedTD3": "agents.prioritized",
+    "RLFeedbackOptimizer": "agents.feedback_optimizer",
+    "PolicyStrategy": "agents.strategy",
+    "QualityCallback": "agents.callbacks",
+    "RunConfig": "agents.training",
+    "evaluate_policy": "agents.evaluation",
+    "evaluate_static": "agents.evaluation",
+    "best_static_params": "agents.evaluation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -28,8 +28,28 @@ def register_envs() -> None:
 
 register_envs()
 
+_LAZY = {
+    "FeedbackLoopSystem": "feedback_env.feedback_loop",
+    "ConvergenceAnalyzer": "feedback_env.feedback_loop",
+    "register_strategy": "feedback_env.feedback_loop",
+}
+
+
+def __getattr__(name: str):
+    """Import the feedback loop on first use, so that ``import feedback_env`` stays cheap."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'feedback_env' has no attribute {name!r}")
+
+
 __all__ = [
     "ENV_IDS",
+    "ConvergenceAnalyzer",
+    "FeedbackLoopSystem",
     "PARAMETER_SPACE",
     "EnhancementPipeline",
     "FeedbackEnvError",
@@ -39,5 +59,6 @@ __all__ = [
     "ParameterError",
     "ParameterSpace",
     "ScenarioError",
+    "register_strategy",
     "register_envs",
 ]

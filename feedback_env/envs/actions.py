@@ -16,17 +16,29 @@ from feedback_env.presets import preset_params
 
 
 class AbsoluteAction:
-    """Box(-1, 1, (d,)): the unit-cube position of the tuned parameters for the coming chunk."""
+    """Box(-1, 1, (d,)): the unit-cube position of the tuned parameters for the coming chunk.
 
-    def __init__(self, space: ParameterSpace, tuned: Sequence[str]):
-        self.space, self.tuned = space, space.subspace(tuned)
+    :param smoothing: ``a`` in [0, 1): the parameters move to ``a * current + (1 - a) * action`` (unit
+        cube), a first-order low-pass on the policy's choices; 0 sets them to the action.
+    """
+
+    def __init__(self, space: ParameterSpace, tuned: Sequence[str], smoothing: float = 0.0):
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.space, self.tuned, self.smoothing = space, space.subspace(tuned), smoothing
         self.action_space = spaces.Box(-1.0, 1.0, (self.tuned.dim,), dtype=np.float32)
 
     def reset(self, params: dict[str, float]) -> dict[str, float]:
         return dict(params)
 
+    def _current(self, params: dict[str, float]) -> np.ndarray:
+        return self.tuned.to_unit({n: params[n] for n in self.tuned.names})
+
     def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
-        return {**params, **self.tuned.from_unit(np.clip(action, -1.0, 1.0))}
+        target = np.clip(action, -1.0, 1.0)
+        if self.smoothing:
+            target = self.smoothing * self._current(params) + (1.0 - self.smoothing) * target
+        return {**params, **self.tuned.from_unit(target)}
 
 
 class DeltaAction(AbsoluteAction):
@@ -42,8 +54,7 @@ class DeltaAction(AbsoluteAction):
         self.max_step = max_step
 
     def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
-        current = self.tuned.to_unit({n: params[n] for n in self.tuned.names})
-        moved = np.clip(current + self.max_step * np.clip(action, -1.0, 1.0), -1.0, 1.0)
+        moved = np.clip(self._current(params) + self.max_step * np.clip(action, -1.0, 1.0), -1.0, 1.0)
         return {**params, **self.tuned.from_unit(moved)}
 
 

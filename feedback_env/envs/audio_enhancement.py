@@ -79,6 +79,12 @@ class AudioEnhancementEnv(gym.Env):
     The pipeline is reset (filter states, noise estimate) and its parameters set to the defaults
     (``config["fixed"]`` merged in). The clip is ``options["clip"]`` or drawn with ``self.np_random``
     from ``config["split"]`` of the scenario set; ``options["scenarios"]`` switches the set.
+    With ``config["augment"] = {"snr_shift_db": (lo, hi), "splice": p}`` (training only; for sets whose
+    noisy audio is clean + noise, like the built-in one) a drawn clip's noise is rescaled by an SNR
+    shift drawn from [lo, hi] dB and, with probability p, a second clip of the split (shifted too) is
+    appended, so that the noise, its level and the voice change mid-episode; ``info["clip"]`` then
+    names the parts and their shifts (``"a-3.1dB+b+7.0dB"``). Clips chosen by ``options["clip"]`` are
+    never augmented. :meth:`restore_params` sets the current parameters between steps (rollbacks).
 
     ## Episode End
     ``truncated=True`` after the clip's last chunk; never ``terminated``.
@@ -108,7 +114,9 @@ class AudioEnhancementEnv(gym.Env):
             "reward": None,  # a QualityReward; None = the default for each clip's references
             "perceptual": False,  # add PESQ and STOI to the default reward (slow)
             "max_step": 0.2,  # delta env: unit-cube step per chunk at |action| = 1
+            "smoothing": 0.0,  # absolute env: params = a * current + (1 - a) * action (unit cube), a in [0, 1)
             "presets": list(PRESETS),  # strategy env: the arms
+            "augment": None,  # training variants of drawn clips (noisy = clean + noise): {"snr_shift_db": (lo, hi), "splice": p}
         }
 
     def __init__(self, config: dict[str, Any] | None = None, render_mode: str | None = None, **kwargs: Any):
@@ -143,7 +151,7 @@ class AudioEnhancementEnv(gym.Env):
         self._stream: _ClipStream | None = None
 
     def _make_action_type(self, tuned: list[str]):
-        return AbsoluteAction(self.param_space, tuned)
+        return AbsoluteAction(self.param_space, tuned, self.config["smoothing"])
 
     # ----------------------------------------------------------------- data
     def _clip_ids(self, scenario_set) -> list[str]:
@@ -155,19 +163,47 @@ class AudioEnhancementEnv(gym.Env):
             raise ValueError(f"scenario set {scenario_set.name!r} has no clips with split {c['split']!r}")
         return ids
 
+    def _make_stream(self, clip_id: str, noisy: np.ndarray, clean: np.ndarray | None) -> _ClipStream:
+        n = self.chunk_size
+        latency = self.pipeline.latency
+        cut = lambda x: [x[i : i + n] for i in range(0, len(x), n)]  # noqa: E731
+        noisy_chunks = cut(noisy)
+        self.features.reset()
+        feats = np.stack([self.features(chunk) for chunk in noisy_chunks])
+        clean_chunks = None if clean is None else cut(aligned(clean, latency))
+        return _ClipStream(clip_id, noisy_chunks, clean_chunks, cut(aligned(noisy, latency)), feats, {})
+
     def _stream_for(self, scenario_set, clip_id: str) -> _ClipStream:
         key = (self._scenario_name, clip_id)
         if key not in self._streams:
             clip = scenario_set[clip_id]
-            n = self.chunk_size
-            latency = self.pipeline.latency
-            cut = lambda x: [x[i : i + n] for i in range(0, len(x), n)]  # noqa: E731
-            noisy_chunks = cut(clip.noisy)
-            self.features.reset()
-            feats = np.stack([self.features(chunk) for chunk in noisy_chunks])
-            clean = None if clip.clean is None else cut(aligned(clip.clean, latency))
-            self._streams[key] = _ClipStream(clip.id, noisy_chunks, clean, cut(aligned(clip.noisy, latency)), feats, {})
+            self._streams[key] = self._make_stream(clip.id, clip.noisy, clip.clean)
         return self._streams[key]
+
+    def _augmented_stream(self, scenario_set, clip_id: str, ids: list[str]) -> _ClipStream:
+        """A training variant of ``clip_id`` (``config["augment"]``): its noise rescaled by a random
+        SNR shift and, with probability ``splice``, a second clip of the split appended (the noise,
+        its level and the voice change at the junction, as in the non-stationary clips)."""
+        augment, rng = self.config["augment"], self.np_random
+        parts = [clip_id]
+        if rng.random() < augment.get("splice", 0.0) and len(ids) > 1:
+            parts.append(ids[int(rng.integers(len(ids)))])
+        low, high = augment.get("snr_shift_db", (0.0, 0.0))
+        noisy, clean, names = [], [], []
+        for part in parts:
+            clip = scenario_set[part]
+            shift = float(rng.uniform(low, high))
+            if clip.clean is None:  # no reference: the noise cannot be separated, so no rescaling
+                noisy.append(clip.noisy)
+                shift = 0.0
+            else:
+                noisy.append(clip.clean + (clip.noisy - clip.clean) * 10.0 ** (-shift / 20.0))
+                clean.append(clip.clean)
+            names.append(f"{part}{shift:+.1f}dB")
+        x = np.concatenate(noisy).astype(np.float32)
+        ref = np.concatenate(clean).astype(np.float32) if len(clean) == len(parts) else None
+        peak = max(1.0, float(np.max(np.abs(x))) / 0.99)  # a louder noise must not clip
+        return self._make_stream("+".join(names), x / peak, None if ref is None else ref / peak)
 
     # ----------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -179,10 +215,13 @@ class AudioEnhancementEnv(gym.Env):
         if "clip" in options:
             clip_id = str(options["clip"])
             scenario_set[clip_id]  # raises a clear error for an unknown id
+            self._stream = self._stream_for(scenario_set, clip_id)
         else:
             ids = self._clip_ids(scenario_set)
             clip_id = ids[int(self.np_random.integers(len(ids)))]
-        self._stream = self._stream_for(scenario_set, clip_id)
+            augmented = self.config["augment"] is not None
+            self._stream = self._augmented_stream(scenario_set, clip_id, ids) if augmented else self._stream_for(scenario_set, clip_id)
+            clip_id = self._stream.clip_id
         self._t = 0
         self.pipeline.reset()
         self.params = self.action_type.reset(dict(self.start_params))
@@ -199,6 +238,15 @@ class AudioEnhancementEnv(gym.Env):
         s = self._stream
         t = min(self._t, len(s.noisy_chunks) - 1)
         return build_observation(s.features[t], self.action_type.tuned, self.params, self._last)
+
+    def restore_params(self, params: dict[str, float]) -> np.ndarray:
+        """Set the current parameters (physical, merged over the current ones; e.g. a rollback) and
+        return the observation of the coming chunk, which shows them."""
+        if self._stream is None:
+            raise RuntimeError("call reset() before restore_params()")
+        self.params = {**self.params, **self.param_space.validate(params)}
+        self.pipeline.set_params(self.params)
+        return self._observation()
 
     def _reward_for(self) -> QualityReward:
         return self._rewards[self._stream.clean_chunks is not None]

@@ -1,0 +1,131 @@
+"""The ``bandit`` update strategy of the feedback loop: each proposal is one preset, chosen by a bandit.
+
+Registered as ``bandit`` in :mod:`feedback_env.feedback_loop.strategies`: ``propose(loop)`` returns a
+:class:`~feedback_env.feedback_loop.strategies.Proposal` (``estimate`` holds the arm and the policy's
+belief about it); ``observe(loop, record)`` reads ``record.reward`` and ``record.params``. From the loop
+it uses ``loop.space`` (the parameter space) and ``loop.observation()`` (the observation layout shared
+with the envs; only for contextual policies).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from bandits.adversarial import EXP3
+from bandits.contextual import LinUCB
+from bandits.nonstationary import DiscountedUCB, SlidingWindowUCB
+from bandits.policy import Policy
+from bandits.rewards import RewardAdapter
+from bandits.runner import ObservationContext
+from bandits.stochastic import UCB1, EpsilonGreedy, GaussianThompsonSampling, ThompsonSampling
+from feedback_env.feedback_loop.strategies import Proposal
+from feedback_env.presets import PRESETS, preset_params
+
+#: Policies by name, with the settings used on the feedback loop: ``(n_arms, context_dim, seed) -> Policy``.
+POLICY_NAMES: dict[str, Callable[[int, int, int | None], Policy]] = {
+    "linucb": lambda k, d, s: LinUCB(k, d, alpha=1.0, seed=s),
+    "ucb1": lambda k, d, s: UCB1(k, seed=s),
+    "thompson": lambda k, d, s: ThompsonSampling(k, seed=s),
+    "gaussian_thompson": lambda k, d, s: GaussianThompsonSampling(k, sigma=0.5, seed=s),
+    "epsilon_greedy": lambda k, d, s: EpsilonGreedy(k, 0.1, seed=s),
+    "discounted_ucb": lambda k, d, s: DiscountedUCB(k, gamma=0.99, seed=s),
+    "sliding_window_ucb": lambda k, d, s: SlidingWindowUCB(k, window=200, seed=s),
+    "exp3": lambda k, d, s: EXP3(k, horizon=1_000, seed=s),
+}
+
+
+def _close(a: float, b: float) -> bool:
+    """Equal up to float32 rounding (the loop keeps its unit-cube positions in float32)."""
+    return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+
+
+class BanditStrategy:
+    """Strategy selection for the feedback loop: the arms are named presets.
+
+    :param policy: a bandit over ``len(presets)`` arms, or its name in :data:`POLICY_NAMES`; default
+        :class:`LinUCB` (alpha 1) on :class:`ObservationContext` (the measured winner on
+        ``StrategySelection-v0``).
+    :param presets: preset names of :mod:`feedback_env.presets`; default all six, in that order.
+    :param context: builds the context from ``loop.observation()`` for contextual policies.
+    :param adapter: maps ``record.reward`` into [0, 1] for policies with ``unit_rewards``
+        (default :meth:`RewardAdapter.for_env_reward`; the loop's reward is the env's reward).
+    """
+
+    name = "bandit"
+    step_limits = False  # a preset is applied whole, never halfway (see feedback_env.feedback_loop.guards)
+
+    def __init__(
+        self,
+        policy: Policy | str | None = None,
+        presets: Sequence[str] | None = None,
+        *,
+        context: ObservationContext | None = None,
+        adapter: RewardAdapter | None = None,
+        seed: int | None = 0,
+    ):
+        self.presets = tuple(presets) if presets is not None else tuple(PRESETS)
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown or not self.presets:
+            raise ValueError(f"unknown presets {unknown}; known: {', '.join(PRESETS)}")
+        self.context = context or ObservationContext()
+        if policy is None or isinstance(policy, str):
+            name = policy or "linucb"
+            if name not in POLICY_NAMES:
+                raise ValueError(f"unknown bandit policy {name!r}; known: {', '.join(POLICY_NAMES)}")
+            policy = POLICY_NAMES[name](len(self.presets), self.context.dim, seed)
+        self.policy = policy
+        if self.policy.n_arms != len(self.presets):
+            raise ValueError(f"{self.policy.name} has {self.policy.n_arms} arms for {len(self.presets)} presets")
+        self.adapter = adapter or RewardAdapter.for_env_reward()
+        self.ignored = 0  # records that matched no preset (e.g. after a rollback) or had no context
+        self._pending: tuple[int, np.ndarray | None] | None = None
+
+    def _arm_params(self, loop: Any) -> list[dict[str, float]]:
+        return [preset_params(name, loop.space) for name in self.presets]
+
+    def propose(self, loop: Any) -> Proposal:
+        """Choose a preset (with the loop's observation as context for contextual policies)."""
+        x = self.context(loop.observation()) if self.policy.contextual else None
+        arm = self.policy.select(x)
+        self._pending = (arm, x)
+        belief = self.policy.describe_arm(arm, x)
+        scale = f"; rewards mapped by {self.adapter}" if self.policy.unit_rewards else ""
+        numbers = ", ".join(f"{k} {v:.3g}" for k, v in belief.items())
+        chose = f"{self.policy.name} chose preset {self.presets[arm]!r} (arm {arm} of {len(self.presets)})"
+        explanation = f"{chose}: {numbers}{scale}"
+        return Proposal(self._arm_params(loop)[arm], explanation, {"arm": float(arm), **belief})
+
+    def observe(self, loop: Any, record: Any) -> None:
+        """Credit ``record.reward`` to the preset whose parameters ``record.params`` are.
+
+        A record whose parameters are no preset of this strategy (another strategy's, or a rollback)
+        teaches nothing and is counted in :attr:`ignored`; so is one for a contextual policy when the
+        context of its choice is unknown (it was not this strategy's last proposal).
+        """
+        arm = self._arm_of(loop, record.params)
+        if arm is None:
+            self.ignored += 1
+            return
+        pending = self._pending
+        x = pending[1] if pending is not None and pending[0] == arm else None
+        if self.policy.contextual and x is None:
+            self.ignored += 1
+            return
+        reward = float(record.reward)
+        self.policy.update(arm, self.adapter(reward) if self.policy.unit_rewards else reward, x)
+        self._pending = None
+
+    def _arm_of(self, loop: Any, params: Mapping[str, float]) -> int | None:
+        candidates = self._arm_params(loop)
+        order = list(range(len(candidates)))
+        if self._pending is not None:  # the arm just proposed first, when presets coincide
+            order.remove(self._pending[0])
+            order.insert(0, self._pending[0])
+        for arm in order:
+            preset = candidates[arm]
+            if all(k in preset and _close(v, preset[k]) for k, v in params.items()):
+                return arm
+        return None

@@ -1,0 +1,267 @@
+"""FeedbackLoopSystem: latency, memory and convergence against its peers in one run. Prints JSON.
+
+    python benchmarks/feedback_loop.py [--jobs 2] [--split all] [--records 1000000] [--subset]
+
+* ``collect_feedback`` latency for a 1 s chunk at 16 kHz: metrics given, and metrics computed (the
+  reward's cheap set, intrusive with a clean reference and non-intrusive without); p50/p99 in ms.
+* ``update_parameters`` latency per strategy on 0.5 s chunks (and 1 s for ``gradient``, and the 1-pair
+  ``gradient``); p50/p99 in ms. An update is dominated by its 16 re-processings of the chunk.
+* RSS after 10k, 100k and 1M records (``collect_feedback`` on 20 ms chunks, metrics given): flat
+  memory thanks to the bounded history.
+* Convergence on the built-in set: fraction of the per-clip oracle improvement (the loop's objective,
+  ``tests/data/feedback_loop_oracle.json``) after 10, 30 and 100 iterations for ``gradient`` (SPSA),
+  ``cma``, ``bayesian`` (Optuna TPE) and ``random``; two pipeline evaluations per iteration for each.
+* ``--subset``: CMA-ES over the default tuned subset (13) and a 9-parameter one vs the 19-parameter oracle.
+* ``--ablation``: the gradient strategy with 1 probe pair, without the replay warm-up, and on all 19
+  parameters, beside the default, on the train clips.
+
+Targets (issue 3): collect p99 < 5 ms with metrics given, gradient update p99 < 10 ms, RSS < 300 MB
+and flat, best strategy >= 95 % of the oracle within 100 iterations and ahead of Optuna TPE.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ORACLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "feedback_loop_oracle.json"
+MARKS = (10, 30, 100)
+STRATEGIES = ("gradient", "cma", "bayesian", "random")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    a = 1e3 * np.asarray(samples)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "n": int(a.size)}
+
+
+def rss_mb() -> float:
+    """Current resident set size (Linux /proc), MB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def collect_latency(clip, repeats: int) -> dict:
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+    from feedback_env.metrics import compute_metrics
+    from feedback_env.pipeline import EnhancementPipeline
+
+    x, c = clip.noisy[16000:32000], clip.clean[16000:32000]
+    y = EnhancementPipeline().process_clip(x)
+    out = {}
+    for label, clean in (("intrusive", c), ("blind", None)):
+        loop = FeedbackLoopSystem(seed=0, mode="offline")
+        names = loop.rewards[clean is not None].metric_names
+        given = compute_metrics(y, clean, 16000, names=names)
+        for mode, metrics in (("metrics_given", given), ("metrics_computed", None)):
+            loop.collect_feedback(x, y, metrics=metrics, clean_audio=clean)  # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                loop.collect_feedback(x, y, metrics=metrics, clean_audio=clean)
+                times.append(time.perf_counter() - t0)
+            out[f"{label}_{mode}"] = percentiles(times)
+    return out
+
+
+def update_latency(clip, repeats: int) -> dict:
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+    from feedback_env.feedback_loop.objective import chunk_stream
+
+    out = {}
+    for name, chunk, options in [(s, 8000, {}) for s in STRATEGIES] + [("gradient", 16000, {}), ("gradient", 8000, {"pairs": 1})]:
+        loop = FeedbackLoopSystem(seed=0, mode="offline", strategy_options={name: options})
+        times = []
+        for x, c in chunk_stream(clip.noisy, clip.clean, chunk, repeats + 1):
+            loop.step(x, c)
+            t0 = time.perf_counter()
+            loop.update_parameters(name)
+            times.append(time.perf_counter() - t0)
+        label = f"{name}_{chunk / 16000:g}s" + ("_1_pair" if options else "")
+        out[label] = percentiles(times[1:])
+    return out
+
+
+def memory(records: int) -> dict:
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(320)).astype(np.float32)
+    y = (0.5 * x).astype(np.float32)
+    loop = FeedbackLoopSystem(seed=0, mode="offline")
+    marks = {m for m in (1_000, 10_000, 100_000, records) if m <= records}
+    rss = {"start": rss_mb()}
+    t0 = time.perf_counter()
+    for i in range(1, records + 1):
+        loop.collect_feedback(x, y, metrics={"wada_snr": 10.0, "clipping_ratio": 0.0})
+        if i in marks:
+            rss[str(i)] = rss_mb()
+    return {
+        "records": records,
+        "history_kept": len(loop.history),
+        "rss_mb": rss,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def converge(job: tuple) -> tuple[str, str, dict]:
+    """One configuration on one clip: fractions of the oracle improvement at the marks."""
+    clip_id, label, strategy, options, loop_kwargs, iterations, seed = job
+    import scenarios
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+    from feedback_env.feedback_loop.objective import chunk_stream
+    from feedback_env.feedback_loop.oracle_cache import load_cache, objective_for
+
+    clip = scenarios.load("builtin")[clip_id]
+    entry = load_cache(ORACLE)["entries"][clip_id]
+    objective = objective_for(clip)
+    loop = FeedbackLoopSystem(seed=seed, strategy=strategy, strategy_options={strategy: options}, **loop_kwargs)
+    fractions, rewards, t0 = {}, [], time.perf_counter()
+    for i, (x, c) in enumerate(chunk_stream(clip.noisy, clip.clean, objective.chunk, iterations), start=1):
+        rewards.append(loop.step(x, c).reward)
+        if i in MARKS:
+            fractions[str(i)] = (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
+    seconds = time.perf_counter() - t0
+    return clip_id, label, {
+        "fraction": fractions,
+        "evaluations_per_iteration": loop.evaluations / iterations,
+        "ms_per_iteration": 1e3 * seconds / iterations,
+        "rollbacks": len(loop.rollbacks),
+        "oracle_improvement": entry["oracle"] - entry["defaults"],
+    }
+
+
+ABLATION = {  # label: (strategy options, loop options), against the default gradient configuration
+    "gradient_1_pair": ({"pairs": 1}, {}),
+    "gradient_no_replay_warmup": ({}, {"replay_warmup": 0}),
+    "gradient_all_19": ({}, {"tuned": None}),
+}
+NINE = ("highpass_hz", "hum_depth_db", "hum_width_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s",
+        "nr_smoothing_ms", "eq_mid_db", "eq_high_db")  # fmt: skip
+
+
+def summarize(rows: dict, iterations: int) -> dict:
+    f = {m: np.array([r["fraction"][str(m)] for r in rows.values()]) for m in MARKS if m <= iterations}
+    return {
+        "median_fraction": {str(m): float(np.median(v)) for m, v in f.items()},
+        "mean_fraction": {str(m): float(np.mean(v)) for m, v in f.items()},
+        "clips_at_90": {str(m): float(np.mean(v >= 0.9)) for m, v in f.items()},
+        "clips_at_95": {str(m): float(np.mean(v >= 0.95)) for m, v in f.items()},
+        "evaluations_per_iteration": float(np.mean([r["evaluations_per_iteration"] for r in rows.values()])),
+        "ms_per_iteration": float(np.median([r["ms_per_iteration"] for r in rows.values()])),
+        "rollbacks": int(sum(r["rollbacks"] for r in rows.values())),
+    }
+
+
+def run_table(configs: dict, clips: list[str], iterations: int, seed: int, jobs: int) -> dict:
+    """``{label: {clip: row}}`` for configurations ``{label: (strategy, options, loop_kwargs)}``."""
+    import multiprocessing
+
+    work = [(cid, label, s, o, k, iterations, seed) for cid in clips for label, (s, o, k) in configs.items()]
+    table: dict = {label: {} for label in configs}
+    with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as pool:
+        for cid, label, row in pool.imap_unordered(converge, work):
+            table[label][cid] = row
+    return table
+
+
+def subset_check(clip_ids: list[str], budget: int) -> dict:
+    """CMA-ES over the default tuned subset (and a 9-parameter one), the rest at defaults, vs the 19-parameter oracle."""
+    import scenarios
+    from feedback_env.feedback_loop.oracle_cache import load_cache, objective_for
+    from feedback_env.feedback_loop.system import DEFAULT_TUNED
+    from feedback_env.oracle import cma_search
+    from feedback_env.pipeline import PARAMETER_SPACE
+
+    entries = load_cache(ORACLE)["entries"]
+    scenario_set = scenarios.load("builtin")
+    result = {"budget": budget}
+    for label, names in (("default_13", DEFAULT_TUNED), ("nine", NINE)):
+        out = {}
+        for cid in clip_ids:
+            search = cma_search(objective_for(scenario_set[cid]), PARAMETER_SPACE.subspace(names), budget, seed=0)
+            e = entries[cid]
+            out[cid] = (search.score - e["defaults"]) / (e["oracle"] - e["defaults"])
+        values = np.array(list(out.values()))
+        result[label] = {"tuned": list(names), "fraction_of_full_oracle": out, "median": float(np.median(values)),
+                         "min": float(values.min()), "clips_at_95": float(np.mean(values >= 0.95))}  # fmt: skip
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="all", help="train, test or all clips for the convergence table")
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2000, help="collect_feedback calls per latency figure")
+    parser.add_argument("--update-repeats", type=int, default=200)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subset", action="store_true", help="also run the tuned-subset check (slow)")
+    parser.add_argument("--ablation", action="store_true", help="also run gradient variants on the train clips")
+    parser.add_argument("--subset-budget", type=int, default=400)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
+    args = parser.parse_args()
+
+    import scenarios
+
+    scenario_set = scenarios.load("builtin")
+    clip = scenario_set["white_snr+10_f2"]
+    result: dict = {"sample_rate": 16000}
+    if "latency" not in args.skip:
+        result["collect_feedback_1s"] = collect_latency(clip, args.repeats)
+        result["update_parameters"] = update_latency(clip, args.update_repeats)
+    if "memory" not in args.skip:
+        result["memory"] = memory(args.records)
+    clips = [c.id for c in scenario_set if args.split == "all" or c.split == args.split]
+    if "convergence" not in args.skip:
+        table = run_table({s: (s, {}, {}) for s in STRATEGIES}, clips, args.iterations, args.seed, args.jobs)
+        summary = {s: summarize(rows, args.iterations) for s, rows in table.items()}
+        last = str(max(m for m in MARKS if m <= args.iterations))
+        best = max(summary, key=lambda s: summary[s]["median_fraction"][last])
+        result["convergence"] = {"clips": len(clips), "iterations": args.iterations, "summary": summary,
+                                 "best": best, "per_clip": table}  # fmt: skip
+    if args.ablation:
+        train = [c.id for c in scenario_set.split("train")]
+        configs = {"gradient_default": ("gradient", {}, {})}
+        configs.update({label: ("gradient", o, k) for label, (o, k) in ABLATION.items()})
+        table = run_table(configs, train, args.iterations, args.seed, args.jobs)
+        result["ablation"] = {
+            "clips": "train",
+            "summary": {label: summarize(rows, args.iterations) for label, rows in table.items()},
+            "per_clip": {label: {cid: r["fraction"] for cid, r in rows.items()} for label, rows in table.items()},
+        }
+    if args.subset:
+        result["subset"] = subset_check([c.id for c in scenario_set.split("train")], args.subset_budget)
+    targets = {}
+    if "collect_feedback_1s" in result:
+        targets["collect_p99_under_5ms_metrics_given"] = (
+            result["collect_feedback_1s"]["intrusive_metrics_given"]["p99_ms"] < 5.0
+        )
+        targets["gradient_update_p99_under_10ms"] = result["update_parameters"]["gradient_0.5s"]["p99_ms"] < 10.0
+    if "memory" in result:
+        rss = result["memory"]["rss_mb"]
+        targets["rss_under_300mb"] = max(rss.values()) < 300.0
+        targets["rss_flat_100k_to_end"] = rss[str(args.records)] - rss.get("100000", rss[str(args.records)]) < 10.0
+    if "convergence" in result:
+        s = result["convergence"]["summary"]
+        best = result["convergence"]["best"]
+        last = str(max(m for m in MARKS if m <= args.iterations))
+        targets["best_at_95pct_within_100"] = s[best]["median_fraction"][last] >= 0.95
+        targets["best_ahead_of_tpe"] = s[best]["median_fraction"][last] > s["bayesian"]["median_fraction"][last]
+    result["targets_met"] = targets
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""What the trained policy is worth: the TD3 policy of a ``python train.py`` run against the best static
+setting (CMA on the train clips) and the per-clip oracle (CMA per test clip), on the test clips it never
+saw. Whole-clip SI-SDR, PESQ and STOI of aligned outputs. Prints JSON.
+
+    python train.py                                   # the default run, into runs/td3
+    python benchmarks/learning.py [--run runs/td3] [--oracle-budget 300]
+
+Targets (issue 6), on the test clips: the policy beats the best static setting on mean SI-SDR without
+losing mean PESQ; it closes at least half of the SI-SDR gap between that static setting and the
+per-clip oracle; it beats the static setting by at least 1 dB mean SI-SDR on the non-stationary clips.
+The oracle, per clip, is the best of CMA over the run's tuned parameters (from the static setting),
+CMA over all 19 (from the defaults) and the static setting itself.
+Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off) and ``policy_last_weights``
+(the last checkpoint's weights instead of their average over the second half of the run).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def per_clip_oracle(clips, tuned: list[str], static: dict[str, float], budget: int, seed: int) -> dict[str, dict]:
+    """Best static setting per clip: the best of CMA over ``tuned`` (from the run's static setting),
+    CMA over all parameters (from the defaults) and the static setting itself."""
+    from agents.evaluation import clip_scores
+    from feedback_env.oracle import clip_objective, cma_search
+    from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline
+
+    out = {}
+    for clip in clips:
+        objective = clip_objective(clip.noisy, clip.clean, clip.sample_rate)
+        tuned_space = PARAMETER_SPACE.subspace(tuned)
+        candidates = [
+            cma_search(objective, tuned_space, budget=budget, seed=seed, start={n: static[n] for n in tuned}).params,
+            cma_search(objective, PARAMETER_SPACE, budget=budget, seed=seed).params,
+            static,
+        ]
+        best = max(({**PARAMETER_SPACE.defaults(), **c} for c in candidates), key=objective)
+        out[clip.id] = clip_scores(EnhancementPipeline(params=best).process_clip(clip.noisy), clip.clean, clip.sample_rate)
+    return out
+
+
+def ablations(config, run_dir: Path, test) -> dict[str, dict]:
+    """The same run's policy without the output low-pass, and with its last (not averaged) weights."""
+    import gymnasium as gym
+
+    from agents.callbacks import latest_checkpoints
+    from agents.evaluation import evaluate_policy
+    from agents.factory import ALGORITHMS, load_agent
+    from agents.training import policy_predictor
+
+    out = {}
+    raw_env = gym.make(config.env_id, config={**config.env_config(None), "smoothing": 0.0})
+    out["policy_no_lowpass"] = evaluate_policy(raw_env, policy_predictor(load_agent(run_dir / "model.zip")), test)[0]
+    checkpoints = latest_checkpoints(run_dir / "checkpoints")
+    if config.average_from is not None and checkpoints:  # saved at the last step, before the averaging
+        last = ALGORITHMS[config.algo].load(checkpoints[0][0])
+        env = gym.make(config.env_id, config=config.env_config(None))
+        out["policy_last_weights"] = evaluate_policy(env, policy_predictor(last), test)[0]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/td3", help="output folder of a train.py run")
+    parser.add_argument("--oracle-budget", type=int, default=300, help="CMA evaluations per clip and space")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    import scenarios
+    from agents.evaluation import mean_scores
+    from agents.factory import load_agent
+    from agents.training import RunConfig, evaluate_run, split_ids
+
+    run_dir = Path(args.run)
+    if not (run_dir / "model.zip").exists():
+        raise SystemExit(f"no trained model in {run_dir}: run `python train.py --out {run_dir}` first")
+    config = RunConfig.load(run_dir / "run.json")
+    trained = json.loads((run_dir / "evaluation.json").read_text()) if (run_dir / "evaluation.json").exists() else {}
+    result = evaluate_run(config, load_agent(run_dir / "model.zip"), write=False)  # recomputed here
+    scenario_set = scenarios.load(config.scenarios)
+    test = [scenario_set[i] for i in split_ids(scenario_set, "test")]
+    oracle = per_clip_oracle(test, config.tuned, result["static"]["params"], args.oracle_budget, args.seed)
+    per_clip = {**result["per_clip"], "oracle": oracle, **ablations(config, run_dir, test)}
+    ns = result["non_stationary"]
+    mean = {k: mean_scores(v) for k, v in per_clip.items()}
+    mean_ns = {k: mean_scores(v, ns) for k, v in per_clip.items()} if ns else {}
+    static, policy, best = mean["best_static"], mean["policy"], mean["oracle"]
+    gap = best["si_sdr"] - static["si_sdr"]
+    closed = (policy["si_sdr"] - static["si_sdr"]) / gap if gap > 0 else float("nan")
+    ns_gain = mean_ns["policy"]["si_sdr"] - mean_ns["best_static"]["si_sdr"] if ns else float("nan")
+    print(
+        json.dumps(
+            {
+                "run": str(run_dir),
+                "config": {k: v for k, v in vars(config).items()},
+                "train_wall_seconds": trained.get("wall_seconds"),
+                "load_average_now": os.getloadavg(),
+                "clips": result["clips"],
+                "non_stationary": ns,
+                "mean": mean,
+                "mean_non_stationary": mean_ns,
+                "policy_minus_static": {m: policy[m] - static[m] for m in policy},
+                "oracle_minus_static_si_sdr": gap,
+                "gap_closed": closed,
+                "non_stationary_policy_minus_static_si_sdr": ns_gain,
+                "targets_met": {
+                    "beats_static_si_sdr": policy["si_sdr"] > static["si_sdr"],
+                    "pesq_not_lost": policy["pesq"] >= static["pesq"],
+                    "closes_half_the_gap": bool(closed >= 0.5),
+                    "non_stationary_plus_1db": bool(ns_gain >= 1.0),
+                },
+                "per_clip_si_sdr": {k: {c: v[c]["si_sdr"] for c in result["clips"]} for k, v in per_clip.items()},
+                "static_params": result["static"]["params"],
+                "median_policy_params": {
+                    name: float(np.median([p[name] for s in result["schedules"].values() for p in s])) for name in config.tuned
+                },
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

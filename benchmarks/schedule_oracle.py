@@ -1,0 +1,87 @@
+"""How much a schedule of settings can gain over one setting on the non-stationary clips: the room a
+chunk-by-chunk policy has. Per clip: the best static setting of a train.py run, the per-clip oracle
+(CMA, one setting for the clip), and a schedule oracle (CMA over five settings: chunks 0-6, 7, 8, 9,
+10-end, around the change at 4 s), all on the run's tuned parameters. Prints JSON.
+
+    python benchmarks/schedule_oracle.py [--run runs/td3] [--budget 1200]
+
+An offline upper bound for any policy that sets parameters per chunk: it knows the clean reference
+and where the noise changes.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+SEGMENTS = ((0, 7), (7, 8), (8, 9), (9, 10), (10, None))  # chunk ranges, the change at chunk 8 (4 s)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/td3", help="output folder of a train.py run (for its static setting)")
+    parser.add_argument("--budget", type=int, default=1200, help="CMA evaluations per clip for the schedule oracle")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import scenarios
+    from agents.evaluation import render_schedule
+    from agents.training import RunConfig, split_ids
+    from feedback_env.metrics import compute_metrics
+    from feedback_env.oracle import clip_objective, cma_search
+    from feedback_env.parameters import Parameter, ParameterSpace
+    from feedback_env.pipeline import PARAMETER_SPACE
+
+    run_dir = Path(args.run)
+    config = RunConfig.load(run_dir / "run.json")
+    static = json.loads((run_dir / "static.json").read_text())["params"]
+    scenario_set = scenarios.load(config.scenarios)
+    clips = [scenario_set[i] for i in split_ids(scenario_set, "test") if scenario_set[i].tags.get("stationary") is False]
+    chunk = int(round(config.chunk_s * 16000))
+    space = ParameterSpace(
+        Parameter(f"s{i}_{n}", PARAMETER_SPACE[n].low, PARAMETER_SPACE[n].high, static[n], PARAMETER_SPACE[n].scale)
+        for i in range(len(SEGMENTS))
+        for n in config.tuned
+    )
+    rows = {}
+    for clip in clips:
+        n_chunks = -(-len(clip.noisy) // chunk)
+
+        def schedule_score(p, clip=clip, n_chunks=n_chunks):
+            schedule = []
+            for i, (start, stop) in enumerate(SEGMENTS):
+                setting = {**static, **{n: p[f"s{i}_{n}"] for n in config.tuned}}
+                schedule += [setting] * (min(stop or n_chunks, n_chunks) - start)
+            out = render_schedule(clip.noisy, schedule, chunk, clip.sample_rate)
+            return compute_metrics(out, clip.clean, clip.sample_rate, names=["si_sdr"])["si_sdr"]
+
+        objective = clip_objective(clip.noisy, clip.clean, clip.sample_rate)
+        per_clip = cma_search(objective, PARAMETER_SPACE.subspace(config.tuned), budget=300, seed=args.seed).score
+        scheduled = cma_search(schedule_score, space, budget=args.budget, seed=args.seed).score
+        rows[clip.id] = {"static": objective(static), "per_clip_oracle": max(per_clip, objective(static)), "schedule_oracle": scheduled}
+    mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in ("static", "per_clip_oracle", "schedule_oracle")}
+    print(
+        json.dumps(
+            {
+                "run": str(run_dir),
+                "budget": args.budget,
+                "segments": SEGMENTS,
+                "clips": rows,
+                "mean": mean,
+                "schedule_oracle_minus_static": mean["schedule_oracle"] - mean["static"],
+                "per_clip_oracle_minus_static": mean["per_clip_oracle"] - mean["static"],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

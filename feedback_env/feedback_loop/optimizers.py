@@ -1,0 +1,272 @@
+"""The built-in update strategies: SPSA with Adam steps, CMA-ES, Optuna TPE and random search.
+
+All work in the unit cube of the loop's tuned space and score parameters with ``loop.evaluate`` (the
+last chunk re-processed from the pipeline state before it), so trying a setting never disturbs the
+live stream; the loop's safety checks then move the live parameters (see ``FeedbackLoopSystem``).
+By default every strategy spends 16 evaluations per update, so that they compare at equal cost:
+
+* ``gradient`` (SPSA, Spall 1992): per probe pair ``g = (R(x + c D) - R(x - c D)) / (2c) * D`` with
+  Rademacher ``D``, both sides on the same chunk (common random numbers); 8 pairs are averaged
+  (Spall's gradient averaging: it removes most of SPSA's cross-talk between coordinates); Adam moments
+  (Kingma & Ba 2015) turn ``g`` into a step of about ``learning_rate`` per coordinate while its sign is
+  consistent, less when noisy. Gains: ``c_k = c / (k + 1)^0.101`` and ``a_k = learning_rate /
+  (1 + k / A)^0.602`` (Spall's exponents), floored at ``min_rate * learning_rate`` so the loop keeps
+  tracking a changing input. One pair learns markedly worse (``benchmarks/feedback_loop.py --ablation``).
+* ``cma``, ``bayesian`` (Optuna TPE), ``random``: 15 candidates per update, each scored by its paired
+  gain over a fixed reference (the parameters the strategy started from, evaluated once per update on
+  the same chunk), which removes the chunk-to-chunk difference in difficulty; the live parameters
+  follow the search's incumbent (CMA's mean; the best-scored candidate for TPE and random search).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from feedback_env.feedback_loop.strategies import Proposal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from feedback_env.feedback_loop.records import FeedbackRecord
+    from feedback_env.feedback_loop.system import FeedbackLoopSystem
+
+
+def _unit(loop: "FeedbackLoopSystem") -> np.ndarray:
+    params = loop.parameters
+    return loop.space.to_unit({n: params[n] for n in loop.space.names}).astype(np.float64)
+
+
+def _largest_moves(loop: "FeedbackLoopSystem", x_old: np.ndarray, x_new: np.ndarray, k: int = 3) -> str:
+    old, new = loop.space.from_unit(x_old), loop.space.from_unit(x_new)
+    order = np.argsort(-np.abs(x_new - x_old))[:k]
+    names = loop.space.names
+    return ", ".join(f"{names[i]} {old[names[i]]:.4g}->{new[names[i]]:.4g}" for i in order if x_new[i] != x_old[i])
+
+
+class GradientStrategy:
+    """SPSA gradient ascent on the reward with Adam steps (``gradient``; see the module docstring).
+
+    :param loop: the feedback loop (its ``learning_rate`` is the Adam step, unit-cube units).
+    :param perturbation: ``c``, half-width of the two-sided probes in unit-cube units.
+    :param pairs: two-sided probes averaged per update (Spall's gradient averaging), all on the last chunk.
+    :param decay: ``A``: updates over which the step size falls by ``2^0.602``.
+    :param min_rate: floor of the step-size schedule, as a fraction of ``learning_rate``.
+    :param beta1: Adam's first-moment decay. :param beta2: Adam's second-moment decay.
+    """
+
+    name = "gradient"
+
+    def __init__(
+        self,
+        loop: "FeedbackLoopSystem",
+        perturbation: float = 0.2,
+        pairs: int = 8,
+        decay: float = 30.0,
+        min_rate: float = 0.25,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+    ):
+        if not (0 < perturbation <= 1 and int(pairs) >= 1 and decay > 0 and 0 <= min_rate <= 1
+                and 0 <= beta1 < 1 and 0 <= beta2 < 1):  # fmt: skip
+            raise ValueError(
+                f"gradient strategy: need 0 < perturbation <= 1, pairs >= 1, decay > 0, 0 <= min_rate <= 1, betas in "
+                f"[0, 1); got {perturbation}, {pairs}, {decay}, {min_rate}, {beta1}, {beta2}"
+            )
+        self.perturbation, self.pairs = float(perturbation), int(pairs)
+        self.decay, self.min_rate = float(decay), float(min_rate)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.reset(loop.space.dim)
+
+    def reset(self, dim: int) -> None:
+        """Forget the moments and restart the gain schedule."""
+        self.m = np.zeros(dim)
+        self.v = np.zeros(dim)
+        self.k = 0
+
+    def step_size(self) -> float:
+        """``a_k`` for the coming update, as a fraction of ``loop.learning_rate``."""
+        return max(self.min_rate, (1.0 + self.k / self.decay) ** -0.602)
+
+    def propose(self, loop: "FeedbackLoopSystem") -> Proposal:
+        x = _unit(loop)
+        if self.m.shape != x.shape:
+            self.reset(x.size)
+        c = self.perturbation / (self.k + 1) ** 0.101
+        center = np.clip(x, -1.0 + c, 1.0 - c)  # both probes inside the cube
+        g = np.zeros_like(x)
+        differences = []
+        for _ in range(self.pairs):
+            delta = loop.rng.choice([-1.0, 1.0], size=x.size)
+            plus = loop.evaluate(loop.space.from_unit(center + c * delta))
+            minus = loop.evaluate(loop.space.from_unit(center - c * delta))
+            g += (plus - minus) / (2.0 * c) * delta / self.pairs
+            differences.append(plus - minus)
+        self.k += 1
+        self.m = self.beta1 * self.m + (1.0 - self.beta1) * g
+        self.v = self.beta2 * self.v + (1.0 - self.beta2) * g * g
+        m_hat = self.m / (1.0 - self.beta1**self.k)
+        v_hat = self.v / (1.0 - self.beta2**self.k)
+        rate = loop.learning_rate * self.step_size()
+        x_new = np.clip(x + rate * m_hat / (np.sqrt(v_hat) + self.eps), -1.0, 1.0)
+        consistency = np.abs(m_hat) / (np.sqrt(v_hat) + self.eps)  # 1 = the same sign every time
+        confidence = float(np.mean(consistency))
+        expected = float(g @ (x_new - x))
+        explanation = (
+            f"SPSA on {loop.reward_description}: {self.pairs} probe pair(s) +-{c:.3f} (unit cube) on the last chunk, "
+            f"reward differences {np.mean(differences):+.3f} +- {np.std(differences):.3f}, gradient norm "
+            f"{np.linalg.norm(g):.3f}; Adam step {rate:.3f}, sign consistency {confidence:.2f}; first-order expected "
+            f"gain {expected:+.4f}; moves: {_largest_moves(loop, x, x_new) or 'none'}"
+        )
+        return Proposal(
+            loop.space.from_unit(x_new),
+            explanation,
+            {"expected_gain": expected, "gradient_norm": float(np.linalg.norm(g)), "confidence": confidence,
+             "perturbation": c, "step_size": rate},
+            gradient=m_hat.copy(),
+        )  # fmt: skip
+
+    def observe(self, loop: "FeedbackLoopSystem", record: "FeedbackRecord") -> None:
+        """SPSA learns from its own probes; the live records add nothing."""
+
+    def on_rollback(self, loop: "FeedbackLoopSystem") -> None:
+        self.reset(loop.space.dim)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"m": self.m.tolist(), "v": self.v.tolist(), "k": self.k}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.m = np.asarray(state["m"], dtype=np.float64)
+        self.v = np.asarray(state["v"], dtype=np.float64)
+        self.k = int(state["k"])
+
+
+class _PairedSearch:
+    """Candidates scored by their gain over a fixed reference on the same chunk; the live parameters
+    follow the incumbent. Each update spends ``candidates + 1`` evaluations (the reference once).
+
+    Subclasses provide ``_ask() -> x``, ``_tell(x, gain)`` and ``_incumbent() -> (x, detail, confidence)``.
+    """
+
+    name = "search"
+    label = "search"
+
+    def __init__(self, loop: "FeedbackLoopSystem", candidates: int = 15):
+        if int(candidates) < 1:
+            raise ValueError(f"{self.name}: candidates per update must be at least 1, got {candidates}")
+        self.candidates = int(candidates)
+        self.reference = {n: loop.parameters[n] for n in loop.space.names}
+        self.evaluated = 0
+        self.best_gain = 0.0
+        self.best_x = _unit(loop)
+
+    def observe(self, loop: "FeedbackLoopSystem", record: "FeedbackRecord") -> None:
+        """The search learns from its own paired evaluations; the live records add nothing."""
+
+    def propose(self, loop: "FeedbackLoopSystem") -> Proposal:
+        x_old = _unit(loop)
+        reference = loop.evaluate(self.reference)
+        gains = []
+        for _ in range(self.candidates):
+            x = self._ask(loop)
+            gain = float(loop.evaluate(loop.space.from_unit(x)) - reference)
+            self.evaluated += 1
+            self._tell(x, gain)
+            if gain > self.best_gain:
+                self.best_gain, self.best_x = gain, x
+            gains.append(gain)
+        x_new, detail, confidence = self._incumbent()
+        explanation = (
+            f"{self.label} on {loop.reward_description}: {len(gains)} candidate(s) scored {max(gains):+.3f} at best "
+            f"over the starting parameters on the last chunk ({self.evaluated} so far, best gain {self.best_gain:+.3f}); "
+            f"{detail}; moves: {_largest_moves(loop, x_old, x_new) or 'none'}"
+        )
+        return Proposal(
+            loop.space.from_unit(x_new),
+            explanation,
+            {"expected_gain": float(self.best_gain), "candidate_gain": max(gains), "confidence": float(confidence),
+             "evaluations": float(self.evaluated)},
+        )  # fmt: skip
+
+    def _incumbent(self) -> tuple[np.ndarray, str, float]:
+        confidence = 1.0 - math.exp(-self.evaluated / 50.0)
+        return self.best_x, f"live parameters follow the best of {self.evaluated} candidates", confidence
+
+
+class CMAStrategy(_PairedSearch):
+    """CMA-ES (``cma`` package, ask/tell) on the paired gain; the live parameters follow its mean.
+
+    :param sigma0: initial step size, unit-cube units. :param popsize: population (cma's default if None).
+    """
+
+    name = "cma"
+    label = "CMA-ES"
+
+    def __init__(self, loop: "FeedbackLoopSystem", candidates: int = 15, sigma0: float = 0.3, popsize: int | None = None):
+        import cma
+
+        super().__init__(loop, candidates)
+        options = {"bounds": [-1.0, 1.0], "seed": int(loop.rng.integers(1, 2**31 - 1)), "verbose": -9}
+        if popsize:
+            options["popsize"] = int(popsize)
+        self.sigma0 = float(sigma0)
+        self.es = cma.CMAEvolutionStrategy(_unit(loop), self.sigma0, options)
+        self._pending: list[np.ndarray] = []
+        self._scored: list[tuple[np.ndarray, float]] = []
+
+    def _ask(self, loop) -> np.ndarray:
+        if not self._pending:
+            self._pending = [np.asarray(c, dtype=np.float64) for c in self.es.ask()]
+        return self._pending.pop(0)
+
+    def _tell(self, x: np.ndarray, gain: float) -> None:
+        self._scored.append((x, gain))
+        if len(self._scored) == self.es.popsize:
+            self.es.tell([c for c, _ in self._scored], [-g for _, g in self._scored])
+            self._scored = []
+
+    def _incumbent(self) -> tuple[np.ndarray, str, float]:
+        mean = np.clip(np.asarray(self.es.mean, dtype=np.float64), -1.0, 1.0)
+        sigma = float(self.es.sigma)
+        detail = f"generation {self.es.countiter}, sigma {sigma:.3f}, live parameters follow the distribution mean"
+        return mean, detail, 1.0 - min(1.0, sigma / self.sigma0)
+
+
+class BayesianStrategy(_PairedSearch):
+    """Optuna's TPE sampler (ask/tell) on the paired gain; the live parameters follow the best trial."""
+
+    name = "bayesian"
+    label = "Optuna TPE"
+
+    def __init__(self, loop: "FeedbackLoopSystem", candidates: int = 15, **sampler_options: Any):
+        import optuna
+
+        super().__init__(loop, candidates)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=int(loop.rng.integers(0, 2**31 - 1)), **sampler_options)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self.names = loop.space.names
+        self.distributions = {n: optuna.distributions.FloatDistribution(-1.0, 1.0) for n in self.names}
+        self.study.enqueue_trial({n: float(v) for n, v in zip(self.names, _unit(loop))})
+        self._trial = None
+
+    def _ask(self, loop) -> np.ndarray:
+        self._trial = self.study.ask(self.distributions)
+        return np.array([self._trial.params[n] for n in self.names])
+
+    def _tell(self, x: np.ndarray, gain: float) -> None:
+        self.study.tell(self._trial, gain)
+
+
+class RandomSearchStrategy(_PairedSearch):
+    """Uniform random candidates in the unit cube; the live parameters follow the best-scored one."""
+
+    name = "random"
+    label = "random search"
+
+    def _ask(self, loop) -> np.ndarray:
+        return loop.rng.uniform(-1.0, 1.0, size=loop.space.dim)
+
+    def _tell(self, x: np.ndarray, gain: float) -> None:
+        """Random search keeps only the best (in ``propose``)."""

@@ -1,0 +1,626 @@
+"""FeedbackLoopSystem: learns the pipeline's parameters from the quality of its own output, while it runs.
+
+One iteration per audio chunk::
+
+    loop = FeedbackLoopSystem(seed=0)
+    for noisy, clean in chunks:                 # clean may be None (then non-intrusive metrics)
+        record = loop.step(noisy, clean)        # enhance, score, record, update when due, roll back if worse
+
+or, with audio enhanced elsewhere (the seed API)::
+
+    loop.collect_feedback(input_audio=x, output_audio=y, metrics={"si_sdr": 7.1})
+    analysis = loop.analyze_performance(window=100)   # .trend, .best_params, ...
+    update = loop.update_parameters(strategy="gradient")
+    if loop.should_rollback():
+        loop.rollback()
+
+The quality signal is the reward of :class:`~feedback_env.objectives.QualityReward`: the improvement
+of the processed chunk over the unprocessed one (intrusive default when a clean reference is given,
+else the non-intrusive default). Updates go through the strategy registry (:mod:`.strategies`) and the
+safety checks of :mod:`.guards`; rollback uses the CUSUM test of :mod:`.checkpoints`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from feedback_env.audio import as_audio, check_same_length
+from feedback_env.errors import FeedbackEnvError, MetricError
+from feedback_env.feedback_loop.analysis import PerformanceAnalysis, analyze
+from feedback_env.feedback_loop.checkpoints import CheckpointMonitor
+from feedback_env.feedback_loop.convergence import ConvergenceAnalyzer, ConvergenceReport
+from feedback_env.feedback_loop.guards import StepGuard
+from feedback_env.feedback_loop.history import ProcessingHistory
+from feedback_env.feedback_loop.records import FeedbackRecord, RollbackEvent, UpdateRecord
+from feedback_env.feedback_loop.replay import ChunkReplay, DelayLine, snapshot
+from feedback_env.feedback_loop.storage import LoopFileError, read_checked, write_atomic
+from feedback_env.feedback_loop.strategies import UpdateStrategy, make_strategy
+from feedback_env.features import ChunkFeatures
+from feedback_env.metrics import compute_metrics
+from feedback_env.objectives import Objective, QualityReward
+from feedback_env.observation import build_observation, feedback_vector
+from feedback_env.parameters import ParameterSpace
+from feedback_env.pipeline import EnhancementPipeline
+
+DEFAULT_TUNED = (
+    "highpass_hz",
+    "hum_depth_db",
+    "hum_width_hz",
+    "nr_oversubtraction",
+    "nr_floor_db",
+    "nr_noise_window_s",
+    "nr_smoothing_ms",
+    "eq_low_db",
+    "eq_mid_db",
+    "eq_mid_hz",
+    "eq_high_db",
+    "level_target_lufs",
+    "level_max_gain_db",
+)
+"""Parameters tuned by default (13 of 19): the high-pass, hum, noise-reduction and EQ stages and the
+loudness leveller, which moves the level toward the clean reference's (the LSD term is level-sensitive).
+The compressor and the limiter stay at their defaults. ``benchmarks/feedback_loop.py --subset`` measures
+how much of the 19-parameter oracle CMA-ES reaches over these 13 (and over the 9 without the leveller,
+the low shelf and the mid frequency, which stop short on the white and pink clips); SPSA learns faster in
+fewer dimensions (``--ablation``). ``tuned=None`` tunes all 19."""
+
+
+class NoChunkError(FeedbackEnvError, RuntimeError):
+    """An operation that needs a collected audio chunk was called before any was collected."""
+
+
+def _as_reward(value: QualityReward | Sequence[Objective] | None, intrusive: bool) -> QualityReward:
+    if value is None:
+        return QualityReward.default(intrusive=intrusive)
+    if isinstance(value, QualityReward):
+        return value
+    return QualityReward(list(value))
+
+
+class FeedbackLoopSystem:
+    """Online feedback loop around an :class:`~feedback_env.pipeline.EnhancementPipeline`.
+
+    :param learning_rate: Adam step of the ``gradient`` strategy per update, in unit-cube units (a
+        coordinate moves about this much per update while its gradient sign is consistent; the cube
+        is 2 wide). 0.1 is tuned on the built-in train clips; the seed's 0.01 works, 10x slower.
+    :param pipeline: the pipeline to run and tune; a new 16 kHz one if None.
+    :param objectives: reward for chunks with a clean reference: a QualityReward or a list of
+        Objective (intrusive default if None). A non-intrusive reward here is used for every chunk.
+    :param history_size: records kept (bounded memory).
+    :param seed: seeds the loop's random generator (perturbations, candidate draws).
+    :param tuned: parameter names the loop tunes (:data:`DEFAULT_TUNED` if not given; None = all).
+    :param start_params: physical overrides of the pipeline's current parameters at the start.
+    :param strategy: default strategy of :meth:`update_parameters` and :meth:`step`.
+    :param strategy_options: ``{name: kwargs}`` passed to a strategy's factory.
+    :param update_every: :meth:`step` updates after this many records.
+    :param max_step: trust region: largest change of any tuned parameter per update (unit cube).
+    :param false_alarm_rate: of the rollback test, per record on a stationary stream.
+    :param min_shift: drop the rollback test detects quickly, in baseline standard deviations.
+    :param checkpoint_interval: records between checkpoint candidates.
+    :param blind_objectives: reward for chunks without a clean reference (non-intrusive default).
+    :param mode: ``"online"`` (:meth:`step` updates) or ``"offline"`` (:meth:`step` only records;
+        :meth:`update_parameters` defaults to the ``offline`` surrogate strategy).
+    :param replay_warmup: chunks before the last one that :meth:`evaluate` re-processes first, unscored,
+        with the parameters tried, so that slow state (noise estimate, SNR smoothing, the 3 s loudness
+        window) is theirs; 0 replays the last chunk alone from the live state, which learns markedly
+        worse (``benchmarks/feedback_loop.py --ablation``).
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.1,
+        pipeline: EnhancementPipeline | None = None,
+        objectives: QualityReward | Sequence[Objective] | None = None,
+        history_size: int = 10_000,
+        seed: int | None = None,
+        *,
+        tuned: Sequence[str] | None | str = "default",
+        start_params: Mapping[str, float] | None = None,
+        strategy: str = "gradient",
+        strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
+        update_every: int = 1,
+        max_step: float = 0.2,
+        false_alarm_rate: float = 1e-3,
+        min_shift: float = 1.5,
+        checkpoint_interval: int = 16,
+        blind_objectives: QualityReward | Sequence[Objective] | None = None,
+        mode: str = "online",
+        replay_warmup: int = 1,
+    ):
+        if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        if mode not in ("online", "offline"):
+            raise ValueError(f"mode must be 'online' or 'offline', got {mode!r}")
+        if int(update_every) < 1:
+            raise ValueError(f"update_every must be at least 1, got {update_every}")
+        self.learning_rate = float(learning_rate)
+        self.pipeline = pipeline if pipeline is not None else EnhancementPipeline(16000)
+        self.sample_rate = self.pipeline.sample_rate
+        self.full_space: ParameterSpace = self.pipeline.space
+        names = DEFAULT_TUNED if tuned == "default" else (tuned or self.full_space.names)
+        self.space: ParameterSpace = self.full_space.subspace(names)
+        if start_params:
+            self.pipeline.set_params(start_params)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        reward = _as_reward(objectives, intrusive=True)
+        blind = reward if not reward.intrusive else _as_reward(blind_objectives, intrusive=False)
+        if blind.intrusive:
+            raise MetricError(f"blind_objectives must be non-intrusive, got {blind!r}")
+        self.rewards: dict[bool, QualityReward] = {True: reward, False: blind}
+        self.n_objectives = max(len(r.objectives) for r in self.rewards.values())
+        self.features = ChunkFeatures(self.sample_rate)
+        self.history = ProcessingHistory(history_size, self.full_space.names, self.features.names)
+        self.default_strategy = strategy
+        self.strategy_options = {k: dict(v) for k, v in (strategy_options or {}).items()}
+        self.update_every = int(update_every)
+        self.mode = mode
+        self.monitor = CheckpointMonitor(false_alarm_rate, min_shift, interval=checkpoint_interval)
+        self.guard = StepGuard(self.space, max_step)
+        self.convergence = ConvergenceAnalyzer(self.learning_rate)
+        self.strategies: dict[str, UpdateStrategy] = {}
+        self.updates: deque[UpdateRecord] = deque(maxlen=1000)
+        self.rollbacks: deque[RollbackEvent] = deque(maxlen=1000)
+        self.events: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.last_record: FeedbackRecord | None = None
+        self.evaluations = 0
+        self.replay_warmup = int(replay_warmup)
+        self._replays: deque[ChunkReplay] = deque(maxlen=4)
+        self._recent_inputs: deque[tuple[EnhancementPipeline, np.ndarray]] = deque(maxlen=self.replay_warmup + 1)
+        self._scratch = EnhancementPipeline(self.sample_rate, space=self.full_space)
+        self._coming: np.ndarray | None = None
+        self._since_update = 0
+        self._noisy_delay = DelayLine(self.pipeline.latency)
+        self._clean_delay: DelayLine | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def parameters(self) -> dict[str, float]:
+        """The current full physical parameters (a copy)."""
+        return dict(self.pipeline.params)
+
+    @property
+    def checkpoint(self) -> dict[str, float] | None:
+        """The last known-good parameters (full, physical), or None before the first checkpoint."""
+        return None if self.monitor.checkpoint is None else dict(self.monitor.checkpoint)
+
+    @property
+    def reward_description(self) -> str:
+        """Which objective the latest rewards measure (for explanations)."""
+        intrusive = True if self.last_record is None else self.last_record.intrusive
+        return repr(self.rewards[intrusive])
+
+    def set_parameters(self, params: Mapping[str, float]) -> dict[str, float]:
+        """Set physical values (any names of the full space; validated) outside the update path."""
+        return self.pipeline.set_params(params)
+
+    def _unit(self) -> np.ndarray:
+        p = self.pipeline.params
+        return self.space.to_unit({n: p[n] for n in self.space.names}).astype(np.float64)
+
+    # ------------------------------------------------------------------ feedback
+    def collect_feedback(
+        self,
+        input_audio: np.ndarray,
+        output_audio: np.ndarray,
+        metrics: Mapping[str, float] | None = None,
+        clean_audio: np.ndarray | None = None,
+        params: Mapping[str, float] | None = None,
+    ) -> FeedbackRecord:
+        """Validate, score and record one chunk; returns the record.
+
+        :param input_audio: the unprocessed audio, time-aligned with ``output_audio``, ``(n,)``.
+        :param output_audio: the processed audio, ``(n,)``.
+        :param metrics: metrics of the output already known (used as given; the others the reward
+            needs are computed). A NaN, infinite or missing (None) value makes the record a failure,
+            kept in the history but never used for learning.
+        :param clean_audio: clean reference aligned with both, ``(n,)``: intrusive metrics and reward.
+        :param params: the full or partial physical parameters the output was made with (the loop's
+            current ones by default).
+        :raises InvalidAudioError, ParameterError: bad audio or parameters (nothing is recorded).
+        """
+        inp = as_audio(input_audio, "input_audio")
+        out = as_audio(output_audio, "output_audio")
+        check_same_length(inp, out, ("input_audio", "output_audio"))
+        clean = None
+        if clean_audio is not None:
+            clean = as_audio(clean_audio, "clean_audio")
+            check_same_length(clean, out, ("clean_audio", "output_audio"))
+        used = {**self.pipeline.params, **self.full_space.validate(params or {})}
+        given = self._check_metrics(metrics)
+        return self._record(inp, out, clean, used, given, self.features(inp), streamed=False)
+
+    @staticmethod
+    def _check_metrics(metrics: Mapping[str, float] | None) -> dict[str, Any]:
+        if metrics is None:
+            return {}
+        if not isinstance(metrics, Mapping):
+            raise MetricError(f"metrics must be a mapping of name to value, got {type(metrics).__name__}")
+        return {str(k): v for k, v in metrics.items()}
+
+    def _record(self, inp, out, clean, params, given, features, streamed: bool) -> FeedbackRecord:
+        """Score and store one chunk; ``streamed``: it came through :meth:`step` (replayable from snapshots)."""
+        intrusive = clean is not None
+        reward_fn = self.rewards[intrusive]
+        needed = list(reward_fn.metric_names)
+        metrics: dict[str, float] = {}
+        errors = []
+        for name, value in given.items():
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                v = float("nan")
+            if value is None:
+                errors.append(f"metric {name!r} is missing (None)")
+            elif not math.isfinite(v):
+                errors.append(f"metric {name!r} is {v}")
+            metrics[name] = v
+        baseline: dict[str, float] = {}
+        reward = None
+        if not errors:
+            try:
+                todo = [n for n in needed if n not in metrics]
+                if todo:
+                    metrics.update(compute_metrics(out, clean, self.sample_rate, names=todo))
+                baseline = compute_metrics(inp, clean, self.sample_rate, names=needed)
+                reward = float(reward_fn(metrics, baseline))
+            except FeedbackEnvError as exc:
+                errors.append(str(exc))
+        ok = not errors
+        record = FeedbackRecord(
+            index=self.history.total,
+            time=time.time(),
+            params=dict(params),
+            metrics=metrics,
+            baseline=baseline,
+            reward=reward if ok else None,
+            features=np.asarray(features, dtype=np.float32),
+            intrusive=intrusive,
+            ok=ok,
+            error="; ".join(errors) if errors else None,
+        )
+        self.history.append(record)
+        self.last_record = record
+        self._since_update += 1
+        if ok:
+            if streamed:  # from the state before the oldest kept chunk, the others as warm-up
+                states, chunks = zip(*self._recent_inputs)
+                replay = ChunkReplay(chunks[-1], clean, baseline, reward_fn, self.sample_rate, states[0], chunks[:-1], reward)
+            else:
+                replay = ChunkReplay(inp, clean, baseline, reward_fn, self.sample_rate, live_reward=reward)
+            self._replays.append(replay)
+            self.monitor.observe(record.reward, record.params)
+            for strategy in self.strategies.values():
+                strategy.observe(self, record)
+        return record
+
+    def step(self, noisy_chunk: np.ndarray, clean_chunk: np.ndarray | None = None) -> FeedbackRecord:
+        """One iteration on a stream: update when due, enhance the chunk, score and record it, roll back if worse.
+
+        The update comes first so that a strategy sees the features of the chunk it sets parameters
+        for (as in the environments). The output is ``pipeline.latency`` samples behind the input; the
+        metrics compare it with the equally delayed noisy and clean streams.
+
+        :param noisy_chunk: the next chunk of the noisy stream, ``(n,)``.
+        :param clean_chunk: the matching clean chunk, or None (non-intrusive metrics).
+        """
+        x = as_audio(noisy_chunk, "noisy_chunk")
+        clean = None
+        if clean_chunk is not None:
+            clean = as_audio(clean_chunk, "clean_chunk")
+            check_same_length(x, clean, ("noisy_chunk", "clean_chunk"))
+        self._coming = self.features(x)
+        if self.mode == "online" and self.last_record is not None and self._since_update >= self.update_every:
+            if self._replays:
+                self.update_parameters(self.default_strategy)
+        self._recent_inputs.append((snapshot(self.pipeline), x))
+        out = self.pipeline.process(x)
+        noisy_ref = self._noisy_delay.push(x)
+        clean_ref = None
+        if clean is not None:
+            if self._clean_delay is None:
+                self._clean_delay = DelayLine(self.pipeline.latency)
+            clean_ref = self._clean_delay.push(clean)
+        else:
+            self._clean_delay = None
+        record = self._record(noisy_ref, out, clean_ref, self.pipeline.params, {}, self._coming, streamed=True)
+        if record.ok and self.should_rollback():
+            self.rollback()
+        return record
+
+    def reset_stream(self) -> None:
+        """Start a new stream: clear the pipeline state and the delay lines (parameters and history stay)."""
+        self.pipeline.reset()
+        self._noisy_delay.reset()
+        self._clean_delay = None
+        self.features.reset()
+        self._replays.clear()
+        self._recent_inputs.clear()
+
+    # ------------------------------------------------------------------ services for strategies
+    def evaluate(self, params: Mapping[str, float]) -> float:
+        """The reward ``params`` (merged into the current ones) would have got on the last collected chunk.
+
+        In streaming mode the chunk is re-processed from a copy of the pipeline state taken before
+        it (``replay_warmup`` chunks earlier, those re-processed first with the same parameters); for a
+        chunk given to :meth:`collect_feedback` it is processed as a clip from a reset state. The live
+        pipeline is never touched. :raises NoChunkError: no usable chunk collected yet.
+        """
+        if not self._replays:
+            raise NoChunkError(
+                "evaluate() needs a collected audio chunk: call step(chunk) or collect_feedback(...) with a "
+                "usable record first"
+            )
+        full = {**self.pipeline.params, **self.full_space.validate(params)}
+        self.evaluations += 1
+        return self._replays[-1].reward(full, self._scratch)
+
+    def observation(self) -> np.ndarray:
+        """Float32 observation with the envs' layout (``tuned=self.space.names``): features of the coming
+        chunk (or of the last one before any :meth:`step`), the tuned parameters, the last feedback."""
+        last = self.last_record
+        if self._coming is not None:
+            features = self._coming
+        elif last is not None:
+            features = last.features
+        else:
+            features = np.zeros(self.features.dim, dtype=np.float32)
+        if last is not None and last.ok:
+            feedback = feedback_vector(
+                self.rewards[last.intrusive], last.metrics, last.baseline, last.reward, self.n_objectives
+            )
+        else:
+            feedback = feedback_vector(None, None, None, 0.0, self.n_objectives)
+        return build_observation(features, self.space, self.pipeline.params, feedback)
+
+    # ------------------------------------------------------------------ analysis and updates
+    def analyze_performance(self, window: int = 100, alpha: float = 0.05, min_change: float = 0.05) -> PerformanceAnalysis:
+        """Analyse the last ``window`` records (trend, best parameters, summaries, errors, patterns, Pareto)."""
+        return analyze(self.history, window, self.space, self.rewards, alpha, min_change)
+
+    def strategy(self, name: str) -> UpdateStrategy:
+        """The loop's instance of strategy ``name`` (created on first use)."""
+        if name not in self.strategies:
+            self.strategies[name] = make_strategy(name, self, self.strategy_options.get(name))
+        return self.strategies[name]
+
+    def update_parameters(self, strategy: str | None = None) -> UpdateRecord:
+        """Ask ``strategy`` for new parameters, apply them through the safety checks, and explain.
+
+        :param strategy: a registered name (the loop's default strategy if None; ``offline`` in offline mode).
+        """
+        name = strategy or ("offline" if self.mode == "offline" else self.default_strategy)
+        chosen = self.strategy(name)
+        x_old = self._unit()
+        old = {n: self.pipeline.params[n] for n in self.space.names}
+        proposal = chosen.propose(self)
+        guarded = self.guard.apply(x_old, proposal.params, step_limits=getattr(chosen, "step_limits", True))
+        if guarded.rejected is None:
+            self.pipeline.set_params(self.space.from_unit(guarded.x_new))
+        new = {n: self.pipeline.params[n] for n in self.space.names}
+        gradient = getattr(proposal, "gradient", None)
+        if guarded.rejected is None:
+            self.convergence.update(x_old, gradient)
+        names = self.space.names
+        update = UpdateRecord(
+            iteration=self.history.total,
+            strategy=name,
+            old_params=old,
+            new_params=new,
+            step=dict(zip(names, map(float, guarded.step))),
+            proposed_step=dict(zip(names, map(float, guarded.proposed_step))),
+            explanation=proposal.explanation,
+            estimate=dict(proposal.estimate),
+            trust_region_scale=guarded.trust_region_scale,
+            damped=guarded.damped,
+            rejected=guarded.rejected,
+        )
+        self.updates.append(update)
+        self._since_update = 0
+        return update
+
+    def convergence_report(self, window: int = 50) -> ConvergenceReport:
+        """Converged? Iterations left? Curvature? (with the trend of the last ``window`` records)."""
+        return self.convergence.report(self.analyze_performance(window).trend if len(self.history) else None)
+
+    # ------------------------------------------------------------------ rollback
+    def should_rollback(self) -> bool:
+        """True when recent quality dropped significantly below the checkpoint's and the parameters are to blame.
+
+        The test is the CUSUM of :class:`~.checkpoints.CheckpointMonitor` (stated false-alarm rate per
+        record, at least ``min_samples`` baseline records). An alarm is dismissed, and a fresh baseline
+        measured, when the parameters are the checkpoint's or when, re-processed from the same states,
+        the checkpoint would not have done better on the recent chunks: then the input got harder.
+        """
+        m = self.monitor
+        if not m.alarm or m.checkpoint is None:
+            return False
+        tuned_now = {n: self.pipeline.params[n] for n in self.full_space.names}
+        if all(abs(tuned_now[n] - v) <= 1e-12 for n, v in m.checkpoint.items()):
+            self._dismiss("the checkpoint's own parameters are running: the input changed")
+            return False
+        replays = [r for r in self._replays if r.state is not None]
+        if replays:
+            gains = [r.reward(m.checkpoint, self._scratch) - r.reward(self.pipeline.params, self._scratch) for r in replays]
+            self.evaluations += 2 * len(gains)
+            if float(np.mean(gains)) <= 0.0:
+                self._dismiss(
+                    f"re-processed, the checkpoint would not have done better than the current parameters on the "
+                    f"last {len(gains)} chunk(s) (mean gain {np.mean(gains):+.3f}): the input changed"
+                )
+                return False
+        return True
+
+    def _dismiss(self, why: str) -> None:
+        self.events.append({"kind": "alarm_dismissed", "iteration": self.history.total, "reason": why,
+                            "test": self.monitor.explain()})  # fmt: skip
+        self.monitor.rebaseline()
+
+    def rollback(self) -> RollbackEvent:
+        """Restore the last known-good parameters and record why. :raises NoChunkError: no checkpoint yet."""
+        m = self.monitor
+        if m.checkpoint is None:
+            raise NoChunkError("rollback(): no checkpoint yet (it needs min_samples usable records)")
+        reason = f"quality dropped below the checkpoint's: {m.explain()}" if m.alarm else "requested"
+        event = RollbackEvent(self.history.total, self.parameters, dict(m.checkpoint), reason)
+        self.pipeline.set_params(m.checkpoint)
+        m.after_rollback()
+        self.guard.reset()
+        self.convergence.reset()
+        for strategy in self.strategies.values():
+            hook = getattr(strategy, "on_rollback", None)
+            if callable(hook):
+                hook(self)
+        self.rollbacks.append(event)
+        self.events.append({"kind": "rollback", **event.to_dict()})
+        return event
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the history and the loop's state atomically (temporary file + rename)."""
+        arrays, history_meta = self.history.to_arrays()
+        strategies = {}
+        for name, s in self.strategies.items():
+            getter = getattr(s, "state_dict", None)
+            if callable(getter):
+                strategies[name] = getter()
+        meta = {
+            "history": history_meta,
+            "config": {
+                "learning_rate": self.learning_rate,
+                "tuned": list(self.space.names),
+                "history_size": self.history.capacity,
+                "seed": self.seed,
+                "strategy": self.default_strategy,
+                "strategy_options": self.strategy_options,
+                "update_every": self.update_every,
+                "max_step": self.guard.max_step,
+                "false_alarm_rate": self.monitor.detector.false_alarm_rate,
+                "min_shift": self.monitor.detector.min_shift,
+                "checkpoint_interval": self.monitor.interval,
+                "mode": self.mode,
+                "sample_rate": self.sample_rate,
+            },
+            "objectives": {str(k): _reward_spec(v) for k, v in self.rewards.items()},
+            "parameters": self.parameters,
+            "monitor": self.monitor.state_dict(),
+            "guard": self.guard.state_dict(),
+            "convergence": self.convergence.state_dict(),
+            "strategies": strategies,
+            "rng": self.rng.bit_generator.state,
+            "evaluations": self.evaluations,
+            "updates": [u.to_dict() for u in self.updates],
+            "rollbacks": [r.to_dict() for r in self.rollbacks],
+        }
+        return write_atomic(path, arrays, _jsonable(meta))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        pipeline: EnhancementPipeline | None = None,
+        objectives: QualityReward | Sequence[Objective] | None = None,
+        blind_objectives: QualityReward | Sequence[Objective] | None = None,
+    ) -> "FeedbackLoopSystem":
+        """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, strategy states.
+
+        The pipeline's streaming state is not saved (a restarted process starts a new stream).
+        Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
+        for the other scalarizations (their ideal points and bounds are not saved).
+        :raises LoopFileError: a missing, damaged or inconsistent file (nothing is half-restored).
+        """
+        arrays, meta = read_checked(path)
+        try:
+            history = ProcessingHistory.from_arrays(arrays, meta["history"], str(path))
+            c = meta["config"]
+            given = {True: objectives, False: blind_objectives}
+            rewards = {}
+            for key, spec in meta["objectives"].items():
+                flag = key == "True"
+                if given[flag] is not None:
+                    rewards[flag] = _as_reward(given[flag], flag)
+                elif spec["scalarization"] == "weighted_sum":
+                    rewards[flag] = _reward_from_spec(spec)
+                else:
+                    raise LoopFileError(
+                        f"{path}: the saved {'intrusive' if flag else 'blind'} reward uses {spec['scalarization']}; "
+                        "pass it again to load()"
+                    )
+            if pipeline is None:
+                pipeline = EnhancementPipeline(int(c["sample_rate"]))
+            loop = cls(
+                learning_rate=c["learning_rate"],
+                pipeline=pipeline,
+                objectives=rewards[True],
+                history_size=c["history_size"],
+                seed=c["seed"],
+                tuned=c["tuned"],
+                start_params=meta["parameters"],
+                strategy=c["strategy"],
+                strategy_options=c["strategy_options"],
+                update_every=c["update_every"],
+                max_step=c["max_step"],
+                false_alarm_rate=c["false_alarm_rate"],
+                min_shift=c["min_shift"],
+                checkpoint_interval=c["checkpoint_interval"],
+                blind_objectives=rewards[False],
+                mode=c["mode"],
+            )
+            loop.history = history
+            loop.monitor.load_state_dict(meta["monitor"])
+            loop.guard.load_state_dict(meta["guard"])
+            loop.convergence.load_state_dict(meta["convergence"])
+            loop.rng.bit_generator.state = meta["rng"]
+            loop.evaluations = int(meta["evaluations"])
+            loop.updates.extend(UpdateRecord(**{**u, "damped": tuple(u["damped"])}) for u in meta["updates"])
+            loop.rollbacks.extend(RollbackEvent(**r) for r in meta["rollbacks"])
+            for name, state in meta["strategies"].items():
+                strategy = loop.strategy(name)
+                loader = getattr(strategy, "load_state_dict", None)
+                if callable(loader):
+                    loader(state)
+            if len(history):
+                loop.last_record = history.record(int(history.slots(1)[0]))
+        except LoopFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LoopFileError(f"{path}: loop state is inconsistent ({type(exc).__name__}: {exc})") from exc
+        return loop
+
+
+def _reward_spec(reward: QualityReward) -> dict[str, Any]:
+    return {
+        "objectives": [
+            {"metric": o.metric, "direction": o.direction, "scale": o.scale, "weight": o.weight, "target": o.target}
+            for o in reward.objectives
+        ],
+        "scalarization": reward.scalarization,
+        "clip": reward.clip,
+        "rho": reward.rho,
+    }
+
+
+def _reward_from_spec(spec: dict[str, Any]) -> QualityReward:
+    objectives = [Objective(**o) for o in spec["objectives"]]
+    return QualityReward(objectives, spec["scalarization"], rho=spec["rho"], clip=spec["clip"])
+
+
+def _jsonable(value: Any) -> Any:
+    """Numpy scalars and arrays inside ``value`` as plain Python (for JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+    return value

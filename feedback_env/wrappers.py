@@ -1,0 +1,148 @@
+"""Wrappers for the enhancement environments: the safety wrapper that rolls parameters back.
+
+:class:`SafetyWrapper` keeps the last known-good parameters and a quality baseline, watches the reward
+with the one-sided CUSUM test of :class:`~feedback_env.safety.DegradationDetector`, and rolls back when
+quality has dropped. The monitored signal is the reward itself: it is already the improvement of the
+enhanced chunk over the unprocessed one, so most of what the audio content does to the metrics (speech
+against pauses, loud against quiet) cancels in it. Measured with the default parameters on the built-in
+clips, its standard deviation within a clip is 0.08-0.51 (median 0.26) while clip means range over
+0.10-1.58 (``benchmarks/safety.py``): a baseline is only meaningful within one stream, so by default
+it starts afresh with each episode (each clip).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from feedback_env.envs.actions import DeltaAction
+from feedback_env.safety import DegradationDetector
+
+
+class SafetyWrapper(gym.Wrapper):
+    """
+    Rolls the parameters back to the last known-good ones when the reward drops below its baseline.
+
+    Each step's ``(reward, params)`` waits ``confirm_steps`` steps; if no alarm came meanwhile, the reward
+    joins the detector's baseline (the latest ``baseline_size``) and the parameters become the known-good
+    ones. So a setting is trusted only after it has run ``confirm_steps`` chunks without a detected drop,
+    and rewards of a degradation caught within that delay never enter the baseline. The test may alarm
+    once ``min_samples`` rewards are confirmed; it alarms on a stationary stream at
+    ``false_alarm_rate`` per step (CUSUM threshold from Siegmund's approximation, corrected for the
+    baseline's estimation error: :mod:`feedback_env.safety`).
+
+    On an alarm: with the delta env the known-good parameters are restored at once (the observation
+    returned shows them and the next change starts from them); with the absolute env the known-good
+    action replaces the agent's for the next ``hold_steps`` chunks. The test then restarts (the
+    baseline is kept) and the pending, unconfirmed steps are dropped. Whenever the action that ran is
+    not the agent's (substituted, or limited by ``max_change``), ``info["applied_action"]`` holds it,
+    so that a learner can credit the reward to it (:class:`agents.prioritized.PrioritizedTD3` does).
+
+    ``info`` gains ``rollback`` (bool: rolled back at this step), ``rollbacks`` (count since the
+    wrapper was made), ``cost`` (quality lost: ``max(0, baseline mean - reward)``, in reward units,
+    0 while there is no baseline; safety-gymnasium's convention), ``substituted`` (the known-good
+    action ran instead of the agent's) and, on a rollback, ``safety`` (why, in words).
+
+    :param env: an ``AudioEnhancement-v0`` or ``AudioEnhancementDelta-v0`` env (possibly wrapped).
+    :param false_alarm_rate: rollbacks per step on a stationary stream.
+    :param min_shift: smallest drop to catch quickly, in baseline standard deviations.
+    :param min_samples: confirmed rewards needed before the test may alarm.
+    :param confirm_steps: chunks a setting must run without an alarm to become known-good.
+    :param hold_steps: absolute env: chunks the known-good action is substituted after a rollback.
+    :param max_change: optional limit on the change of each tuned parameter per step, in unit-cube
+        widths (the cube is 2 wide); None for no limit.
+    :param reset_on_episode: start the baseline and the known-good parameters afresh at each reset.
+    :param baseline_size: how many confirmed rewards form the baseline.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        false_alarm_rate: float = 0.01,
+        min_shift: float = 1.5,
+        min_samples: int = 6,
+        confirm_steps: int = 2,
+        hold_steps: int = 2,
+        max_change: float | None = None,
+        reset_on_episode: bool = True,
+        baseline_size: int = 64,
+    ):
+        super().__init__(env)
+        base = env.unwrapped
+        if not hasattr(base, "action_type") or not hasattr(base, "restore_params"):
+            raise TypeError(f"SafetyWrapper needs an AudioEnhancement env, got {type(base).__name__}")
+        if confirm_steps < 0 or hold_steps < 1:
+            raise ValueError(f"need confirm_steps >= 0 and hold_steps >= 1, got {confirm_steps}, {hold_steps}")
+        if max_change is not None and not 0.0 < max_change <= 2.0:
+            raise ValueError(f"max_change must be in (0, 2] unit-cube widths or None, got {max_change}")
+        self.detector = DegradationDetector(
+            false_alarm_rate=false_alarm_rate, min_shift=min_shift, min_samples=min_samples, baseline_size=baseline_size
+        )
+        self.confirm_steps, self.hold_steps, self.max_change = confirm_steps, hold_steps, max_change
+        self.reset_on_episode = reset_on_episode
+        self.is_delta = isinstance(base.action_type, DeltaAction)
+        self.tuned = base.action_type.tuned
+        self.rollbacks = 0
+        self.known_good: dict[str, float] | None = None
+        self._pending: deque[tuple[float, dict[str, float]]] = deque()
+        self._hold = 0
+
+    def _unit(self, params: dict[str, float]) -> np.ndarray:
+        return self.tuned.to_unit({n: params[n] for n in self.tuned.names})
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self.reset_on_episode or self.known_good is None:
+            self.detector.reset(keep_baseline=False)
+            self.known_good = dict(self.env.unwrapped.params)
+        self._pending.clear()
+        self._hold = 0
+        return obs, {**info, "rollback": False, "rollbacks": self.rollbacks, "cost": 0.0, "substituted": False}
+
+    def _limit(self, action: np.ndarray) -> np.ndarray:
+        """Clip ``action`` so that no tuned parameter moves more than ``max_change`` this step."""
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        if self.max_change is None:
+            return action
+        if self.is_delta:
+            bound = self.max_change / self.env.unwrapped.action_type.max_step
+            return np.clip(action, -bound, bound).astype(np.float32)
+        current = self._unit(self.env.unwrapped.params)
+        return np.clip(action, current - self.max_change, current + self.max_change).astype(np.float32)
+
+    def step(self, action):
+        proposed = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        substituted = self._hold > 0
+        if substituted:  # only the absolute env holds; restoring first makes any action low-pass exact
+            self._hold -= 1
+            self.env.unwrapped.restore_params(self.known_good)
+            action = self._unit(self.known_good)
+        else:
+            action = self._limit(proposed)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        detector = self.detector
+        cost = max(0.0, detector.mean - reward) if detector.ready else 0.0
+        rollback = detector.update(reward)
+        extra: dict[str, Any] = {}
+        if rollback:
+            self.rollbacks += 1
+            extra["safety"] = f"rolled back to the known-good parameters: {detector.explain()}"
+            detector.reset(keep_baseline=True)
+            self._pending.clear()
+            if self.is_delta:
+                obs = self.env.unwrapped.restore_params(self.known_good)
+            else:
+                self._hold = self.hold_steps
+        else:
+            self._pending.append((float(reward), dict(info["params"])))
+            while len(self._pending) > self.confirm_steps:
+                confirmed_reward, confirmed_params = self._pending.popleft()
+                detector.add_baseline(confirmed_reward)
+                self.known_good = confirmed_params
+        if not np.array_equal(action, proposed):
+            extra["applied_action"] = np.asarray(action, dtype=np.float32)
+        info = {**info, **extra, "rollback": rollback, "rollbacks": self.rollbacks, "cost": float(cost), "substituted": substituted}
+        return obs, reward, terminated, truncated, info

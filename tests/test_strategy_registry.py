@@ -1,0 +1,70 @@
+"""The bandit and TD3 strategies of the other packages, run through the real FeedbackLoopSystem registry."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+import feedback_env  # noqa: F401  (registers the ids)
+from agents.factory import save_agent
+from agents.feedback_optimizer import RLFeedbackOptimizer
+from feedback_env import FeedbackLoopSystem
+from feedback_env.feedback_loop import available_strategies
+from feedback_env.presets import PRESETS, preset_params
+from feedback_env.feedback_loop.objective import chunk_stream
+
+th.set_num_threads(1)
+CHUNK = 8000  # 0.5 s at 16 kHz
+
+
+def stream(loop, clip, n):
+    return [loop.step(noisy, clean) for noisy, clean in chunk_stream(clip.noisy, clip.clean, CHUNK, n)]
+
+
+def test_bandit_and_policy_are_registered():
+    names = available_strategies()
+    assert "bandit" in names and "policy" in names
+
+
+def test_bandit_strategy_runs_presets_through_the_loop(builtin):
+    clip = builtin["pink_snr+20_m3"]
+    loop = FeedbackLoopSystem(seed=0, tuned=None, strategy="bandit", strategy_options={"bandit": {"policy": "ucb1"}})
+    records = stream(loop, clip, 14)
+    strategy = loop.strategy("bandit")
+    assert strategy.policy.name == "UCB1"
+    presets = [preset_params(name) for name in PRESETS]
+    # every record after the first update ran one of the presets, unchanged by the trust region
+    ran = [r.params for r in records[1:]]
+    assert all(any(all(np.isclose(p[k], v) for k, v in preset.items()) for preset in presets) for p in ran)
+    # UCB1 plays each of the six arms once first, and every usable record taught it something
+    assert len({tuple(sorted(p.items())) for p in ran[:6]}) == 6
+    pulls = sum(strategy.policy.describe_arm(arm)["pulls"] for arm in range(len(presets)))
+    assert strategy.ignored <= 1 and pulls >= len(ran) - 1
+    assert loop.updates[-1].strategy == "bandit" and "UCB1 chose preset" in loop.updates[-1].explanation
+
+
+def test_bandit_strategy_rejects_an_unknown_policy(builtin):
+    loop = FeedbackLoopSystem(seed=0, tuned=None, strategy="bandit", strategy_options={"bandit": {"policy": "ucb9"}})
+    with pytest.raises(ValueError, match="ucb9"):
+        stream(loop, builtin["pink_snr+20_m3"], 3)
+
+
+def test_policy_strategy_sets_the_parameters_its_env_would(builtin, tmp_path):
+    tuned = ["highpass_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s"]
+    env = gym.make("feedback_env/AudioEnhancement-v0", config={"tuned": tuned})
+    optimizer = RLFeedbackOptimizer(env.observation_space, env.action_space, seed=3)
+    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id="feedback_env/AudioEnhancement-v0", env_config={"tuned": tuned})
+    loop = FeedbackLoopSystem(seed=0, tuned=tuned, strategy="policy", strategy_options={"policy": {"model": str(path)}})
+    records = stream(loop, builtin["pink_snr+0_f1"], 4)
+    obs = loop.observation()
+    action = optimizer.select_action(obs, 0.0)
+    expected = loop.space.from_unit(np.asarray(action, dtype=np.float64))
+    update = loop.update_parameters("policy")
+    assert all(np.isclose(update.new_params[k], v, rtol=1e-5) for k, v in expected.items())
+    assert "TD3 policy" in update.explanation and len(records) == 4
+
+
+def test_policy_strategy_needs_a_model():
+    loop = FeedbackLoopSystem(seed=0, strategy="policy")
+    with pytest.raises(ValueError, match="needs a trained model"):
+        loop.strategy("policy")

@@ -1,0 +1,86 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import train
+from agents.callbacks import latest_checkpoints
+from agents.factory import load_agent
+from agents.prioritized import PrioritizedTD3
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(builtin, tmp_path_factory):
+    """Two 2-second clips of the built-in set: one to train on, one to test on."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "audio").mkdir()
+    clips = []
+    for clip_id, split in (("white_snr+10_f2", "train"), ("pink-up12_snr+15_f3", "test")):
+        clip = builtin[clip_id]
+        start = 0 if split == "train" else 3 * 16000  # the test clip keeps its change at 4 s
+        for kind in ("noisy", "clean"):
+            sf.write(root / "audio" / f"{clip_id}_{kind}.wav", getattr(clip, kind)[start : start + 32000], 16000, subtype="FLOAT")
+        tags = {**clip.tags, "split": split}
+        clips.append({"id": clip_id, "noisy": f"audio/{clip_id}_noisy.wav", "clean": f"audio/{clip_id}_clean.wav", "tags": tags})
+    (root / "manifest.json").write_text(json.dumps({"name": "tiny", "sample_rate": 16000, "clips": clips}))
+    return root
+
+
+def args(tiny_set, out, timesteps):
+    return [
+        "--scenarios", str(tiny_set), "--timesteps", str(timesteps), "--out", str(out), "--seed", "1",
+        "--static-budget", "3", "--checkpoint-freq", "40", "--eval-freq", "40", "--no-progress",
+        "--hyper", json.dumps({"learning_starts": 60, "batch_size": 16}),
+    ]  # fmt: skip
+
+
+def test_resume_after_a_killed_run_continues_with_the_replay_buffer(tiny_set, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args(tiny_set, out, 100_000)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(buffer for _, buffer in latest_checkpoints(out / "checkpoints")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.name.split("_")[-2]) for p, b in latest_checkpoints(out / "checkpoints") if b is not None)
+    assert not (out / "model.zip").exists()
+
+    timesteps = killed_at + 80
+    assert train.main([*args(tiny_set, out, timesteps), "--resume"]) == 0
+    model = load_agent(out / "model.zip")
+    assert model.num_timesteps == timesteps
+    last_model, last_buffer = latest_checkpoints(out / "checkpoints")[0]
+    resumed = PrioritizedTD3.load(last_model)
+    resumed.load_replay_buffer(last_buffer)
+    assert resumed.replay_buffer.size() >= timesteps - 40  # the transitions from before the kill are still there
+
+    result = json.loads((out / "evaluation.json").read_text())
+    assert set(result["mean"]) == {"bypass", "defaults", "best_static", "policy"}
+    assert result["clips"] == ["pink-up12_snr+15_f3"] and result["non_stationary"] == ["pink-up12_snr+15_f3"]
+    for scores in result["mean"].values():
+        assert set(scores) == {"si_sdr", "pesq", "stoi"} and all(np.isfinite(v) for v in scores.values())
+    config = json.loads((out / "model.config.json").read_text())
+    assert config["env_id"] == "feedback_env/AudioEnhancement-v0" and config["env_config"]["tuned"] == json.loads((out / "run.json").read_text())["tuned"]
+    assert list((out / "tb").glob("td3_*/events.out.tfevents.*"))
+    assert (out / "eval" / "evaluations.npz").exists()
+
+
+def test_bad_flags_fail_clearly(tiny_set, tmp_path):
+    with pytest.raises(Exception, match="unknown parameter 'loudness'"):
+        train.main([*args(tiny_set, tmp_path, 10), "--tuned", "loudness"])
+    with pytest.raises(ValueError, match="unknown td3 hyperparameters"):
+        train.main([*args(tiny_set, tmp_path, 10)[:-1], '{"gama": 0.9}'])

@@ -1,0 +1,118 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from scipy.stats import poisson
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+import feedback_env  # noqa: F401  (registers the ids)
+from feedback_env.pipeline import PARAMETER_SPACE
+from feedback_env.wrappers import SafetyWrapper
+
+ABSOLUTE, DELTA = "feedback_env/AudioEnhancement-v0", "feedback_env/AudioEnhancementDelta-v0"
+DEFAULT = PARAMETER_SPACE.to_unit(PARAMETER_SPACE.defaults())
+DAMAGE = {"highpass_hz": 300.0, "nr_floor_db": -40.0, "nr_oversubtraction": 8.0}
+
+
+@pytest.fixture(scope="module")
+def streams(tmp_path_factory):
+    from scenarios.streams import write_stationary_set
+
+    return str(write_stationary_set(tmp_path_factory.mktemp("streams"), ("white", "pink", "fan"), duration_s=40.0))
+
+
+def wrapped(env_id, streams, **kwargs):
+    return SafetyWrapper(gym.make(env_id, config={"scenarios": streams, "split": None}), **kwargs)
+
+
+def test_absolute_env_substitutes_known_good_action_within_10_steps_of_a_degradation(streams):
+    env = wrapped(ABSOLUTE, streams)
+    env.reset(seed=0, options={"clip": "pink_stream_1"})
+    bad = PARAMETER_SPACE.to_unit({**PARAMETER_SPACE.defaults(), **DAMAGE})
+    for _ in range(20):
+        *_, info = env.step(DEFAULT)
+        assert not info["rollback"] and info["cost"] >= 0.0
+    known_good = dict(env.known_good)
+    assert known_good == pytest.approx(PARAMETER_SPACE.defaults())
+    for step in range(1, 11):
+        _, reward, _, _, info = env.step(bad)
+        if info["rollback"]:
+            break
+    assert info["rollback"] and info["rollbacks"] == 1, f"no rollback within 10 steps of the degradation (last: {info})"
+    assert info["cost"] > 0.0 and "CUSUM" in info["safety"]
+    _, recovered, _, _, info = env.step(bad)  # the agent insists; the wrapper holds the known-good setting
+    assert info["substituted"] and info["params"] == pytest.approx(known_good)
+    np.testing.assert_allclose(info["applied_action"], PARAMETER_SPACE.to_unit(known_good), atol=1e-6)
+    assert recovered > reward
+
+
+def test_delta_env_restores_known_good_parameters_when_the_agent_drifts_into_damage(streams):
+    env = wrapped(DELTA, streams)
+    obs, _ = env.reset(seed=0, options={"clip": "white_stream_0"})
+    zero = np.zeros(PARAMETER_SPACE.dim, np.float32)
+    for _ in range(20):
+        env.step(zero)
+    push = zero.copy()
+    push[PARAMETER_SPACE.names.index("highpass_hz")] = 1.0  # +0.2 unit per step: 70 Hz -> 500 Hz in 5 steps
+    trace = []
+    for _ in range(10):
+        obs, reward, _, _, info = env.step(push)
+        trace.append((reward, info["params"]["highpass_hz"]))
+        if info["rollback"]:
+            break
+    assert info["rollback"], f"no rollback within 10 steps of the drift: {trace}"
+    restored = env.unwrapped.params["highpass_hz"]
+    assert restored < trace[-1][1]
+    assert restored == pytest.approx(env.known_good["highpass_hz"])
+    unit = PARAMETER_SPACE.to_unit(env.unwrapped.params)
+    np.testing.assert_allclose(obs[13 : 13 + PARAMETER_SPACE.dim], unit, atol=1e-6)  # the observation shows them
+    _, recovered, *_ = env.step(zero)
+    assert recovered > trace[-1][0]
+
+
+def test_false_rollbacks_on_stationary_streams_within_the_stated_rate(streams):
+    rate = 0.05  # high enough that a few hundred steps can tell it from twice that rate
+    monitored = alarms = 0
+    for clip in ("white_stream_0", "pink_stream_1", "fan_stream_2"):
+        env = wrapped(ABSOLUTE, streams, false_alarm_rate=rate)
+        env.reset(seed=0, options={"clip": clip})
+        truncated = False
+        while not truncated:
+            ready = env.detector.ready
+            *_, truncated, info = env.step(DEFAULT)
+            monitored += ready
+            alarms += info["rollback"]
+    assert monitored >= 200
+    # one-sided: at most the 99th percentile of the stated rate's count (2x the rate fails this)
+    assert alarms <= poisson.ppf(0.99, rate * monitored), f"{alarms} false rollbacks in {monitored} steps at a stated {rate}"
+
+
+def test_max_change_limits_each_step(streams):
+    for env_id, action in ((ABSOLUTE, np.ones(PARAMETER_SPACE.dim, np.float32)), (DELTA, np.ones(PARAMETER_SPACE.dim, np.float32))):
+        env = wrapped(env_id, streams, max_change=0.05)
+        env.reset(seed=0, options={"clip": "white_stream_0"})
+        before = PARAMETER_SPACE.to_unit(env.unwrapped.params)
+        *_, info = env.step(action)
+        moved = PARAMETER_SPACE.to_unit(info["params"]) - before
+        assert np.all(np.abs(moved) <= 0.05 + 1e-5) and np.any(moved > 0.04)
+
+
+def test_rejects_bad_settings_and_other_envs():
+    with pytest.raises(ValueError, match="max_change"):
+        SafetyWrapper(gym.make(ABSOLUTE), max_change=3.0)
+    with pytest.raises(TypeError, match="AudioEnhancement env"):
+        SafetyWrapper(gym.make("Pendulum-v1"))
+
+
+def _make_safe_env():
+    return SafetyWrapper(gym.make(f"feedback_env:{DELTA}"))
+
+
+def test_info_keys_under_vec_envs():
+    for vec_cls in (DummyVecEnv, SubprocVecEnv):
+        venv = vec_cls([_make_safe_env])
+        venv.seed(0)
+        venv.reset()
+        for _ in range(3):
+            _, rewards, _, infos = venv.step(np.stack([venv.action_space.sample()]))
+            assert {"rollback", "rollbacks", "cost", "substituted"} <= set(infos[0]) and np.isfinite(rewards).all()
+        venv.close()

@@ -1,0 +1,81 @@
+"""Train an SB3 agent (TD3 by default) on the enhancement env and evaluate it on the test clips.
+
+    python train.py [--algo td3|sac|ppo] [--env ID] [--scenarios PATH|builtin] [--timesteps N]
+                    [--seed N] [--n-envs N] [--out DIR] [--resume] [--safety/--no-safety]
+
+Writes under --out: TensorBoard logs (tb/), checkpoints with the replay buffer (checkpoints/), the
+evaluations on the test clips during training (eval/), the final model (model.zip) with its config
+(model.config.json), the run's settings (run.json) and the final evaluation (evaluation.json). Ends
+with a table on the test clips: bypass, default parameters, the best static parameters (CMA on the
+train clips) and the trained policy, each with whole-clip SI-SDR, PESQ and STOI.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from agents.training import RunConfig
+
+    defaults = RunConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algo", choices=["td3", "sac", "ppo"], default=defaults.algo)
+    p.add_argument("--env", dest="env_id", default=defaults.env_id, help="environment id (absolute or delta env)")
+    p.add_argument("--scenarios", default=defaults.scenarios, help="scenario folder or built-in set name")
+    p.add_argument("--timesteps", type=int, default=defaults.timesteps, help="env steps (chunks) in total")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--n-envs", type=int, default=defaults.n_envs, help="parallel envs (SubprocVecEnv when > 1)")
+    p.add_argument("--out", default=defaults.out, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint under --out")
+    p.add_argument("--safety", action=argparse.BooleanOptionalAction, default=defaults.safety, help="train under the SafetyWrapper")
+    p.add_argument("--tuned", default=",".join(defaults.tuned), help="comma-separated parameters the agent sets, or 'all'")
+    p.add_argument("--smoothing", type=float, default=defaults.smoothing, help="absolute env: action low-pass a in [0, 1)")
+    p.add_argument("--augment", default=json.dumps(defaults.augment), help="training clip variants as JSON, or 'none'")
+    p.add_argument("--average-from", type=lambda v: None if v.lower() == "none" else float(v), default=defaults.average_from,
+                   help="average the actor's weights over the run after this fraction, or 'none'")
+    p.add_argument("--static-budget", type=int, default=defaults.static_budget, help="CMA evaluations for the best static setting")
+    p.add_argument("--checkpoint-freq", type=int, default=defaults.checkpoint_freq)
+    p.add_argument("--eval-freq", type=int, default=defaults.eval_freq)
+    p.add_argument("--hyper", default="{}", help='JSON of hyperparameter overrides, e.g. \'{"gamma": 0.9}\'')
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace):
+    from agents.training import RunConfig
+    from feedback_env.pipeline import PARAMETER_SPACE
+
+    tuned = list(PARAMETER_SPACE.names) if args.tuned == "all" else [t for t in args.tuned.split(",") if t]
+    augment = None if args.augment.lower() in ("none", "null", "") else json.loads(args.augment)
+    values = {**vars(args), "tuned": tuned, "hyperparameters": json.loads(args.hyper), "augment": augment}
+    return RunConfig(**{f.name: values[f.name] for f in fields(RunConfig) if f.name in values})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    from agents.training import RunConfig, run
+
+    config = config_from_args(args)
+    saved = Path(config.out) / "run.json"
+    if args.resume and saved.exists():
+        previous = RunConfig.load(saved)
+        previous.timesteps = config.timesteps  # --timesteps may extend a resumed run; the rest is the run's own
+        config = previous
+    run(config, resume=args.resume, progress_bar=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":  # the guard SubprocVecEnv's forkserver workers need
+    sys.exit(main())
