@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=int, default=100, help="feedback iterations (chunks) per clip")
     parser.add_argument("--json", type=Path, required=True, help="where to write the results (a CSV is written beside it)")
     parser.add_argument("--plots", type=Path, help="folder for PNG figures")
+    parser.add_argument("--split", help="only the clips of this split (e.g. test)")
+    parser.add_argument("--clip", action="append", dest="clips", metavar="ID", help="only this clip (repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="clips evaluated in parallel processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk-s", type=float, default=0.5, help="chunk length, seconds")
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             extra_metrics=["dnsmos"] if args.dnsmos else [],
             progress=not args.no_progress,
             keep_outputs=args.plots is not None,
+            split=args.split,
+            clip_ids=args.clips,
         )
     except (FeedbackEnvError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -115,7 +115,11 @@ class ScenarioSet:
         return [c.id for c in self.clips]
 
     def _subset(self, label: str, clips: list[Clip]) -> ScenarioSet:
-        return ScenarioSet(f"{self.name}[{label}]", self.root, self.sample_rate, clips)
+        return ScenarioSet(f"{self.name}[{label}]", self.root, self.sample_rate, clips, dict(self.errors))
+
+    def select(self, ids: Sequence[str]) -> ScenarioSet:
+        """The clips ``ids``, in that order; an unknown id raises :class:`UnknownClipError`."""
+        return self._subset(",".join(ids), [self[i] for i in ids])
 
     def split(self, name: str) -> ScenarioSet:
         """The clips whose ``tags["split"]`` is ``name``; raises if there are none (a typo, most likely)."""

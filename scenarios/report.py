@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def print_table(result: dict[str, Any]) -> None:
             "-" if s.get("ms_per_iteration") is None else f"{s['ms_per_iteration']:.1f}",
         ]
         table.add_row(name, *cells)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)  # pipes and logs: no cropped columns
     console.print(table)
     for clip_id, error in result.get("unreadable_clips", {}).items():
         console.print(f"[red]unreadable clip {clip_id}[/red]: {error}")
@@ -112,7 +113,8 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
         fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(noises) * len(by_tag) / 3), 4.5))
         width = 0.8 / max(1, len(by_tag))
         for k, (name, groups) in enumerate(by_tag.items()):
-            values = [groups.get(n, {}).get("si_sdr", np.nan) for n in noises]
+            values = [groups.get(n, {}).get("si_sdr") for n in noises]
+            values = [np.nan if v is None else v for v in values]  # no clean reference: no SI-SDR
             ax.bar(np.arange(len(noises)) + k * width, values, width, label=name)
         ax.set_xticks(np.arange(len(noises)) + 0.4 - width / 2, noises, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("final SI-SDR (dB)")

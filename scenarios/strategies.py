@@ -35,7 +35,8 @@ class ClipRun:
     :param schedule: physical parameters per chunk of the clip for the final rendering; one entry
         means one static setting. Empty for strategies that produce audio themselves (``final_output``).
     :param final_output: the enhanced clip, aligned with the input, when not rendered from ``schedule``.
-    :param objective: the loop's objective reached: mean reward over the last pass of the clip.
+    :param objective: the loop's objective reached: mean reward over the last pass of the clip
+        (:func:`last_pass_mean`; every strategy is compared on this, over the same ``budget``).
     :param rollbacks: rollbacks the loop made.
     :param seconds_per_iteration: wall time per feedback iteration (None when it does not iterate).
     """
@@ -83,8 +84,7 @@ class StaticStrategy(Strategy):
         started = time.perf_counter()
         curve = context.objective.cycled(self.params, budget)
         elapsed = time.perf_counter() - started
-        last = curve[-context.n_chunks :] if budget >= context.n_chunks else curve
-        return ClipRun(list(map(float, curve)), [self.params], objective=float(np.mean(last)),
+        return ClipRun(list(map(float, curve)), [self.params], objective=last_pass_mean(curve, context.n_chunks),
                        seconds_per_iteration=elapsed / max(budget, 1))  # fmt: skip
 
 
@@ -122,8 +122,7 @@ class LoopStrategy(Strategy):
         schedule = [dict(loop.parameters) for _ in range(n)]
         for i, params in enumerate(used):
             schedule[i % n] = params
-        last = [r for r in curve[-n:] if np.isfinite(r)]
-        return ClipRun(curve, schedule, objective=float(np.mean(last)) if last else None, rollbacks=len(loop.rollbacks),
+        return ClipRun(curve, schedule, objective=last_pass_mean(curve, n), rollbacks=len(loop.rollbacks),
                        seconds_per_iteration=elapsed / max(budget, 1), extra={"updates": len(loop.updates)})  # fmt: skip
 
 
@@ -157,8 +156,14 @@ class OracleStrategy(Strategy):
         started = time.perf_counter()
         result = cma_search(context.objective, budget=self.budget, seed=seed, restarts=self.restarts)
         curve = context.objective.cycled(result.params, budget)
-        return ClipRun(list(map(float, curve)), [result.params], objective=result.score,
+        return ClipRun(list(map(float, curve)), [result.params], objective=last_pass_mean(curve, context.n_chunks),
                        extra={"evaluations": result.evaluations, "seconds": time.perf_counter() - started})  # fmt: skip
+
+
+def last_pass_mean(curve, chunks_per_pass: int) -> float | None:
+    """The objective a run reached: mean reward over its last pass of the clip (failed iterations left out)."""
+    last = [r for r in curve[-chunks_per_pass:] if np.isfinite(r)]
+    return float(np.mean(last)) if last else None
 
 
 def aligned_chunk_rewards(output: np.ndarray, clip, chunk: int, reward) -> np.ndarray:
