@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             split=args.split,
             clip_ids=args.clips,
         )
-    except (FeedbackEnvError, ValueError) as exc:
+    except (FeedbackEnvError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,17 @@ def print_table(result: dict[str, Any]) -> None:
         console.print(f"[red]unreadable clip {clip_id}[/red]: {error}")
 
 
+def _save(fig, ax, path: Path) -> Path:
+    """Legend, layout, PNG at 120 dpi; closes the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _smoothed(curve: list[float], width: int) -> np.ndarray:
     c = np.asarray(curve, dtype=float)
     if c.size == 0:
@@ -101,11 +112,7 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
     ax.set_xlabel("feedback iteration")
     ax.set_ylabel("reward (moving mean over one pass of the clip)")
     ax.set_title("Quality over iterations, mean over clips")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    written.append(folder / "quality_over_iterations.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
+    written.append(_save(fig, ax, folder / "quality_over_iterations.png"))
 
     by_tag = {name: s.get("mean_by_tag", {}).get("noise", {}) for name, s in result["strategies"].items()}
     noises = sorted({n for groups in by_tag.values() for n in groups})
@@ -119,11 +126,7 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
         ax.set_xticks(np.arange(len(noises)) + 0.4 - width / 2, noises, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("final SI-SDR (dB)")
         ax.set_title("Final SI-SDR by noise type")
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        written.append(folder / "si_sdr_by_noise.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, ax, folder / "si_sdr_by_noise.png"))
 
     best = result.get("best_adaptive")
     if best and best in result["strategies"]:
@@ -132,7 +135,15 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
         if scored:
             for label, clip_id in (("worst", min(scored, key=scored.get)), ("best", max(scored, key=scored.get))):
                 noisy, enhanced, rate = outputs[(best, clip_id)]
-                path = folder / f"spectrogram_{label}_{clip_id}.png"
-                plt.imsave(path, before_after_image(noisy, enhanced, rate, height=192))
-                written.append(path)
+                before = result.get("input", {}).get("clips", {}).get(clip_id, {}).get("si_sdr")
+                fig, ax = plt.subplots(figsize=(8, 5))
+                ax.imshow(before_after_image(noisy, enhanced, rate, height=192), aspect="auto",
+                          extent=(0, noisy.size / rate, 0, 2))  # fmt: skip
+                ax.set_yticks([0.5, 1.5], [f"{best} (SI-SDR {scored[clip_id]:.1f} dB)", f"noisy (SI-SDR {before:.1f} dB)" if before is not None else "noisy"])
+                ax.set_xlabel("time (s); each half: 0 Hz at its bottom to Nyquist at its top")
+                ax.set_title(f"{label} clip for {best}: {clip_id}")
+                fig.tight_layout()
+                written.append(folder / f"spectrogram_{label}_{clip_id}.png")
+                fig.savefig(written[-1], dpi=110)
+                plt.close(fig)
     return written

@@ -181,7 +181,15 @@ def aligned_chunk_rewards(output: np.ndarray, clip, chunk: int, reward) -> np.nd
 
 
 def _policy(path: str) -> Strategy:
-    return LoopStrategy(f"td3:{path}", "policy", strategy_options={"policy": {"model": path}}, max_step=2.0)
+    """A loop acting with the SB3 policy saved at ``path``, observing and setting the parameters it was trained on."""
+    from pathlib import Path
+
+    from agents.factory import read_config
+
+    if not Path(path).is_file():
+        raise ValueError(f"strategy td3:{path}: no model file {path!r} (train one with `python train.py`)")
+    tuned = read_config(path).get("env_config", {}).get("tuned")  # None: all parameters
+    return LoopStrategy(f"td3:{path}", "policy", tuned=tuned, strategy_options={"policy": {"model": path}})
 
 
 def make_strategy(name: str) -> Strategy:
@@ -197,8 +205,8 @@ def make_strategy(name: str) -> Strategy:
         "cma": lambda: LoopStrategy("cma", "cma"),
         "optuna": lambda: LoopStrategy("optuna", "bayesian"),
         "random": lambda: LoopStrategy("random", "random"),
-        "ucb": lambda: LoopStrategy("ucb", "bandit", strategy_options={"bandit": {"policy": "ucb1"}}, max_step=2.0),
-        "thompson": lambda: LoopStrategy("thompson", "bandit", strategy_options={"bandit": {"policy": "thompson"}}, max_step=2.0),
+        "ucb": lambda: LoopStrategy("ucb", "bandit", strategy_options={"bandit": {"policy": "ucb1"}}),
+        "thompson": lambda: LoopStrategy("thompson", "bandit", strategy_options={"bandit": {"policy": "thompson"}}),
         "noisereduce": NoisereduceStrategy,
         "oracle": OracleStrategy,
     }
