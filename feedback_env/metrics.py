@@ -382,6 +382,7 @@ class MetricSpec:
     :param cheap: well under 1 ms on a 0.5 s 16 kHz chunk: fit for every RL step.
     :param valid_range: ``(lo, hi)``: the values the function returns (see the module table).
     :param doc: one line: what it is and its degenerate-case values.
+    :param optional: needs an optional extra and is computed only when named.
     """
 
     name: str
@@ -392,6 +393,7 @@ class MetricSpec:
     cheap: bool
     valid_range: tuple[float, float]
     doc: str
+    optional: bool = False
 
     @property
     def worst(self) -> float:
@@ -405,9 +407,40 @@ class MetricSpec:
 
 
 def _spec(
-    fn: MetricFn, intrusive: bool, higher: bool, unit: str, cheap: bool, rng: tuple[float, float], doc: str
+    fn: MetricFn,
+    intrusive: bool,
+    higher: bool,
+    unit: str,
+    cheap: bool,
+    rng: tuple[float, float],
+    doc: str,
+    optional: bool = False,
 ) -> MetricSpec:
-    return MetricSpec(fn.__name__, fn, intrusive, higher, unit, cheap, (float(rng[0]), float(rng[1])), doc)
+    return MetricSpec(fn.__name__, fn, intrusive, higher, unit, cheap, (float(rng[0]), float(rng[1])), doc, optional)
+
+
+def dnsmos(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int) -> float:
+    """DNSMOS P.835 overall MOS (Reddy et al., ICASSP 2022) via the ``speechmos`` package's ONNX models.
+
+    Non-intrusive, 16 kHz (other rates are resampled); clips shorter than the model's 9 s window are
+    tiled by speechmos. Samples are clipped to [-1, 1] (speechmos refuses others); the result is
+    clipped to [1, 5]. Slow (seconds per clip): for reports, not for RL steps. Needs the optional
+    extra: ``pip install 'feedback-env[dnsmos]'`` (speechmos imports librosa, onnxruntime and requests
+    without declaring them).
+    """
+    try:
+        from speechmos import dnsmos as _dnsmos
+    except ImportError as exc:
+        raise MetricError(
+            f"dnsmos needs the optional extra: pip install 'feedback-env[dnsmos]' ({type(exc).__name__}: {exc})"
+        ) from exc
+    x = _f64(estimate)
+    if sample_rate != 16000:
+        x = resample_poly(x, 16000, sample_rate)
+    if x.size == 0 or not np.any(x):
+        return 1.0
+    score = _dnsmos.run(np.clip(x, -1.0, 1.0).astype(np.float32), sr=16000)["ovrl_mos"]
+    return float(np.clip(score, 1.0, 5.0)) if np.isfinite(score) else 1.0
 
 
 # Measured on a 0.5 s 16 kHz chunk of noisy speech-like audio, one thread: si_sdr 0.03 ms,
@@ -436,6 +469,8 @@ METRICS: dict[str, MetricSpec] = {
               "BS.1770 integrated loudness (pyloudnorm), a level not a quality; silence -70; < 0.4 s one block"),
         _spec(clipping_ratio, False, False, "", True, (0.0, 1.0),
               "fraction of samples at |x| >= 0.999 or in runs of >= 3 identical peak samples"),
+        _spec(dnsmos, False, True, "MOS", False, (1.0, 5.0),
+              "DNSMOS P.835 overall MOS (speechmos ONNX models, 16 kHz; optional extra 'dnsmos')", optional=True),
     )
 }  # fmt: skip
 
@@ -462,13 +497,13 @@ def compute_metrics(
     :param reference: clean audio of the same length, or ``None`` (then only non-intrusive metrics).
     :param sample_rate: Hz; 8000, 16000 or 48000.
     :param names: metric names; ``None`` = every metric that applies (intrusive ones only with a
-        reference), in registry order.
+        reference; optional ones such as ``dnsmos`` only when named), in registry order.
     :raises InvalidAudioError: NaN/Inf, wrong shape, empty, different lengths or an unsupported rate,
         naming ``estimate`` or ``reference``.
     :raises MetricError: an unknown name, or an intrusive metric asked for without a reference.
     """
     if names is None:
-        selected = [n for n, s in METRICS.items() if reference is not None or not s.intrusive]
+        selected = [n for n, s in METRICS.items() if (reference is not None or not s.intrusive) and not s.optional]
     else:
         selected = _check_names(names)
         missing_ref = [n for n in selected if METRICS[n].intrusive and reference is None]

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -82,6 +82,8 @@ class ScenarioSet:
     root: Path
     sample_rate: int
     clips: list[Clip] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    """Clips that could not be read (only with ``load(..., strict=False)``): id -> the error message."""
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -113,7 +115,11 @@ class ScenarioSet:
         return [c.id for c in self.clips]
 
     def _subset(self, label: str, clips: list[Clip]) -> ScenarioSet:
-        return ScenarioSet(f"{self.name}[{label}]", self.root, self.sample_rate, clips)
+        return ScenarioSet(f"{self.name}[{label}]", self.root, self.sample_rate, clips, dict(self.errors))
+
+    def select(self, ids: Sequence[str]) -> ScenarioSet:
+        """The clips ``ids``, in that order; an unknown id raises :class:`UnknownClipError`."""
+        return self._subset(",".join(ids), [self[i] for i in ids])
 
     def split(self, name: str) -> ScenarioSet:
         """The clips whose ``tags["split"]`` is ``name``; raises if there are none (a typo, most likely)."""
@@ -130,12 +136,16 @@ class ScenarioSet:
         return self._subset(",".join(f"{k}={v}" for k, v in tags.items()) or "all", clips)
 
 
-def load(name_or_path: str | PathLike[str] = "builtin", sample_rate: int = DEFAULT_RATE) -> ScenarioSet:
+def load(
+    name_or_path: str | PathLike[str] = "builtin", sample_rate: int = DEFAULT_RATE, *, strict: bool = True
+) -> ScenarioSet:
     """Read a scenario set.
 
     :param name_or_path: a folder holding ``manifest.json``, the path of a manifest file, or the name of
         a built-in set (``"builtin"``); an existing path wins over a name.
     :param sample_rate: Hz; every clip is resampled to it (the manifest's ``sample_rate`` is a hint only).
+    :param strict: with False, a clip whose files cannot be read is left out and its error recorded in
+        ``ScenarioSet.errors`` (the rest of the set loads); a malformed manifest still raises.
     :raises ScenarioError: naming the set, the clip and the file, for a malformed manifest, a missing or
         unreadable file, NaN/Inf samples, silent noisy audio or a clean reference of another length.
     """
@@ -155,8 +165,15 @@ def load(name_or_path: str | PathLike[str] = "builtin", sample_rate: int = DEFAU
         raise ScenarioError(f"{where}: 'sample_rate' must be a positive integer (Hz), got {hint!r}")
     entries = _check_entries(manifest, where)
     cache: _Cache = {}
-    clips = [_load_clip(entry, root, rate, where, cache) for entry in entries]
-    return ScenarioSet(name=name, root=root, sample_rate=rate, clips=clips)
+    clips, errors = [], {}
+    for entry in entries:
+        try:
+            clips.append(_load_clip(entry, root, rate, where, cache))
+        except ScenarioError as exc:
+            if strict:
+                raise
+            errors[str(entry["id"])] = str(exc)
+    return ScenarioSet(name=name, root=root, sample_rate=rate, clips=clips, errors=errors)
 
 
 def _manifest_path(name_or_path: object) -> Path:

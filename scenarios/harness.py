@@ -1,0 +1,229 @@
+"""The evaluation engine: every strategy on every clip of a scenario set, for a budget of feedback
+iterations from the same start, scored the same way, summarized overall and by tag.
+
+Per clip and strategy: final metrics of the clip rendered with the strategy's last-pass parameter
+schedule (intrusive ones when the clip has a clean reference, non-intrusive always), the reward curve,
+the loop objective reached (mean reward over the last pass of the clip), the fraction of the oracle's
+improvement over the defaults on that objective, the iterations until the moving mean of the reward
+(one pass wide) first reaches 95 % of that improvement, rollbacks, and time per iteration.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from multiprocessing import get_context
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from scenarios.strategies import ClipContext, ClipRun, last_pass_mean, make_strategy
+
+INTRUSIVE_METRICS = ("si_sdr", "pesq", "stoi", "estoi")
+BLIND_METRICS = ("wada_snr", "loudness_lufs", "clipping_ratio")
+GROUP_TAGS = ("noise", "snr_db", "stationary", "split")
+
+
+def render_schedule(noisy: np.ndarray, schedule: Sequence[dict], chunk: int, sample_rate: int) -> np.ndarray:
+    """The clip enhanced chunk by chunk with ``schedule[k]`` on chunk ``k`` (one entry: static), aligned."""
+    from feedback_env.pipeline import EnhancementPipeline
+
+    pipe = EnhancementPipeline(sample_rate)
+    defaults = pipe.space.defaults()
+    pieces = []
+    for k, start in enumerate(range(0, noisy.size, chunk)):
+        pieces.append(pipe.process(noisy[start : start + chunk], {**defaults, **schedule[min(k, len(schedule) - 1)]}))
+    pieces.append(pipe.process(np.zeros(pipe.latency, dtype=np.float32)))
+    return np.concatenate(pieces)[pipe.latency : pipe.latency + noisy.size]
+
+
+def _final_metrics(output: np.ndarray, clip, extra: Iterable[str]) -> dict[str, float]:
+    from feedback_env.metrics import compute_metrics
+
+    names = list(BLIND_METRICS) + list(extra)
+    metrics = compute_metrics(output, None, clip.sample_rate, names=names)
+    if clip.clean is not None:
+        metrics.update(compute_metrics(output, clip.clean, clip.sample_rate, names=list(INTRUSIVE_METRICS)))
+    return metrics
+
+
+def iterations_to_reach(curve: Sequence[float], target: float, window: int) -> int | None:
+    """First iteration (1-based) where the mean of the last ``window`` rewards reaches ``target``."""
+    c = np.asarray(curve, dtype=float)
+    if c.size < window or not np.all(np.isfinite(c)):
+        c = np.nan_to_num(c, nan=-np.inf)
+    if c.size < window:
+        return None
+    moving = np.convolve(c, np.ones(window) / window, mode="valid")
+    hits = np.flatnonzero(moving >= target)
+    return int(hits[0] + window) if hits.size else None
+
+
+def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: float, extra_metrics: Sequence[str]):
+    """All strategies on one clip: ``({strategy: clip entry}, {strategy: (noisy, output, rate)})``."""
+    from feedback_env.feedback_loop.objective import StreamObjective
+
+    chunk = int(round(chunk_s * clip.sample_rate))
+    context = ClipContext(clip, chunk, StreamObjective(clip.noisy, clip.clean, clip.sample_rate, chunk_s))
+    # the reference point of "fraction of the oracle": the defaults, measured like every run (last pass of the budget)
+    defaults_objective = last_pass_mean(context.objective.cycled({}, budget), context.n_chunks)
+    entries: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, tuple] = {}
+    runs: dict[str, ClipRun] = {}
+    for name in names:
+        try:
+            run = make_strategy(name).run(clip, budget, seed, context)
+            output = run.final_output if run.final_output is not None else render_schedule(
+                clip.noisy, run.schedule, chunk, clip.sample_rate)  # fmt: skip
+            runs[name] = run
+            entries[name] = {
+                "final": _final_metrics(output, clip, extra_metrics),
+                "curve": run.curve,
+                "objective": run.objective,
+                "rollbacks": run.rollbacks,
+                "ms_per_iteration": None if run.seconds_per_iteration is None else 1e3 * run.seconds_per_iteration,
+                "chunks_per_pass": context.n_chunks,
+                "iterations_to_95": None,
+                "fraction_of_oracle": None,
+                **({"final_params": run.schedule[0]} if len(run.schedule) == 1 else {}),
+                **run.extra,
+            }
+            outputs[name] = (clip.noisy, output, clip.sample_rate)
+        except Exception as exc:  # one failing strategy must not lose the others' results
+            entries[name] = {"final": {}, "curve": [], "iterations_to_95": None, "error": f"{type(exc).__name__}: {exc}"}
+    oracle = runs.get("oracle")
+    if oracle is not None and oracle.objective is not None:
+        room = oracle.objective - defaults_objective
+        for name, run in runs.items():
+            entry = entries[name]
+            entry["defaults_objective"] = defaults_objective
+            if room > 1e-6 and run.objective is not None:
+                entry["fraction_of_oracle"] = (run.objective - defaults_objective) / room
+                entry["iterations_to_95"] = iterations_to_reach(run.curve, defaults_objective + 0.95 * room, context.n_chunks)
+    return entries, outputs
+
+
+@lru_cache(maxsize=2)
+def _load(source: str, sample_rate: int):
+    import scenarios
+
+    return scenarios.load(source, sample_rate=sample_rate, strict=False)
+
+
+def _evaluate_by_id(source: str, sample_rate: int, clip_id: str, *args):
+    return clip_id, evaluate_clip(_load(source, sample_rate)[clip_id], *args)
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dict[str, dict]:
+    """Per strategy: means over clips, means by tag, median fraction of the oracle, rollbacks, timing."""
+    out = {}
+    for name, clips in entries.items():
+        good = {cid: c for cid, c in clips.items() if "error" not in c}
+        metrics = sorted({m for c in good.values() for m in c["final"]})
+        by_tag: dict[str, dict] = {}
+        for tag in GROUP_TAGS:
+            groups: dict[str, list[str]] = {}
+            for cid in good:
+                if tag in tags.get(cid, {}):
+                    groups.setdefault(str(tags[cid][tag]), []).append(cid)
+            if groups:
+                by_tag[tag] = {
+                    value: {m: _mean(good[c]["final"].get(m) for c in ids) for m in metrics} for value, ids in groups.items()
+                }
+        fractions = [c["fraction_of_oracle"] for c in good.values() if c.get("fraction_of_oracle") is not None]
+        reached = [c["iterations_to_95"] for c in good.values() if c.get("fraction_of_oracle") is not None]
+        timing = [c["ms_per_iteration"] for c in good.values() if c.get("ms_per_iteration") is not None]
+        out[name] = {
+            "clips": clips,
+            "mean": {m: _mean(c["final"].get(m) for c in good.values()) for m in metrics},
+            "mean_by_tag": by_tag,
+            "median_fraction_of_oracle": float(np.median(fractions)) if fractions else None,
+            # a clip that never reached 95 % counts as beyond the budget (infinite) in the median
+            "median_iterations_to_95": float(np.median([np.inf if r is None else r for r in reached])) if reached else None,
+            "rollbacks": int(sum(c.get("rollbacks", 0) for c in good.values())),
+            "ms_per_iteration": float(np.median(timing)) if timing else None,
+            "errors": {cid: c["error"] for cid, c in clips.items() if "error" in c},
+        }
+    return out
+
+
+def run_evaluation(
+    source: str,
+    names: Sequence[str],
+    budget: int,
+    seed: int = 0,
+    jobs: int = 1,
+    chunk_s: float = 0.5,
+    sample_rate: int = 16000,
+    extra_metrics: Sequence[str] = (),
+    progress: bool = True,
+    keep_outputs: bool = False,
+    split: str | None = None,
+    clip_ids: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], dict[tuple[str, str], tuple]]:
+    """Evaluate ``names`` on every readable clip of ``source`` (a folder or a built-in set name).
+
+    :param split: only the clips of this split (tag ``split``), e.g. ``"test"``.
+    :param clip_ids: only these clips.
+
+    :returns: the result (the JSON of DESIGN.md plus extras) and, with ``keep_outputs``, the audio
+        ``{(strategy, clip): (noisy, enhanced, sample_rate)}`` for figures.
+    """
+    from tqdm import tqdm
+
+    for name in names:
+        make_strategy(name)  # unknown names fail before any work
+    started = time.perf_counter()
+    scenario_set = _load(str(source), sample_rate)
+    if split is not None:
+        scenario_set = scenario_set.split(split)
+    if clip_ids:
+        scenario_set = scenario_set.select(clip_ids)
+    if len(scenario_set) == 0:
+        raise ValueError(f"no clips to evaluate in {source!r} (split {split!r})")
+    args = (list(names), budget, seed, chunk_s, list(extra_metrics))
+    per_clip: dict[str, tuple] = {}
+    bar = tqdm(total=len(scenario_set), desc="clips", disable=not progress)
+    if jobs <= 1:
+        for clip in scenario_set:
+            per_clip[clip.id] = evaluate_clip(clip, *args)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver")) as pool:
+            futures = [pool.submit(_evaluate_by_id, str(source), sample_rate, clip.id, *args) for clip in scenario_set]
+            for future in futures:
+                clip_id, value = future.result()
+                per_clip[clip_id] = value
+                bar.update()
+    bar.close()
+    entries = {name: {cid: per_clip[cid][0][name] for cid in scenario_set.ids} for name in names}
+    tags = {clip.id: clip.tags for clip in scenario_set}
+    for name in names:
+        for cid, entry in entries[name].items():
+            entry["tags"] = tags[cid]
+    strategies = summarize(entries, tags)
+    adaptive = [n for n in names if make_strategy(n).adaptive and strategies[n]["mean"]]
+    best = max(adaptive, key=lambda n: strategies[n]["median_fraction_of_oracle"] or strategies[n]["mean"].get("si_sdr") or -np.inf,
+               default=None)  # fmt: skip
+    input_metrics = {clip.id: _final_metrics(clip.noisy, clip, ()) for clip in scenario_set}
+    result = {
+        "scenarios": scenario_set.name,
+        "clips": len(scenario_set),
+        "budget": budget,
+        "seed": seed,
+        "chunk_s": chunk_s,
+        "strategies": strategies,
+        "input": {"clips": input_metrics, "mean": {m: _mean(v.get(m) for v in input_metrics.values())
+                                                   for m in INTRUSIVE_METRICS + BLIND_METRICS}},  # fmt: skip
+        "best_adaptive": best,
+        "unreadable_clips": dict(scenario_set.errors),
+        "seconds": time.perf_counter() - started,
+    }
+    outputs = {(n, cid): per_clip[cid][1][n] for cid in per_clip for n in per_clip[cid][1]} if keep_outputs else {}
+    return result, outputs

@@ -1,0 +1,149 @@
+"""Outputs of the evaluation harness: a terminal table (rich), JSON, CSV and PNG figures.
+
+The JSON follows DESIGN.md: ``{"strategies": {NAME: {"clips": {ID: {"final": {metric: value},
+"curve": [reward per iteration], "iterations_to_95": int | null, ...}}, "mean": {metric: value}, ...}}}``
+with extra keys (rollbacks, timing, means by tag, unreadable clips) beside the fixed ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TABLE_METRICS = ("si_sdr", "pesq", "stoi", "estoi", "wada_snr")
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(result, indent=2, default=float))
+
+
+def write_csv(result: dict[str, Any], path: str | Path) -> None:
+    """One row per strategy and clip: final metrics, iterations to 95 % of the oracle, rollbacks, timing."""
+    metrics = sorted({m for s in result["strategies"].values() for c in s["clips"].values() for m in c["final"]})
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["strategy", "clip", *metrics, "iterations_to_95", "rollbacks", "ms_per_iteration", "error"])
+        for name, strategy in result["strategies"].items():
+            for clip_id, clip in strategy["clips"].items():
+                writer.writerow(
+                    [name, clip_id, *(clip["final"].get(m, "") for m in metrics)]
+                    + [clip.get("iterations_to_95"), clip.get("rollbacks", 0), clip.get("ms_per_iteration", ""), clip.get("error", "")]
+                )
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """Means per strategy, with the fraction of the oracle's improvement (median over clips)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['scenarios']}: {result['clips']} clips, budget {result['budget']} iterations")
+    table.add_column("strategy")
+    shown = [m for m in TABLE_METRICS if any(m in s["mean"] for s in result["strategies"].values())]
+    for metric in shown:
+        table.add_column(metric, justify="right")
+    for column in ("of oracle", "iters to 95%", "rollbacks", "ms/iter"):
+        table.add_column(column, justify="right")
+    for name, s in result["strategies"].items():
+        cells = [f"{s['mean'][m]:.2f}" if m in s["mean"] else "-" for m in shown]
+        share = s.get("median_fraction_of_oracle")
+        reached = s.get("median_iterations_to_95")
+        cells += [
+            "-" if share is None else f"{100 * share:.0f}%",
+            "-" if reached is None else f"{reached:.0f}",
+            str(s.get("rollbacks", 0)),
+            "-" if s.get("ms_per_iteration") is None else f"{s['ms_per_iteration']:.1f}",
+        ]
+        table.add_row(name, *cells)
+    console = Console(width=None if sys.stdout.isatty() else 150)  # pipes and logs: no cropped columns
+    console.print(table)
+    for clip_id, error in result.get("unreadable_clips", {}).items():
+        console.print(f"[red]unreadable clip {clip_id}[/red]: {error}")
+
+
+def _save(fig, ax, path: Path) -> Path:
+    """Legend, layout, PNG at 120 dpi; closes the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _smoothed(curve: list[float], width: int) -> np.ndarray:
+    c = np.asarray(curve, dtype=float)
+    if c.size == 0:
+        return c
+    width = max(1, min(width, c.size))
+    return np.convolve(c, np.ones(width) / width, mode="valid")
+
+
+def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], folder: str | Path) -> list[Path]:
+    """PNG figures: quality over iterations, SI-SDR by noise type, spectrograms of the worst and best clip.
+
+    :param outputs: ``(strategy, clip) -> (noisy, enhanced, sample_rate)`` for the spectrograms.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from feedback_env.envs.rendering import before_after_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, s in result["strategies"].items():
+        curves = [c["curve"] for c in s["clips"].values() if c.get("curve")]
+        if not curves:
+            continue
+        width = int(np.median([c.get("chunks_per_pass", 8) for c in s["clips"].values()]))
+        length = min(len(c) for c in curves)
+        mean_curve = np.mean([_smoothed(c[:length], width) for c in curves], axis=0)
+        ax.plot(np.arange(mean_curve.size) + width, mean_curve, label=name)
+    ax.set_xlabel("feedback iteration")
+    ax.set_ylabel("reward (moving mean over one pass of the clip)")
+    ax.set_title("Quality over iterations, mean over clips")
+    written.append(_save(fig, ax, folder / "quality_over_iterations.png"))
+
+    by_tag = {name: s.get("mean_by_tag", {}).get("noise", {}) for name, s in result["strategies"].items()}
+    noises = sorted({n for groups in by_tag.values() for n in groups})
+    if noises:
+        fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(noises) * len(by_tag) / 3), 4.5))
+        width = 0.8 / max(1, len(by_tag))
+        for k, (name, groups) in enumerate(by_tag.items()):
+            values = [groups.get(n, {}).get("si_sdr") for n in noises]
+            values = [np.nan if v is None else v for v in values]  # no clean reference: no SI-SDR
+            ax.bar(np.arange(len(noises)) + k * width, values, width, label=name)
+        ax.set_xticks(np.arange(len(noises)) + 0.4 - width / 2, noises, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("final SI-SDR (dB)")
+        ax.set_title("Final SI-SDR by noise type")
+        written.append(_save(fig, ax, folder / "si_sdr_by_noise.png"))
+
+    best = result.get("best_adaptive")
+    if best and best in result["strategies"]:
+        scored = {cid: c["final"].get("si_sdr") for cid, c in result["strategies"][best]["clips"].items()}
+        scored = {cid: v for cid, v in scored.items() if v is not None and (best, cid) in outputs}
+        if scored:
+            for label, clip_id in (("worst", min(scored, key=scored.get)), ("best", max(scored, key=scored.get))):
+                noisy, enhanced, rate = outputs[(best, clip_id)]
+                before = result.get("input", {}).get("clips", {}).get(clip_id, {}).get("si_sdr")
+                fig, ax = plt.subplots(figsize=(8, 5))
+                ax.imshow(before_after_image(noisy, enhanced, rate, height=192), aspect="auto",
+                          extent=(0, noisy.size / rate, 0, 2))  # fmt: skip
+                ax.set_yticks([0.5, 1.5], [f"{best} (SI-SDR {scored[clip_id]:.1f} dB)", f"noisy (SI-SDR {before:.1f} dB)" if before is not None else "noisy"])
+                ax.set_xlabel("time (s); each half: 0 Hz at its bottom to Nyquist at its top")
+                ax.set_title(f"{label} clip for {best}: {clip_id}")
+                fig.tight_layout()
+                written.append(folder / f"spectrogram_{label}_{clip_id}.png")
+                fig.savefig(written[-1], dpi=110)
+                plt.close(fig)
+    return written

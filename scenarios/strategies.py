@@ -1,0 +1,218 @@
+"""The strategies the evaluation harness runs, by name (DESIGN.md): how each turns a budget of feedback
+iterations on one clip into a reward curve and a final parameter schedule.
+
+* ``bypass``, ``defaults``: one static setting (the transparent one, the pipeline defaults).
+* ``spsa``, ``cma``, ``optuna``, ``random``, ``ucb``, ``thompson``, ``td3:MODEL.zip``: a
+  :class:`~feedback_env.FeedbackLoopSystem` with that update strategy, stepped once per chunk of the
+  clip, cycled (``optuna`` is Optuna's TPE and ``random`` random search, the loop's peers at the same
+  budget; ``ucb``/``thompson`` pick among the presets; ``td3`` acts with a trained SB3 policy).
+* ``noisereduce``: the peer library with its defaults, on the whole clip (it does not take feedback).
+* ``oracle``: the upper bound: the best static setting for the clip, CMA-ES with at least 1,000
+  evaluations and restarts on the loop's own objective (many evaluations, not a budget of iterations).
+
+Every run is scored the same way: the reward of each iteration is the loop's reward (the
+:class:`~feedback_env.objectives.QualityReward` of a chunk over the unprocessed chunk), and the
+final output is the clip rendered with the parameter schedule of the last pass over the clip.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+ORACLE_BUDGET = 1200
+
+
+@dataclass
+class ClipRun:
+    """What one strategy did on one clip.
+
+    :param curve: reward per feedback iteration (``budget`` values).
+    :param schedule: physical parameters per chunk of the clip for the final rendering; one entry
+        means one static setting. Empty for strategies that produce audio themselves (``final_output``).
+    :param final_output: the enhanced clip, aligned with the input, when not rendered from ``schedule``.
+    :param objective: the loop's objective reached: mean reward over the last pass of the clip
+        (:func:`last_pass_mean`; every strategy is compared on this, over the same ``budget``).
+    :param rollbacks: rollbacks the loop made.
+    :param seconds_per_iteration: wall time per feedback iteration (None when it does not iterate).
+    """
+
+    curve: list[float]
+    schedule: list[dict[str, float]] = field(default_factory=list)
+    final_output: np.ndarray | None = None
+    objective: float | None = None
+    rollbacks: int = 0
+    seconds_per_iteration: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """Base: ``run(clip, budget, seed, context) -> ClipRun``. ``context`` holds per-clip shared pieces."""
+
+    name = "strategy"
+    adaptive = False
+
+    @abstractmethod
+    def run(self, clip, budget: int, seed: int, context: "ClipContext") -> ClipRun:
+        """Spend ``budget`` feedback iterations on ``clip``."""
+
+
+@dataclass
+class ClipContext:
+    """Per-clip pieces shared by the strategies: the loop's objective on the clip and chunking."""
+
+    clip: Any
+    chunk: int
+    objective: Any  # feedback_env.feedback_loop.objective.StreamObjective
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.objective)
+
+
+class StaticStrategy(Strategy):
+    """One setting for every chunk. :param params: physical overrides of the defaults."""
+
+    def __init__(self, name: str, params: dict[str, float]):
+        self.name, self.params = name, dict(params)
+
+    def run(self, clip, budget, seed, context) -> ClipRun:
+        started = time.perf_counter()
+        curve = context.objective.cycled(self.params, budget)
+        elapsed = time.perf_counter() - started
+        return ClipRun(list(map(float, curve)), [self.params], objective=last_pass_mean(curve, context.n_chunks),
+                       seconds_per_iteration=elapsed / max(budget, 1))  # fmt: skip
+
+
+class LoopStrategy(Strategy):
+    """A :class:`~feedback_env.FeedbackLoopSystem` with update strategy ``strategy``, one step per chunk.
+
+    :param loop_options: extra keyword arguments of :class:`FeedbackLoopSystem` (``strategy_options``...).
+    """
+
+    adaptive = True
+
+    def __init__(self, name: str, strategy: str, **loop_options: Any):
+        self.name, self.strategy, self.loop_options = name, strategy, loop_options
+
+    def make_loop(self, clip, seed: int):
+        from feedback_env import FeedbackLoopSystem
+        from feedback_env.pipeline import EnhancementPipeline
+
+        return FeedbackLoopSystem(pipeline=EnhancementPipeline(clip.sample_rate), seed=seed, strategy=self.strategy,
+                                  **self.loop_options)  # fmt: skip
+
+    def run(self, clip, budget, seed, context) -> ClipRun:
+        from feedback_env.feedback_loop.objective import chunk_stream
+
+        loop = self.make_loop(clip, seed)
+        n = context.n_chunks
+        curve, used = [], []
+        started = time.perf_counter()
+        for noisy, clean in chunk_stream(clip.noisy, clip.clean, context.chunk, budget):
+            record = loop.step(noisy, clean)
+            curve.append(float(record.reward) if record.ok else float("nan"))
+            used.append(dict(record.params))
+        elapsed = time.perf_counter() - started
+        # the schedule of the last pass: for each chunk of the clip, the parameters last used on it
+        schedule = [dict(loop.parameters) for _ in range(n)]
+        for i, params in enumerate(used):
+            schedule[i % n] = params
+        return ClipRun(curve, schedule, objective=last_pass_mean(curve, n), rollbacks=len(loop.rollbacks),
+                       seconds_per_iteration=elapsed / max(budget, 1), extra={"updates": len(loop.updates)})  # fmt: skip
+
+
+class NoisereduceStrategy(Strategy):
+    """``noisereduce.reduce_noise`` with its defaults on the whole clip (the peer library)."""
+
+    name = "noisereduce"
+
+    def run(self, clip, budget, seed, context) -> ClipRun:
+        import noisereduce
+
+        started = time.perf_counter()
+        output = noisereduce.reduce_noise(y=clip.noisy, sr=clip.sample_rate).astype(np.float32)
+        elapsed = time.perf_counter() - started
+        rewards = aligned_chunk_rewards(output, clip, context.chunk, context.objective.reward)
+        curve = [float(rewards[i % rewards.size]) for i in range(budget)]
+        return ClipRun(curve, final_output=output, objective=float(np.mean(rewards)), extra={"seconds": elapsed})
+
+
+class OracleStrategy(Strategy):
+    """CMA-ES per clip on the loop's objective: the best static setting (an upper bound, not a peer)."""
+
+    name = "oracle"
+
+    def __init__(self, budget: int = ORACLE_BUDGET, restarts: int = 2):
+        self.budget, self.restarts = max(int(budget), 1000), restarts
+
+    def run(self, clip, budget, seed, context) -> ClipRun:
+        from feedback_env.oracle import cma_search
+
+        started = time.perf_counter()
+        result = cma_search(context.objective, budget=self.budget, seed=seed, restarts=self.restarts)
+        curve = context.objective.cycled(result.params, budget)
+        return ClipRun(list(map(float, curve)), [result.params], objective=last_pass_mean(curve, context.n_chunks),
+                       extra={"evaluations": result.evaluations, "seconds": time.perf_counter() - started})  # fmt: skip
+
+
+def last_pass_mean(curve, chunks_per_pass: int) -> float | None:
+    """The objective a run reached: mean reward over its last pass of the clip (failed iterations left out)."""
+    last = [r for r in curve[-chunks_per_pass:] if np.isfinite(r)]
+    return float(np.mean(last)) if last else None
+
+
+def aligned_chunk_rewards(output: np.ndarray, clip, chunk: int, reward) -> np.ndarray:
+    """The loop's reward of each chunk of an output aligned with the clip (no pipeline latency)."""
+    from feedback_env.metrics import compute_metrics
+
+    names = list(reward.metric_names)
+    rewards = []
+    for start in range(0, clip.noisy.size, chunk):
+        part = slice(start, start + chunk)
+        reference = None if clip.clean is None else clip.clean[part]
+        rewards.append(reward(compute_metrics(output[part], reference, clip.sample_rate, names=names),
+                              compute_metrics(clip.noisy[part], reference, clip.sample_rate, names=names)))  # fmt: skip
+    return np.asarray(rewards, dtype=float)
+
+
+def _policy(path: str) -> Strategy:
+    """A loop acting with the SB3 policy saved at ``path``, observing and setting the parameters it was trained on."""
+    from pathlib import Path
+
+    from agents.factory import read_config
+
+    if not Path(path).is_file():
+        raise ValueError(f"strategy td3:{path}: no model file {path!r} (train one with `python train.py`)")
+    tuned = read_config(path).get("env_config", {}).get("tuned")  # None: all parameters
+    return LoopStrategy(f"td3:{path}", "policy", tuned=tuned, strategy_options={"policy": {"model": path}})
+
+
+def make_strategy(name: str) -> Strategy:
+    """The strategy called ``name`` (see the module docstring); ``td3:PATH`` loads an SB3 model."""
+    from feedback_env.pipeline import transparent_params
+
+    if name.startswith("td3:"):
+        return _policy(name.split(":", 1)[1])
+    factories: dict[str, Callable[[], Strategy]] = {
+        "bypass": lambda: StaticStrategy("bypass", transparent_params()),
+        "defaults": lambda: StaticStrategy("defaults", {}),
+        "spsa": lambda: LoopStrategy("spsa", "gradient"),
+        "cma": lambda: LoopStrategy("cma", "cma"),
+        "optuna": lambda: LoopStrategy("optuna", "bayesian"),
+        "random": lambda: LoopStrategy("random", "random"),
+        "ucb": lambda: LoopStrategy("ucb", "bandit", strategy_options={"bandit": {"policy": "ucb1"}}),
+        "thompson": lambda: LoopStrategy("thompson", "bandit", strategy_options={"bandit": {"policy": "thompson"}}),
+        "noisereduce": NoisereduceStrategy,
+        "oracle": OracleStrategy,
+    }
+    if name not in factories:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(factories)}, td3:MODEL.zip")
+    return factories[name]()
+
+
+STRATEGY_NAMES = ("bypass", "defaults", "spsa", "cma", "ucb", "thompson", "noisereduce", "optuna", "random", "oracle")

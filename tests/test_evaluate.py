@@ -1,0 +1,132 @@
+"""The evaluation harness: strategies on an unseen scenario folder, DESIGN.md's JSON, CLI outputs, bad clips."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from feedback_env.pipeline import EnhancementPipeline, transparent_params
+from scenarios import evaluate
+from scenarios.harness import iterations_to_reach, render_schedule, run_evaluation
+from scenarios.strategies import make_strategy
+from tests.conftest import si_sdr_db
+
+RATE = 16000
+SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, builtin):
+    """An unseen set: two 2 s excerpts of built-in clips (one without its clean reference) and a missing file."""
+    root = tmp_path_factory.mktemp("unseen")
+    (root / "audio").mkdir()
+    n = int(SECONDS * RATE)
+    entries = []
+    for clip_id, with_clean in (("white_snr+5_f3", True), ("hum60_snr-5_f3", False)):
+        clip = builtin[clip_id]
+        sf.write(root / "audio" / f"{clip_id}_noisy.wav", clip.noisy[:n], RATE, subtype="FLOAT")
+        entry = {"id": clip_id, "noisy": f"audio/{clip_id}_noisy.wav", "tags": dict(clip.tags)}
+        if with_clean:
+            sf.write(root / "audio" / f"{clip_id}_clean.wav", clip.clean[:n], RATE, subtype="FLOAT")
+            entry["clean"] = f"audio/{clip_id}_clean.wav"
+        entries.append(entry)
+    entries.append({"id": "gone", "noisy": "audio/gone.wav", "tags": {"noise": "white"}})
+    (root / "manifest.json").write_text(json.dumps({"name": "unseen", "sample_rate": RATE, "clips": entries}))
+    return root
+
+
+def test_iterations_to_reach_uses_a_moving_mean():
+    curve = [0.0] * 10 + [1.0] * 10
+    assert iterations_to_reach(curve, 0.5, window=4) == 12  # mean of iterations 9..12 first reaches 0.5
+    assert iterations_to_reach(curve, 2.0, window=4) is None
+    assert iterations_to_reach([0.0, float("nan"), 1.0, 1.0], 1.0, window=2) == 4  # a failed iteration never counts
+
+
+def test_a_static_schedule_renders_what_the_pipeline_gives_the_whole_clip(builtin):
+    clip = builtin["white_snr+5_f3"]
+    params = {"nr_oversubtraction": 2.0, "highpass_hz": 120.0}
+    rendered = render_schedule(clip.noisy, [params], 8000, RATE)
+    whole = EnhancementPipeline(RATE).process_clip(clip.noisy, {**EnhancementPipeline(RATE).space.defaults(), **params})
+    assert rendered.shape == clip.noisy.shape
+    np.testing.assert_allclose(rendered[8000:], whole[8000:], atol=1e-4)
+    bypass = render_schedule(clip.noisy, [transparent_params()], 8000, RATE)
+    assert si_sdr_db(bypass, clip.noisy) > 50
+
+
+def test_unknown_strategies_fail_before_any_work():
+    with pytest.raises(ValueError, match="unknown strategy 'ucb9'"):
+        make_strategy("ucb9")
+
+
+def test_the_harness_runs_every_strategy_on_an_unseen_folder(folder):
+    names = ["bypass", "defaults", "spsa", "ucb", "noisereduce"]
+    budget = 12
+    result, _ = run_evaluation(str(folder), names, budget, progress=False)
+    assert set(result["strategies"]) == set(names) and result["clips"] == 2
+    assert "gone" in result["unreadable_clips"] and "gone.wav" in result["unreadable_clips"]["gone"]
+    for name in names:
+        s = result["strategies"][name]
+        assert set(s["clips"]) == {"white_snr+5_f3", "hum60_snr-5_f3"}, s.get("errors")
+        for clip_id, entry in s["clips"].items():
+            assert "error" not in entry, entry.get("error")
+            assert len(entry["curve"]) == budget and np.all(np.isfinite(entry["curve"]))
+            assert "iterations_to_95" in entry and np.isfinite(entry["final"]["wada_snr"])
+        # intrusive metrics only where there is a clean reference
+        assert {"si_sdr", "pesq", "stoi", "estoi"} <= set(s["clips"]["white_snr+5_f3"]["final"])
+        assert "si_sdr" not in s["clips"]["hum60_snr-5_f3"]["final"]
+        assert s["mean"]["si_sdr"] == pytest.approx(s["clips"]["white_snr+5_f3"]["final"]["si_sdr"])
+    strategies = result["strategies"]
+    noisy_si_sdr = result["input"]["clips"]["white_snr+5_f3"]["si_sdr"]
+    assert strategies["bypass"]["mean"]["si_sdr"] == pytest.approx(noisy_si_sdr, abs=0.05)
+    assert strategies["defaults"]["mean"]["si_sdr"] > noisy_si_sdr + 3.0
+    assert strategies["spsa"]["clips"]["white_snr+5_f3"]["updates"] > 0
+    assert result["best_adaptive"] in ("spsa", "ucb")
+    # the non-intrusive run (no clean reference): the loop learned from the blind reward
+    assert strategies["spsa"]["clips"]["hum60_snr-5_f3"]["final"]["wada_snr"] > result["input"]["clips"]["hum60_snr-5_f3"]["wada_snr"]
+
+
+def test_against_the_oracle_an_adaptive_strategy_closes_most_of_the_gap(builtin, tmp_path):
+    """A 2 s stationary clip, 40 iterations (5 passes): SPSA gets at least half of the oracle's improvement
+    over the defaults on the loop's objective, and its reward rises from the first pass to the last."""
+    clip = builtin["white_snr+5_f3"]
+    n = int(SECONDS * RATE)
+    sf.write(tmp_path / "noisy.wav", clip.noisy[:n], RATE, subtype="FLOAT")
+    sf.write(tmp_path / "clean.wav", clip.clean[:n], RATE, subtype="FLOAT")
+    manifest = {"name": "one", "clips": [{"id": "one", "noisy": "noisy.wav", "clean": "clean.wav", "tags": {}}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    result, _ = run_evaluation(str(tmp_path), ["defaults", "spsa", "oracle"], 40, progress=False)
+    s = result["strategies"]
+    assert s["oracle"]["median_fraction_of_oracle"] == pytest.approx(1.0)
+    assert s["defaults"]["median_fraction_of_oracle"] == pytest.approx(0.0, abs=1e-9)
+    spsa = s["spsa"]["clips"]["one"]
+    assert spsa["fraction_of_oracle"] >= 0.5, spsa["fraction_of_oracle"]
+    curve, width = np.asarray(spsa["curve"]), spsa["chunks_per_pass"]
+    assert curve[-width:].mean() > curve[:width].mean()
+    assert s["oracle"]["clips"]["one"]["evaluations"] >= 1000
+
+
+def test_cli_writes_json_csv_plots_and_spreads_clips_over_processes(folder, tmp_path, capsys):
+    out = tmp_path / "out" / "result.json"
+    code = evaluate.main([str(folder), "--strategy", "bypass", "--strategy", "defaults", "--budget", "4",
+                          "--json", str(out), "--plots", str(tmp_path / "plots"), "--jobs", "2", "--no-progress"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "defaults" in printed and "bypass" in printed
+    result = json.loads(out.read_text())
+    assert result["strategies"]["defaults"]["clips"]["white_snr+5_f3"]["curve"]
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert len(rows) == 4 and {r["strategy"] for r in rows} == {"bypass", "defaults"}
+    assert (tmp_path / "plots" / "quality_over_iterations.png").stat().st_size > 1000
+    # the same numbers as one process
+    single, _ = run_evaluation(str(folder), ["bypass", "defaults"], 4, progress=False)
+    for name in ("bypass", "defaults"):
+        assert result["strategies"][name]["mean"] == pytest.approx(single["strategies"][name]["mean"])
+
+
+def test_cli_names_what_is_wrong(tmp_path, capsys):
+    assert evaluate.main([str(tmp_path / "nowhere"), "--strategy", "defaults", "--json", str(tmp_path / "r.json")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(["builtin", "--budget", "0", "--json", str(tmp_path / "r.json")])
