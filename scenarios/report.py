@@ -76,12 +76,16 @@ def _save(fig, ax, path: Path) -> Path:
     return path
 
 
-def _smoothed(curve: list[float], width: int) -> np.ndarray:
-    c = np.asarray(curve, dtype=float)
-    if c.size == 0:
-        return c
-    width = max(1, min(width, c.size))
-    return np.convolve(c, np.ones(width) / width, mode="valid")
+def _trailing_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Mean of the last ``width`` values at each position (fewer at the start); NaN values are skipped."""
+    x = np.asarray(x, dtype=float)
+    valid = np.isfinite(x)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(valid, x, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(valid)])
+    start = np.maximum(np.arange(1, x.size + 1) - max(1, width), 0)
+    n = counts[1:] - counts[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[1:] - sums[start]) / np.maximum(n, 1), np.nan)
 
 
 def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], folder: str | Path) -> list[Path]:
@@ -100,18 +104,25 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
     folder.mkdir(parents=True, exist_ok=True)
     written = []
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, s in result["strategies"].items():
-        curves = [c["curve"] for c in s["clips"].values() if c.get("curve")]
-        if not curves:
-            continue
-        width = int(np.median([c.get("chunks_per_pass", 8) for c in s["clips"].values()]))
-        length = min(len(c) for c in curves)
-        mean_curve = np.mean([_smoothed(c[:length], width) for c in curves], axis=0)
-        ax.plot(np.arange(mean_curve.size) + width, mean_curve, label=name)
+    # paired with the defaults: every strategy plays the same chunk at the same iteration, so the
+    # difference removes the chunk-to-chunk difficulty; smoothed over one pass of each clip
+    fig, ax = plt.subplots(figsize=(9, 5))
+    colors = plt.get_cmap("tab20").colors
+    reference = result["strategies"].get("defaults", {}).get("clips", {})
+    for k, (name, strategy) in enumerate(result["strategies"].items()):
+        series = []
+        for clip_id, c in strategy["clips"].items():
+            curve = np.asarray(c.get("curve") or [], dtype=float)
+            base = np.asarray(reference.get(clip_id, {}).get("curve") or np.zeros(curve.size), dtype=float)
+            if curve.size and base.size == curve.size:
+                series.append(_trailing_mean(curve - base, int(c.get("chunks_per_pass", 8))))
+        if series:
+            length = min(x.size for x in series)
+            ax.plot(np.arange(1, length + 1), np.nanmean([x[:length] for x in series], axis=0), label=name,
+                    color=colors[(2 * k) % 20 if k < 10 else (2 * k + 1) % 20])  # fmt: skip
     ax.set_xlabel("feedback iteration")
-    ax.set_ylabel("reward (moving mean over one pass of the clip)")
-    ax.set_title("Quality over iterations, mean over clips")
+    ax.set_ylabel("reward minus the defaults' on the same chunk" if reference else "reward")
+    ax.set_title("Quality over iterations, mean over clips (moving mean over one pass of each clip)")
     written.append(_save(fig, ax, folder / "quality_over_iterations.png"))
 
     by_tag = {name: s.get("mean_by_tag", {}).get("noise", {}) for name, s in result["strategies"].items()}
