@@ -76,6 +76,13 @@ def _save(fig, ax, path: Path) -> Path:
     return path
 
 
+def _colour(k: int) -> tuple[float, ...]:
+    """Distinct colours for up to 20 strategies (tab20: the strong shades first, then the light ones)."""
+    import matplotlib
+
+    return matplotlib.colormaps["tab20"].colors[(2 * k) % 20 if k < 10 else (2 * k + 1) % 20]
+
+
 def _trailing_mean(x: np.ndarray, width: int) -> np.ndarray:
     """Mean of the last ``width`` values at each position (fewer at the start); NaN values are skipped."""
     x = np.asarray(x, dtype=float)
@@ -107,7 +114,6 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
     # paired with the defaults: every strategy plays the same chunk at the same iteration, so the
     # difference removes the chunk-to-chunk difficulty; smoothed over one pass of each clip
     fig, ax = plt.subplots(figsize=(9, 5))
-    colors = plt.get_cmap("tab20").colors
     reference = result["strategies"].get("defaults", {}).get("clips", {})
     for k, (name, strategy) in enumerate(result["strategies"].items()):
         series = []
@@ -119,7 +125,7 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
         if series:
             length = min(x.size for x in series)
             ax.plot(np.arange(1, length + 1), np.nanmean([x[:length] for x in series], axis=0), label=name,
-                    color=colors[(2 * k) % 20 if k < 10 else (2 * k + 1) % 20])  # fmt: skip
+                    color=_colour(k))  # fmt: skip
     ax.set_xlabel("feedback iteration")
     ax.set_ylabel("reward minus the defaults' on the same chunk" if reference else "reward")
     ax.set_title("Quality over iterations, mean over clips (moving mean over one pass of each clip)")
@@ -128,12 +134,12 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
     by_tag = {name: s.get("mean_by_tag", {}).get("noise", {}) for name, s in result["strategies"].items()}
     noises = sorted({n for groups in by_tag.values() for n in groups})
     if noises:
-        fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(noises) * len(by_tag) / 3), 4.5))
+        fig, ax = plt.subplots(figsize=(min(14, max(8, 0.25 * len(noises) * len(by_tag))), 5))
         width = 0.8 / max(1, len(by_tag))
         for k, (name, groups) in enumerate(by_tag.items()):
             values = [groups.get(n, {}).get("si_sdr") for n in noises]
             values = [np.nan if v is None else v for v in values]  # no clean reference: no SI-SDR
-            ax.bar(np.arange(len(noises)) + k * width, values, width, label=name)
+            ax.bar(np.arange(len(noises)) + k * width, values, width, label=name, color=_colour(k))
         ax.set_xticks(np.arange(len(noises)) + 0.4 - width / 2, noises, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("final SI-SDR (dB)")
         ax.set_title("Final SI-SDR by noise type")
