@@ -43,7 +43,7 @@ class FakeLoop:
         return build_observation(self.features[t], self.space, self.parameters, self.feedback)
 
     def evaluate(self, params):
-        raise NotImplementedError("the policy strategy does not need it")
+        raise AssertionError("the policy strategy must not call loop.evaluate")
 
     def run(self, strategy, steps):
         proposals = []
