@@ -72,6 +72,7 @@ def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: f
     outputs: dict[str, tuple] = {}
     runs: dict[str, ClipRun] = {}
     for name in names:
+        started = time.perf_counter()
         try:
             run = make_strategy(name).run(clip, budget, seed, context)
             output = run.final_output if run.final_output is not None else render_schedule(
@@ -88,6 +89,7 @@ def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: f
                 "fraction_of_oracle": None,
                 **({"final_params": run.schedule[0]} if len(run.schedule) == 1 else {}),
                 **run.extra,
+                "wall_seconds": time.perf_counter() - started,  # the run, its rendering and its final metrics
             }
             outputs[name] = (clip.noisy, output, clip.sample_rate)
         except Exception as exc:  # one failing strategy must not lose the others' results
@@ -148,6 +150,7 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
             "median_iterations_to_95": float(np.median([np.inf if r is None else r for r in reached])) if reached else None,
             "rollbacks": int(sum(c.get("rollbacks", 0) for c in good.values())),
             "ms_per_iteration": float(np.median(timing)) if timing else None,
+            "wall_seconds": float(sum(c.get("wall_seconds", 0.0) for c in clips.values())),
             "errors": {cid: c["error"] for cid, c in clips.items() if "error" in c},
         }
     return out

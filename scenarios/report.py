@@ -46,7 +46,7 @@ def print_table(result: dict[str, Any]) -> None:
     shown = [m for m in TABLE_METRICS if any(m in s["mean"] for s in result["strategies"].values())]
     for metric in shown:
         table.add_column(metric, justify="right")
-    for column in ("of oracle", "iters to 95%", "rollbacks", "ms/iter"):
+    for column in ("of oracle", "iters to 95%", "rollbacks", "ms/iter", "s, all clips"):
         table.add_column(column, justify="right")
     for name, s in result["strategies"].items():
         cells = [f"{s['mean'][m]:.2f}" if m in s["mean"] else "-" for m in shown]
@@ -57,10 +57,14 @@ def print_table(result: dict[str, Any]) -> None:
             "-" if reached is None else f"{reached:.0f}",
             str(s.get("rollbacks", 0)),
             "-" if s.get("ms_per_iteration") is None else f"{s['ms_per_iteration']:.1f}",
+            f"{s.get('wall_seconds', 0.0):.0f}",
         ]
         table.add_row(name, *cells)
     console = Console(width=None if sys.stdout.isatty() else 150)  # pipes and logs: no cropped columns
     console.print(table)
+    others = sum(s.get("wall_seconds", 0.0) for name, s in result["strategies"].items() if name != "oracle")
+    console.print(f"compute of the strategies other than the oracle: {others:.0f} s in one process "
+                  f"(the run took {result['seconds']:.0f} s wall)")  # fmt: skip
     for clip_id, error in result.get("unreadable_clips", {}).items():
         console.print(f"[red]unreadable clip {clip_id}[/red]: {error}")
 

@@ -77,6 +77,7 @@ def test_the_harness_runs_every_strategy_on_an_unseen_folder(folder):
         assert {"si_sdr", "pesq", "stoi", "estoi"} <= set(s["clips"]["white_snr+5_f3"]["final"])
         assert "si_sdr" not in s["clips"]["hum60_snr-5_f3"]["final"]
         assert s["mean"]["si_sdr"] == pytest.approx(s["clips"]["white_snr+5_f3"]["final"]["si_sdr"])
+        assert s["wall_seconds"] == pytest.approx(sum(c["wall_seconds"] for c in s["clips"].values())) and s["wall_seconds"] > 0
     strategies = result["strategies"]
     noisy_si_sdr = result["input"]["clips"]["white_snr+5_f3"]["si_sdr"]
     assert strategies["bypass"]["mean"]["si_sdr"] == pytest.approx(noisy_si_sdr, abs=0.05)
