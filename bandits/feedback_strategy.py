@@ -38,8 +38,8 @@ POLICY_NAMES: dict[str, Callable[[int, int, int | None], Policy]] = {
 
 
 def _close(a: float, b: float) -> bool:
-    """Equal up to float32 rounding (the loop keeps its unit-cube positions in float32)."""
-    return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+    """Equal up to the rounding of a unit-cube round trip (float64)."""
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
 class BanditStrategy:

@@ -129,13 +129,17 @@ class ParameterSpace:
                 raise ParameterError(f"missing parameters: {', '.join(missing)}")
         return out
 
-    def to_unit(self, params: Mapping[str, float]) -> np.ndarray:
-        """Physical dict (every name of the space) -> float32 array of shape (d,) in [-1, 1]."""
+    def to_unit(self, params: Mapping[str, float], dtype: type = np.float32) -> np.ndarray:
+        """Physical dict (every name of the space) -> array of shape (d,) in [-1, 1].
+
+        :param dtype: float32 for observations and actions; float64 where positions are stored and
+            mapped back (float32 would move a setting by ~1e-7 relative at every round trip).
+        """
         checked = self.validate(params)
         missing = [n for n in self.names if n not in checked]
         if missing:
             raise ParameterError(f"missing parameters: {', '.join(missing)}")
-        return np.array([p.to_unit(checked[p.name]) for p in self.parameters], dtype=np.float32)
+        return np.array([p.to_unit(checked[p.name]) for p in self.parameters], dtype=dtype)
 
     def from_unit(self, x: np.ndarray | Iterable[float]) -> dict[str, float]:
         """Array of shape (d,) in [-1, 1] (values outside are clipped) -> physical dict."""

@@ -75,7 +75,7 @@ class StepGuard:
         if bad:
             zero = np.zeros_like(x)
             return GuardedStep(x.copy(), zero, zero, 1.0, (), f"non-finite value(s) proposed for {', '.join(bad)}")
-        target = self.space.to_unit(self.space.clip({**current, **values})).astype(np.float64)
+        target = self.space.to_unit(self.space.clip({**current, **values}), dtype=np.float64)
         proposed = target - x
         if not step_limits:
             return GuardedStep(target, target - x, proposed, 1.0, (), None)

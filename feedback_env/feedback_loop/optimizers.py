@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _unit(loop: "FeedbackLoopSystem") -> np.ndarray:
     params = loop.parameters
-    return loop.space.to_unit({n: params[n] for n in loop.space.names}).astype(np.float64)
+    return loop.space.to_unit({n: params[n] for n in loop.space.names}, dtype=np.float64)
 
 
 def _largest_moves(loop: "FeedbackLoopSystem", x_old: np.ndarray, x_new: np.ndarray, k: int = 3) -> str:

@@ -23,7 +23,8 @@ trust region, oscillation damping) and returns an :class:`UpdateRecord`. ``obser
 every record usable for learning (``record.ok``; failed records are never shown to strategies).
 A strategy that switches between whole settings rather than walking (a bandit over presets, a policy
 setting absolute parameters) sets ``step_limits = False``: its proposals then pass only the NaN guard
-and the bounds, not the trust region or oscillation damping. An optional ``on_rollback(loop)`` method is called after a rollback (e.g. to reset momentum), and
+and the bounds, not the trust region or oscillation damping. An optional ``on_rollback(loop)`` method
+is called after a rollback (e.g. to reset momentum), and
 optional ``state_dict() -> dict`` / ``load_state_dict(dict)`` (JSON-serializable) let ``loop.save``
 and ``FeedbackLoopSystem.load`` carry the strategy's state across a restart.
 

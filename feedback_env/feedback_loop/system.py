@@ -202,7 +202,7 @@ class FeedbackLoopSystem:
 
     def _unit(self) -> np.ndarray:
         p = self.pipeline.params
-        return self.space.to_unit({n: p[n] for n in self.space.names}).astype(np.float64)
+        return self.space.to_unit({n: p[n] for n in self.space.names}, dtype=np.float64)
 
     # ------------------------------------------------------------------ feedback
     def collect_feedback(
