@@ -32,7 +32,7 @@ def write_csv(result: dict[str, Any], path: str | Path) -> None:
             for clip_id, clip in strategy["clips"].items():
                 writer.writerow(
                     [name, clip_id, *(clip["final"].get(m, "") for m in metrics)]
-                    + [clip.get("iterations_to_95"), clip.get("rollbacks", 0), clip.get("ms_per_iteration", ""), clip.get("error", "")]
+                    + [clip.get(k, d) for k, d in (("iterations_to_95", None), ("rollbacks", 0), ("ms_per_iteration", ""), ("error", ""))]
                 )
 
 
@@ -160,7 +160,8 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
                 fig, ax = plt.subplots(figsize=(8, 5))
                 ax.imshow(before_after_image(noisy, enhanced, rate, height=192), aspect="auto",
                           extent=(0, noisy.size / rate, 0, 2))  # fmt: skip
-                ax.set_yticks([0.5, 1.5], [f"{best} (SI-SDR {scored[clip_id]:.1f} dB)", f"noisy (SI-SDR {before:.1f} dB)" if before is not None else "noisy"])
+                noisy_label = "noisy" if before is None else f"noisy (SI-SDR {before:.1f} dB)"
+                ax.set_yticks([0.5, 1.5], [f"{best} (SI-SDR {scored[clip_id]:.1f} dB)", noisy_label])
                 ax.set_xlabel("time (s); each half: 0 Hz at its bottom to Nyquist at its top")
                 ax.set_title(f"{label} clip for {best}: {clip_id}")
                 fig.tight_layout()

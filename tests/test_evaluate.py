@@ -83,7 +83,8 @@ def test_the_harness_runs_every_strategy_on_an_unseen_folder(folder):
     assert strategies["bypass"]["mean"]["si_sdr"] == pytest.approx(noisy_si_sdr, abs=0.05)
     assert strategies["defaults"]["mean"]["si_sdr"] > noisy_si_sdr + 3.0
     assert strategies["spsa"]["clips"]["white_snr+5_f3"]["updates"] > 0
-    assert result["best_adaptive"] in ("spsa", "ucb")
+    # without an oracle in the run, the best adaptive strategy is the one with the highest mean SI-SDR
+    assert result["best_adaptive"] == max(("spsa", "ucb"), key=lambda n: strategies[n]["mean"]["si_sdr"])
     # the non-intrusive run (no clean reference): the loop learned from the blind reward
     assert strategies["spsa"]["clips"]["hum60_snr-5_f3"]["final"]["wada_snr"] > result["input"]["clips"]["hum60_snr-5_f3"]["wada_snr"]
 
