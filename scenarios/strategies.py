@@ -147,11 +147,11 @@ class OracleStrategy(Strategy):
     """CMA-ES per clip on the loop's objective: the best static setting of the parameters the loop
     tunes (an upper bound, not a peer).
 
-    Over the loop's tuned parameters, not all 19: the compressor is not tuned by the loops, and the
-    per-chunk reward cannot see gain that changes from chunk to chunk (SI-SDR per chunk is
+    Over the loop's tuned parameters (:data:`~feedback_env.feedback_loop.system.DEFAULT_TUNED`), not all
+    19: the per-chunk reward cannot see gain that changes from chunk to chunk (SI-SDR per chunk is
     scale-invariant), so an all-parameter search buys chunk reward with a pumping compressor and
     leveller that whole-clip SI-SDR punishes (measured on the built-in test clips: 5.8 dB whole-clip
-    SI-SDR for the 19-parameter oracle, 11.4 for the defaults).
+    SI-SDR for the 19-parameter oracle, 11.4 for the defaults; ``benchmarks/feedback_loop.py --subset``).
     """
 
     name = "oracle"

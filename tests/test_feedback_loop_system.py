@@ -3,8 +3,8 @@
 Learning is judged with the loop's own objective (:mod:`feedback_env.feedback_loop.objective`): the mean
 chunk reward of a static setting over the cycled clip in steady state. "Fraction of the oracle
 improvement" is ``(J(params) - J(defaults)) / (J(oracle) - J(defaults))`` with the per-clip oracles of
-``tests/data/feedback_loop_oracle.json`` (CMA-ES, 1,200 evaluations; ``test_oracle_cache_is_reproducible``
-checks the file against the code).
+``tests/data/feedback_loop_oracle.json`` (CMA-ES, 1,200 evaluations, over the loop's default tuned
+parameters; ``test_oracle_cache_is_reproducible`` checks the file against the code).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from feedback_env import FeedbackLoopSystem
-from feedback_env.feedback_loop import NoChunkError, Proposal, register_strategy, unregister_strategy
+from feedback_env.feedback_loop import DEFAULT_TUNED, NoChunkError, Proposal, register_strategy, unregister_strategy
 from feedback_env.feedback_loop.objective import StreamObjective, chunk_stream
 from feedback_env.feedback_loop.oracle_cache import CHECK_BUDGET, load_cache, objective_for, oracle_entry
 from feedback_env.feedback_loop.replay import DelayLine
@@ -162,9 +162,11 @@ def adaptation(builtin):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 14 of the 19 train clips "
-    "(median 0.92; white_snr+10_f2 0.79, pink_snr+15_m2 0.76, hum60_snr+0_m2 0.61, babble_snr+15_m1 0.47, "
-    "hum50-to-pink 0.88): local optima of SPSA on clips with small oracle gains"))  # fmt: skip
+    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 15 of the 19 train clips "
+    "(median 0.94; babble_snr+15_m1 0.45, hum60_snr+0_m2 0.50, babble-down10_snr-5_m1 0.75, babble_snr+0_f2 0.82). "
+    "Probes re-process the last chunk from the live state, which hides the steady-state cost of slow noise "
+    "tracking: on babble_snr+15_m1, noise window 0.8 -> 3.0 s costs 0.051 on the objective but -0.006 +- 0.019 "
+    "re-processed after 1 warm-up chunk (-0.025 after 3, -0.039 after 7), so SPSA drifts to long windows"))  # fmt: skip
 def test_learning_convergence(learning):
     """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]
@@ -181,9 +183,9 @@ def test_learning_convergence_measured_level(learning):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): 30 iterations after the noise changes, 2 of the 8 non-stationary clips are back to "
-    ">= 90 % of the new segment's oracle improvement (median 0.85, worst 0.45): SPSA needs ~60-100 "
-    "iterations to re-converge"))  # fmt: skip
+    "missed (measured): 30 iterations after the noise changes, 4 of the 8 non-stationary clips are back to "
+    ">= 90 % of the new segment's oracle improvement (median 0.89; pink-to-babble 0.51, babble-down10 0.63, "
+    "hum60-to-fan 0.41, hum50-to-pink 0.88): SPSA needs ~60-100 iterations to re-converge"))  # fmt: skip
 def test_adaptation_speed(adaptation):
     """After the noise changes, quality is back to 90 % of the new optimum within 30 iterations."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
@@ -490,6 +492,7 @@ def test_oracle_cache_is_reproducible(builtin, oracles):
         assert objective({}) == pytest.approx(entry["defaults"], abs=1e-6), key
         assert objective(entry["params"]) == pytest.approx(entry["oracle"], abs=1e-6), key
         assert entry["evaluations"] >= 1000 and entry["oracle"] >= entry["defaults"]
+        assert set(entry["params"]) == set(DEFAULT_TUNED), key  # searched over what the loop tunes
     [(key, check)] = [(k, e) for k, e in oracles.items() if k.startswith("check:")]
     again = oracle_entry(builtin[check["clip"]], tuple(check["segment"]), budget=CHECK_BUDGET)
     assert again["oracle"] == pytest.approx(check["oracle"], abs=1e-6)

@@ -1,7 +1,8 @@
 """Per-clip oracles of the feedback loop's objective, computed once and kept in a JSON file.
 
-The oracle of a clip (or of a segment of it) is the best static setting of all 19 parameters found
-by CMA-ES (:func:`feedback_env.oracle.cma_search`: IPOP restarts, starting from the defaults) on
+The oracle of a clip (or of a segment of it) is the best static setting of the parameters the loop
+tunes by default (:data:`~feedback_env.feedback_loop.system.DEFAULT_TUNED`; the others at their
+defaults) found by CMA-ES (:func:`feedback_env.oracle.cma_search`: IPOP restarts, starting from the defaults) on
 :class:`~feedback_env.feedback_loop.objective.StreamObjective`, the objective the loop optimizes.
 Computing one takes ~1 minute per clip, too slow for a test suite, hence the cache::
 
@@ -25,7 +26,10 @@ from typing import Any
 
 from feedback_env.feedback_loop.objective import StreamObjective
 from feedback_env.oracle import cma_search
+from feedback_env.feedback_loop.system import DEFAULT_TUNED
 from feedback_env.pipeline import PARAMETER_SPACE
+
+SPACE = PARAMETER_SPACE.subspace(DEFAULT_TUNED)
 
 SETTINGS = {"budget": 1200, "restarts": 2, "sigma0": 0.3, "seed": 0, "chunk_s": 0.5, "sample_rate": 16000}
 CHECK_CLIP, CHECK_SEGMENT, CHECK_BUDGET = "brown_snr-5_m2", (0.0, 1.0), 300
@@ -33,7 +37,7 @@ CHECK_CLIP, CHECK_SEGMENT, CHECK_BUDGET = "brown_snr-5_m2", (0.0, 1.0), 300
 OBJECTIVE = (
     "StreamObjective: mean of QualityReward.default(intrusive=True) over the chunks of the second pass of the "
     "clip (or segment) cycled through a reset EnhancementPipeline (first pass unscored), references delayed by "
-    "the pipeline latency as FeedbackLoopSystem.step delays them"
+    "the pipeline latency as FeedbackLoopSystem.step delays them; searched over the loop's default tuned parameters"
 )
 
 
@@ -56,7 +60,7 @@ def oracle_entry(clip, segment=None, budget=None, seed=None, restarts=None, sigm
                                                chunk_s=chunk_s).items() if v is not None}}  # fmt: skip
     objective = objective_for(clip, segment, s["chunk_s"])
     started = time.perf_counter()
-    result = cma_search(objective, PARAMETER_SPACE, s["budget"], s["seed"], s["sigma0"], s["restarts"])
+    result = cma_search(objective, SPACE, s["budget"], s["seed"], s["sigma0"], s["restarts"])
     return {
         "clip": clip.id,
         "segment": None if segment is None else list(segment),
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             entries[key] = entry
     data = {
         "objective": OBJECTIVE,
-        "settings": {**settings, "space": list(PARAMETER_SPACE.names), "search": "feedback_env.oracle.cma_search"},
+        "settings": {**settings, "space": list(SPACE.names), "search": "feedback_env.oracle.cma_search"},
         "scenarios": args.scenarios,
         "command": "python -m feedback_env.feedback_loop.oracle_cache " + " ".join(argv),
         "entries": dict(sorted(entries.items())),
