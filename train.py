@@ -23,6 +23,10 @@ from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
+def _float_or_none(value: str) -> float | None:
+    return None if value.lower() == "none" else float(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from agents.training import RunConfig
 
@@ -40,8 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tuned", default=",".join(defaults.tuned), help="comma-separated parameters the agent sets, or 'all'")
     p.add_argument("--smoothing", type=float, default=defaults.smoothing, help="absolute env: action low-pass a in [0, 1)")
     p.add_argument("--augment", default=json.dumps(defaults.augment), help="training clip variants as JSON, or 'none'")
-    p.add_argument("--average-from", type=lambda v: None if v.lower() == "none" else float(v), default=defaults.average_from,
+    p.add_argument("--average-from", type=_float_or_none, default=defaults.average_from,
                    help="average the actor's weights over the run after this fraction, or 'none'")
+    p.add_argument("--residual", type=_float_or_none, default=defaults.residual,
+                   help="absolute env: actions as offsets of at most this many unit-cube widths around the best static setting, or 'none'")
     p.add_argument("--static-budget", type=int, default=defaults.static_budget, help="CMA evaluations for the best static setting")
     p.add_argument("--checkpoint-freq", type=int, default=defaults.checkpoint_freq)
     p.add_argument("--eval-freq", type=int, default=defaults.eval_freq)

@@ -36,6 +36,8 @@ class PolicyStrategy:
     :param mode: ``"absolute"`` (actions are positions in the unit cube) or ``"delta"`` (changes).
     :param max_step: delta mode: unit-cube change per proposal at ``|action| = 1``.
     :param smoothing: absolute mode: the env's action low-pass (``config["smoothing"]``).
+    :param center: absolute mode: physical tuned parameters at action 0 (``config["action_center"]``).
+    :param radius: absolute mode: unit-cube widths at ``|action| = 1`` (``config["action_radius"]``).
     :param learn: store each transition and take ``updates_per_observation`` TD3 steps in :meth:`observe`.
     :param exploration_noise: standard deviation of the action noise while learning (unit cube).
     :param batch_size: TD3 batch size while learning.
@@ -51,6 +53,8 @@ class PolicyStrategy:
         mode: str = "absolute",
         max_step: float = 0.2,
         smoothing: float = 0.0,
+        center: Mapping[str, float] | None = None,
+        radius: float = 1.0,
         learn: bool = False,
         exploration_noise: float = 0.1,
         batch_size: int = 64,
@@ -62,7 +66,7 @@ class PolicyStrategy:
         if mode == "delta":
             self.action: AbsoluteAction = DeltaAction(PARAMETER_SPACE, tuned, max_step)
         else:
-            self.action = AbsoluteAction(PARAMETER_SPACE, tuned, smoothing)
+            self.action = AbsoluteAction(PARAMETER_SPACE, tuned, smoothing, center, radius)
         if self.action.tuned.dim != optimizer.action_space.shape[0]:
             raise ValueError(f"{self.action.tuned.dim} tuned parameters for a policy with {optimizer.action_space.shape[0]} actions")
         self.mode, self.learn = mode, learn
@@ -71,13 +75,18 @@ class PolicyStrategy:
 
     @classmethod
     def from_model(cls, path: str | Path, **kwargs: Any) -> "PolicyStrategy":
-        """The policy saved by ``train.py`` (its config names the env, the tuned parameters, max_step
-        and smoothing)."""
+        """The policy saved by ``train.py`` (its config names the env, the tuned parameters, max_step,
+        smoothing and the action centre and radius)."""
         config = read_config(path)
         env_config = config.get("env_config", {})
         mode = "delta" if config.get("env_id") in DELTA_ENV_IDS else "absolute"
         tuned = env_config.get("tuned") or list(PARAMETER_SPACE.names)
-        steps = {"max_step": env_config.get("max_step", 0.2), "smoothing": env_config.get("smoothing", 0.0)}
+        steps = {
+            "max_step": env_config.get("max_step", 0.2),
+            "smoothing": env_config.get("smoothing", 0.0),
+            "center": env_config.get("action_center"),
+            "radius": env_config.get("action_radius", 1.0),
+        }
         return cls(RLFeedbackOptimizer.load(path), tuned, mode, **steps, **kwargs)
 
     def _observation(self, loop: Any) -> np.ndarray:

@@ -12,6 +12,12 @@ The oracle, per clip, is the best of CMA over the run's tuned parameters (from t
 CMA over all 19 (from the defaults) and the static setting itself.
 Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off) and ``policy_last_weights``
 (the last checkpoint's weights instead of their average over the second half of the run).
+
+Measured (default run, 40k steps): seed 0: static 12.06, policy 12.75, oracle 13.50 dB (47 % of the gap
+closed), non-stationary +0.30 dB, PESQ 1.735 vs 1.640, 6 min 36 s; seed 1: static 11.96, policy 12.31,
+oracle 13.50 dB (22 %), non-stationary +0.42 dB, PESQ 1.702 vs 1.662, 7 min 13 s.
+Run it with the checkout's root on PYTHONPATH (``PYTHONPATH=. python benchmarks/learning.py``) when
+another copy of the package is installed: a script's folder, not the current one, leads sys.path.
 """
 
 from __future__ import annotations

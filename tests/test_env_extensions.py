@@ -57,3 +57,54 @@ def test_restore_params_sets_the_parameters_the_next_chunk_uses():
     assert info["params"] == pytest.approx(PARAMETER_SPACE.defaults())
     with pytest.raises(Exception, match="outside"):
         env.unwrapped.restore_params({"highpass_hz": 5000.0})
+
+
+CENTER = {"highpass_hz": 120.0, "nr_oversubtraction": 1.0, "nr_floor_db": -30.0}
+
+
+def test_centred_actions_are_offsets_around_the_center_within_the_radius():
+    tuned = list(CENTER)
+    space = PARAMETER_SPACE.subspace(tuned)
+    env = gym.make(ENV, config={"tuned": tuned, "action_center": CENTER, "action_radius": 0.25, "fixed": CENTER})
+    _, info = env.reset(seed=0)
+    assert info["params"] == pytest.approx({**PARAMETER_SPACE.defaults(), **CENTER})  # episodes start at the center
+    center = space.to_unit(CENTER, dtype=np.float64)
+    _, _, _, _, info = env.step(np.zeros(3, np.float32))
+    assert {n: info["params"][n] for n in tuned} == pytest.approx(CENTER)
+    _, _, _, _, info = env.step(np.array([1.0, -1.0, 0.5], np.float32))
+    moved = space.to_unit({n: info["params"][n] for n in tuned}, dtype=np.float64)
+    np.testing.assert_allclose(moved, np.clip(center + 0.25 * np.array([1.0, -1.0, 0.5]), -1, 1), atol=1e-9)
+
+
+def test_centred_env_passes_both_checkers_and_repeats_with_a_seed():
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    config = {"tuned": list(CENTER), "action_center": CENTER, "action_radius": 0.5, "smoothing": 0.3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(gym.make(ENV, config=config).unwrapped)
+        sb3_check_env(gym.make(ENV, config=config).unwrapped, warn=True)
+
+    def trace(seed):
+        env = gym.make(ENV, config=config)
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        out = [obs]
+        for _ in range(4):
+            obs, reward, *_ = env.step(env.action_space.sample())
+            out += [obs, np.array([reward], np.float32)]
+        return np.concatenate(out)
+
+    np.testing.assert_array_equal(trace(3), trace(3))
+
+
+def test_bad_action_center_or_radius_fails_clearly():
+    with pytest.raises(ValueError, match="lacks the tuned parameters"):
+        gym.make(ENV, config={"tuned": list(CENTER), "action_center": {"highpass_hz": 100.0}})
+    with pytest.raises(ValueError, match="radius"):
+        gym.make(ENV, config={"tuned": list(CENTER), "action_center": CENTER, "action_radius": 0.0})
+    with pytest.raises(Exception, match="outside"):
+        gym.make(ENV, config={"tuned": list(CENTER), "action_center": {**CENTER, "nr_floor_db": 10.0}})

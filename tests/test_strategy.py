@@ -111,3 +111,17 @@ def test_from_model_reads_the_env_of_the_saved_policy(builtin, tmp_path):
     loop = FakeLoop(builtin[CLIP], TUNED[:2])  # observes fewer parameters than the policy was trained on
     with pytest.raises(ValueError, match="the policy was trained to set"):
         strategy.propose(loop)
+
+
+def test_from_model_follows_a_centred_action_space(builtin, tmp_path):
+    center = {"highpass_hz": 100.0, "nr_oversubtraction": 1.2, "nr_floor_db": -25.0, "nr_noise_window_s": 0.6}
+    env_config = {"tuned": TUNED, "action_center": center, "action_radius": 0.3, "smoothing": 0.3}
+    env = gym.make(ENVS["absolute"], config=env_config)
+    optimizer = RLFeedbackOptimizer(env.observation_space, env.action_space, seed=3)
+    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id=ENVS["absolute"], env_config=env_config)
+    strategy = PolicyStrategy.from_model(path)
+    assert strategy.action.radius == 0.3
+    proposals = FakeLoop(builtin[CLIP], TUNED).run(strategy, 3)
+    expected = env_params(ENVS["absolute"], optimizer, 3, **{k: v for k, v in env_config.items() if k != "tuned"})
+    for proposal, params in zip(proposals, expected):
+        assert proposal.params == pytest.approx({name: params[name] for name in TUNED})

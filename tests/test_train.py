@@ -84,3 +84,32 @@ def test_bad_flags_fail_clearly(tiny_set, tmp_path):
         train.main([*args(tiny_set, tmp_path, 10), "--tuned", "loudness"])
     with pytest.raises(ValueError, match="unknown td3 hyperparameters"):
         train.main([*args(tiny_set, tmp_path, 10)[:-1], '{"gama": 0.9}'])
+
+
+def test_residual_config_round_trips_and_centres_the_env_on_the_static_setting(tmp_path):
+    from agents.training import RunConfig
+    from feedback_env.pipeline import PARAMETER_SPACE
+
+    config = RunConfig(out=str(tmp_path), residual=0.4, timesteps=10)
+    config.save(tmp_path / "run.json")
+    assert RunConfig.load(tmp_path / "run.json") == config
+    static = {**PARAMETER_SPACE.defaults(), "highpass_hz": 90.0, "nr_floor_db": -28.0}
+    key = {"scenarios": config.scenarios, "tuned": config.tuned, "budget": config.static_budget, "seed": config.seed}
+    (tmp_path / "static.json").write_text(json.dumps({"key": key, "params": static}))  # as static_baseline caches it
+    for training in (True, False):
+        env_config = config.env_config("train", training=training)
+        assert env_config["action_center"] == env_config["fixed"] == {n: static[n] for n in config.tuned}
+        assert env_config["action_radius"] == 0.4 and ("smoothing" in env_config) != training
+    assert "action_center" not in RunConfig(out=str(tmp_path), residual=None).env_config(None)
+
+
+def test_a_residual_run_saves_a_policy_centred_on_its_static_setting(tiny_set, tmp_path):
+    from agents.strategy import PolicyStrategy
+
+    assert train.main([*args(tiny_set, tmp_path, 80), "--residual", "0.5"]) == 0
+    static = json.loads((tmp_path / "static.json").read_text())["params"]
+    env_config = json.loads((tmp_path / "model.config.json").read_text())["env_config"]
+    assert env_config["action_center"] == {n: static[n] for n in env_config["tuned"]} and env_config["action_radius"] == 0.5
+    strategy = PolicyStrategy.from_model(tmp_path / "model.zip")
+    np.testing.assert_allclose(strategy.action.center, strategy.action.tuned.to_unit(env_config["action_center"], dtype=np.float64))
+    assert np.isfinite(json.loads((tmp_path / "evaluation.json").read_text())["mean"]["policy"]["si_sdr"])

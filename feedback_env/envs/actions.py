@@ -6,7 +6,7 @@ branch in ``step``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from gymnasium import spaces
@@ -16,16 +16,37 @@ from feedback_env.presets import preset_params
 
 
 class AbsoluteAction:
-    """Box(-1, 1, (d,)): the unit-cube position of the tuned parameters for the coming chunk.
+    """Box(-1, 1, (d,)): the unit-cube position of the tuned parameters for the coming chunk, centred on
+    ``center`` and scaled by ``radius``: position = ``clip(center + radius * action, -1, 1)``.
 
-    :param smoothing: ``a`` in [0, 1): the parameters move to ``a * current + (1 - a) * action`` (unit
-        cube), a first-order low-pass on the policy's choices; 0 sets them to the action.
+    :param smoothing: ``a`` in [0, 1): the parameters move to ``a * current + (1 - a) * position`` (unit
+        cube), a first-order low-pass on the policy's choices; 0 sets them to the position.
+    :param center: physical values of the tuned parameters at action 0 (e.g. the best static setting,
+        so that a policy learns per-chunk deviations from it); None for the cube's centre.
+    :param radius: unit-cube widths reached at ``|action| = 1`` (the cube is 2 wide); with ``center``
+        None and ``radius`` 1 an action is the position itself.
     """
 
-    def __init__(self, space: ParameterSpace, tuned: Sequence[str], smoothing: float = 0.0):
+    def __init__(
+        self,
+        space: ParameterSpace,
+        tuned: Sequence[str],
+        smoothing: float = 0.0,
+        center: Mapping[str, float] | None = None,
+        radius: float = 1.0,
+    ):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        self.space, self.tuned, self.smoothing = space, space.subspace(tuned), smoothing
+        if not 0.0 < radius <= 2.0:
+            raise ValueError(f"radius must be in (0, 2], got {radius}")
+        self.space, self.tuned, self.smoothing, self.radius = space, space.subspace(tuned), smoothing, radius
+        if center is None:
+            self.center = np.zeros(self.tuned.dim)
+        else:
+            missing = set(self.tuned.names) - set(center)
+            if missing:
+                raise ValueError(f"action center lacks the tuned parameters {sorted(missing)}")
+            self.center = self.tuned.to_unit({n: center[n] for n in self.tuned.names}, dtype=np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, (self.tuned.dim,), dtype=np.float32)
 
     def reset(self, params: dict[str, float]) -> dict[str, float]:
@@ -35,7 +56,7 @@ class AbsoluteAction:
         return self.tuned.to_unit({n: params[n] for n in self.tuned.names})
 
     def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
-        target = np.clip(action, -1.0, 1.0)
+        target = np.clip(self.center + self.radius * np.clip(action, -1.0, 1.0), -1.0, 1.0)
         if self.smoothing:
             target = self.smoothing * self._current(params) + (1.0 - self.smoothing) * target
         return {**params, **self.tuned.from_unit(target)}

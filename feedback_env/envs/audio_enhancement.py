@@ -52,6 +52,9 @@ class AudioEnhancementEnv(gym.Env):
     unit cube of :data:`~feedback_env.pipeline.PARAMETER_SPACE`: -1 is each parameter's lower bound, +1
     its upper bound, log-scaled for frequencies, times and ratios. Untuned parameters keep their defaults
     (or ``config["fixed"]``). Physical values (Hz, dB, ms) are reported in ``info["params"]``.
+    With ``config["action_center"]`` (physical values of the tuned parameters) and
+    ``config["action_radius"]`` r the action is an offset: the position is ``clip(center + r * action,
+    -1, 1)`` in the unit cube (a residual action space around, e.g., the best static setting).
 
     ## Observation Space
     ``Box(-1, 1, (13 + d + m,), float32)``, every entry normalized and clipped to [-1, 1]:
@@ -114,7 +117,9 @@ class AudioEnhancementEnv(gym.Env):
             "reward": None,  # a QualityReward; None = the default for each clip's references
             "perceptual": False,  # add PESQ and STOI to the default reward (slow)
             "max_step": 0.2,  # delta env: unit-cube step per chunk at |action| = 1
-            "smoothing": 0.0,  # absolute env: params = a * current + (1 - a) * action (unit cube), a in [0, 1)
+            "smoothing": 0.0,  # absolute env: params = a * current + (1 - a) * position (unit cube), a in [0, 1)
+            "action_center": None,  # absolute env: physical tuned params at action 0; None = the cube's centre
+            "action_radius": 1.0,  # absolute env: unit-cube widths at |action| = 1: position = center + radius * action
             "presets": list(PRESETS),  # strategy env: the arms
             "augment": None,  # training variants of drawn clips (noisy = clean + noise): {"snr_shift_db": (lo, hi), "splice": p}
         }
@@ -151,7 +156,8 @@ class AudioEnhancementEnv(gym.Env):
         self._stream: _ClipStream | None = None
 
     def _make_action_type(self, tuned: list[str]):
-        return AbsoluteAction(self.param_space, tuned, self.config["smoothing"])
+        c = self.config
+        return AbsoluteAction(self.param_space, tuned, c["smoothing"], c["action_center"], c["action_radius"])
 
     # ----------------------------------------------------------------- data
     def _clip_ids(self, scenario_set) -> list[str]:
