@@ -13,6 +13,8 @@
   ``cma``, ``bayesian`` (Optuna TPE) and ``random``; two pipeline evaluations per iteration for each.
 * ``--subset``: CMA-ES over all 19 parameters against the cached oracle over the default tuned 11: the
   loop's objective and whole-clip SI-SDR (the per-chunk reward rewards a pumping leveller/compressor).
+* ``--probe-bias``: what a probe re-processed from the live state sees of a longer noise window
+  (0.8 -> 3.0 s on babble_snr+15_m1), after 1, 3 and 7 warm-up chunks, against the objective.
 * ``--ablation``: the gradient strategy with 1 probe pair, without the replay warm-up, and on all 19
   parameters, beside the default, on the train clips.
 
@@ -198,6 +200,31 @@ def subset_check(clip_ids: list[str], budget: int) -> dict:
     return {"budget": budget, "mean": mean, "per_clip": rows}
 
 
+def probe_bias(clip_id: str = "babble_snr+15_m1", name: str = "nr_noise_window_s", low: float = 0.8,
+               high: float = 3.0, warmups: tuple[int, ...] = (1, 3, 7)) -> dict:
+    """``J(high) - J(low)`` on the loop's objective against the same difference as ``loop.evaluate``
+    measures it (the last chunk re-processed from the live state after ``w`` warm-up chunks), over the
+    second and third passes of the cycled clip at the defaults: mean and standard deviation."""
+    import scenarios
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+    from feedback_env.feedback_loop.objective import chunk_stream
+    from feedback_env.feedback_loop.oracle_cache import objective_for
+
+    clip = scenarios.load("builtin")[clip_id]
+    objective = objective_for(clip)
+    out = {"clip": clip_id, "parameter": name, "low": low, "high": high,
+           "objective_difference": objective({name: high}) - objective({name: low}), "replayed": {}}  # fmt: skip
+    for w in warmups:
+        loop = FeedbackLoopSystem(seed=0, update_every=10**9, replay_warmup=w)  # parameters stay at the defaults
+        diffs = []
+        for i, (x, c) in enumerate(chunk_stream(clip.noisy, clip.clean, len(objective.noisy_chunks[0]), 3 * len(objective))):
+            loop.step(x, c)
+            if i >= len(objective):
+                diffs.append(loop.evaluate({name: high}) - loop.evaluate({name: low}))
+        out["replayed"][str(w)] = {"mean": float(np.mean(diffs)), "std": float(np.std(diffs))}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="all", help="train, test or all clips for the convergence table")
@@ -210,6 +237,7 @@ def main() -> None:
     parser.add_argument("--subset", action="store_true", help="also run the all-19-parameter check (slow)")
     parser.add_argument("--ablation", action="store_true", help="also run gradient variants on the train clips")
     parser.add_argument("--subset-budget", type=int, default=400)
+    parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
 
@@ -243,6 +271,8 @@ def main() -> None:
         }
     if args.subset:
         result["subset"] = subset_check([c.id for c in scenario_set.split("train")], args.subset_budget)
+    if args.probe_bias:
+        result["probe_bias"] = probe_bias()
     targets = {}
     if "collect_feedback_1s" in result:
         targets["collect_p99_under_5ms_metrics_given"] = (
