@@ -180,13 +180,13 @@ def regret_figures(seeds: int) -> dict:
 
 
 # --------------------------------------------------------------------------- redis
-def _redis_worker(url: str, name: str, writer: str, n: int, batch: int, queue) -> None:
+def _redis_worker(url: str, name: str, writer: str, n: int, batch: int, ready, start) -> None:
     from bandits.redis_store import RedisStateStore
 
     store = RedisStateStore(name, url=url, writer=writer, batch=batch)
     policy = UCB1(K, store=store)
-    queue.put("ready")
-    queue.get()  # start together
+    ready.put(writer)
+    start.wait()  # start together (an Event: a shared "go" queue let a worker take another's "ready")
     for t in range(n):
         policy.update(t % K, 0.5)
     store.flush()
@@ -249,20 +249,22 @@ def redis_figures(n: int) -> dict:
 
         for label, batch, per_worker in (("unpipelined", 1, n // 5), ("pipelined_batch_100", 100, n)):
             ctx = multiprocessing.get_context("spawn")
-            queue = ctx.Queue()
+            ready, start = ctx.Queue(), ctx.Event()
             name = f"bench-shared-{batch}"
-            args = [(server.url, name, f"w{i}", per_worker, batch, queue) for i in range(4)]
+            args = [(server.url, name, f"w{i}", per_worker, batch, ready, start) for i in range(4)]
             workers = [ctx.Process(target=_redis_worker, args=a) for a in args]
             for w in workers:
                 w.start()
             for _ in workers:
-                queue.get()
+                ready.get(timeout=120)  # raises queue.Empty if a worker died before it was ready
             t0 = time.perf_counter()
-            for _ in workers:
-                queue.put("go")
+            start.set()
             for w in workers:
-                w.join()
+                w.join(timeout=600)
             wall = time.perf_counter() - t0
+            failed = [w.exitcode for w in workers if w.exitcode != 0]
+            if failed:
+                raise RuntimeError(f"redis benchmark: {len(failed)} worker(s) failed (exit codes {failed})")
             counted = UCB1(K, store=RedisStateStore(name, client)).store.read().updates
             out[f"four_processes_{label}"] = {"updates": counted, "expected": 4 * per_worker, "per_s": counted / wall}
     return out
