@@ -86,13 +86,8 @@ def best_static_params(
     """
     objectives = [clip_objective(c.noisy, c.clean, c.sample_rate, metric) for c in clips]
     score = lambda p: float(np.mean([f(p) for f in objectives]))  # noqa: E731
-    defaults = PARAMETER_SPACE.defaults()
-    default_score = score(defaults)
-    result = cma_search(score, space, budget=max(budget - 1, 1), seed=seed)
-    history = [default_score, *result.history]
-    if default_score >= result.score:
-        return SearchResult(defaults, default_score, result.evaluations + 1, history)
-    return SearchResult({**defaults, **result.params}, result.score, result.evaluations + 1, history)
+    result = cma_search(score, space, budget=budget, seed=seed)  # scores the defaults (its start) first
+    return SearchResult({**PARAMETER_SPACE.defaults(), **result.params}, result.score, result.evaluations, result.history)
 
 
 def mean_scores(per_clip: Mapping[str, Mapping[str, float]], clip_ids: Iterable[str] | None = None) -> dict[str, float]:

@@ -26,6 +26,8 @@ DAMAGES = {  # injected faults: physical overrides of the defaults
     "over_suppression": {"nr_floor_db": -40.0, "nr_oversubtraction": 8.0},
     "high_pass_300": {"highpass_hz": 300.0},
 }
+INJECT_AT = 40  # step of the injected fault (0.5 s chunks: 20 s in)
+WITHIN = 10  # steps it must be rolled back within
 
 
 def stream_run(env_id: str, folder: str, clip: str, rate: float, inject_at: int | None, damage: dict | None = None) -> dict:
@@ -90,6 +92,9 @@ def main() -> None:
     parser.add_argument("--rates", default="0.01,0.02,0.05", help="stated false-alarm rates to check")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.duration < 0.5 * (INJECT_AT + WITHIN):
+        parser.error(f"--duration {args.duration:g} s is too short: the fault comes at step {INJECT_AT} (0.5 s chunks) "
+                     f"and needs {WITHIN} steps after it, so at least {0.5 * (INJECT_AT + WITHIN):g} s")  # fmt: skip
 
     import scenarios
     from scenarios.streams import write_stationary_set
@@ -111,7 +116,7 @@ def main() -> None:
             "poisson_p_value_at_least_observed": float(poisson.sf(alarms - 1, rate * monitored)),
         }
     delays = {
-        level: {env_id: [stream_run(env_id, folder, c, 0.01, 40, damage)["delay"] for c in clips] for env_id in envs}
+        level: {env_id: [stream_run(env_id, folder, c, 0.01, INJECT_AT, damage)["delay"] for c in clips] for env_id in envs}
         for level, damage in DAMAGES.items()
     }
     flat = [d for per_env in delays.values() for ds in per_env.values() for d in ds]
@@ -120,11 +125,11 @@ def main() -> None:
             {
                 "streams": {"clips": clips, "duration_s": args.duration, "envs": list(envs)},
                 "false_rollbacks": false_alarms,
-                "injected_degradation": {"rate": 0.01, "inject_at_step": 40, "damage": DAMAGES, "steps_to_rollback": delays},
+                "injected_degradation": {"rate": 0.01, "inject_at_step": INJECT_AT, "damage": DAMAGES, "steps_to_rollback": delays},
                 "reward_spread_builtin": reward_spread(),
                 "targets_met": {
                     "false_rollbacks_within_rate": all(v["poisson_p_value_at_least_observed"] > 0.01 for v in false_alarms.values()),
-                    "rolled_back_within_10_steps": all(d is not None and d <= 10 for d in flat),
+                    "rolled_back_within_10_steps": all(d is not None and d <= WITHIN for d in flat),
                 },
             },
             indent=2,

@@ -65,12 +65,16 @@ def cma_search(
 ) -> SearchResult:
     """Maximize ``objective`` (physical params -> score) over ``space`` with CMA-ES and IPOP restarts.
 
-    :param budget: total objective evaluations, across restarts.
-    :param start: starting point (physical); the space's defaults if None.
+    :param budget: total objective evaluations, across restarts, the start's included.
+    :param start: starting point (physical); the space's defaults if None. It is scored first, so the
+        result is at least as good as the start whatever the budget.
     """
-    x0 = space.to_unit({**space.defaults(), **(start or {})}).astype(np.float64)
-    history: list[float] = []
-    best_x, best = x0, -np.inf
+    if int(budget) < 1:
+        raise ValueError(f"cma_search: budget must be at least 1 evaluation, got {budget}")
+    x0 = space.to_unit({**space.defaults(), **(start or {})}, dtype=np.float64)
+    first = float(objective(space.from_unit(x0)))  # the start is a candidate: the result is never worse than it
+    history: list[float] = [first]
+    best_x, best = x0, (first if np.isfinite(first) else -np.inf)
     popsize = None
     for restart in range(restarts + 1):
         if len(history) >= budget:

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter, sosfilt, sosfreqz
 
 from conftest import si_sdr_db
 from feedback_env.errors import InvalidAudioError, ParameterError
 from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline, transparent_params
+from feedback_env.stages.spectral_filters import _rbj_biquad, eq_gain
 from feedback_env.audio import resample
 
 MILD = {
@@ -111,6 +112,20 @@ def test_noise_window_sets_tracking_speed():
         lags[window] = int(np.argmax(caught_up)) if caught_up.any() else len(caught_up)
     assert lags[0.4] <= 10  # within 1 s (chunks of 0.1 s)
     assert lags[4.0] >= 25  # not before 2.5 s
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_eq_gain_matches_scipy_sosfreqz(seed):
+    """The hand-evaluated EQ response is scipy's sosfreqz of the same cookbook sections."""
+    rng = np.random.default_rng(seed)
+    freqs = np.fft.rfftfreq(512, 1 / 16000)
+    low, mid, high = rng.uniform(-12, 12, 3)
+    mid_hz = float(rng.uniform(300, 4000))
+    sos = np.stack([_rbj_biquad("low_shelf", 200.0, low, 2**-0.5, 16000), _rbj_biquad("peak", mid_hz, mid, 1.0, 16000),
+                    _rbj_biquad("high_shelf", 4000.0, high, 2**-0.5, 16000)])  # fmt: skip
+    expected = np.abs(sosfreqz(sos, worN=freqs, fs=16000)[1])
+    got = eq_gain(freqs, 16000, low_db=low, low_hz=200.0, mid_db=mid, mid_hz=mid_hz, mid_q=1.0, high_db=high, high_hz=4000.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
 def test_eq_low_shelf_raises_low_band():

