@@ -56,13 +56,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _json_flag(flag: str, text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not valid JSON ({exc}): {text!r}") from exc
+
+
 def config_from_args(args: argparse.Namespace):
     from agents.training import RunConfig
     from feedback_env.pipeline import PARAMETER_SPACE
 
     tuned = list(PARAMETER_SPACE.names) if args.tuned == "all" else [t for t in args.tuned.split(",") if t]
-    augment = None if args.augment.lower() in ("none", "null", "") else json.loads(args.augment)
-    values = {**vars(args), "tuned": tuned, "hyperparameters": json.loads(args.hyper), "augment": augment}
+    augment = None if args.augment.lower() in ("none", "null", "") else _json_flag("--augment", args.augment)
+    values = {**vars(args), "tuned": tuned, "hyperparameters": _json_flag("--hyper", args.hyper), "augment": augment}
     return RunConfig(**{f.name: values[f.name] for f in fields(RunConfig) if f.name in values})
 
 
@@ -73,7 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from agents.training import RunConfig, run
 
-    config = config_from_args(args)
+    from feedback_env.errors import FeedbackEnvError
+
+    try:
+        config = config_from_args(args)
+        import scenarios
+
+        scenarios.load(config.scenarios)  # a missing or malformed set fails here, not after the model is built
+    except (FeedbackEnvError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     saved = Path(config.out) / "run.json"
     if args.resume and saved.exists():
         previous = RunConfig.load(saved)

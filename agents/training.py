@@ -89,6 +89,8 @@ class RunConfig:
             raise ValueError(f"unknown algorithm {self.algo!r}; known: {sorted(ALGORITHMS)}")
         if self.timesteps <= 0 or self.n_envs <= 0:
             raise ValueError(f"timesteps and n_envs must be positive, got {self.timesteps} and {self.n_envs}")
+        if not 0.0 <= self.smoothing < 1.0:  # the env checks it too, but only once it is built
+            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
         PARAMETER_SPACE.subspace(self.tuned)  # unknown names raise here, naming them
         agent_config(self.algo, **self.hyperparameters)  # unknown hyperparameters raise here
 
@@ -164,6 +166,8 @@ def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) ->
     venv = make_vec_env(config)
     model = _resume(config, venv) if resume else None
     resumed = model is not None
+    if resume and not resumed:
+        print(f"--resume: no readable checkpoint under {out / 'checkpoints'}; starting from scratch")
     if model is None:
         model = make_agent(config.algo, venv, seed=config.seed, tensorboard_log=str(out / "tb"), **config.hyperparameters)
     scenario_set = scenarios.load(config.scenarios)

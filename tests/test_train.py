@@ -79,11 +79,20 @@ def test_resume_after_a_killed_run_continues_with_the_replay_buffer(tiny_set, tm
     assert (out / "eval" / "evaluations.npz").exists()
 
 
-def test_bad_flags_fail_clearly(tiny_set, tmp_path):
-    with pytest.raises(Exception, match="unknown parameter 'loudness'"):
-        train.main([*args(tiny_set, tmp_path, 10), "--tuned", "loudness"])
-    with pytest.raises(ValueError, match="unknown td3 hyperparameters"):
-        train.main([*args(tiny_set, tmp_path, 10)[:-1], '{"gama": 0.9}'])
+@pytest.mark.parametrize("extra, message", [
+    (["--tuned", "loudness"], "unknown parameter 'loudness'"),
+    (["--hyper", '{"gama": 0.9}'], "unknown td3 hyperparameters"),
+    (["--hyper", "gamma=0.9"], "--hyper is not valid JSON"),
+    (["--smoothing", "1.5"], "smoothing must be in"),
+    (["--scenarios", "/no/such/set"], "no scenario set '/no/such/set'"),
+    (["--timesteps", "0"], "timesteps and n_envs must be positive"),
+])  # fmt: skip
+def test_bad_flags_fail_clearly(tiny_set, tmp_path, capsys, extra, message):
+    """A bad flag ends the run before anything is built: exit status 2 and one line naming what was wrong."""
+    assert train.main([*args(tiny_set, tmp_path / "run", 10), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_residual_config_round_trips_and_centres_the_env_on_the_static_setting(tmp_path):
