@@ -78,14 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    import scenarios
     from agents.training import RunConfig, run
-
     from feedback_env.errors import FeedbackEnvError
 
     try:
         config = config_from_args(args)
-        import scenarios
-
         scenarios.load(config.scenarios)  # a missing or malformed set fails here, not after the model is built
     except (FeedbackEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
