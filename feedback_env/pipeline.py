@@ -215,6 +215,23 @@ class EnhancementPipeline:
         self._out = stream[x.size :]
         return stream[: x.size].astype(np.float32)
 
+    def track(self, chunk: np.ndarray, params: Mapping[str, float] | None = None) -> None:
+        """Advance the input-side state over ``chunk`` without producing output: hum detection and notches,
+        STFT framing and the noise tracker, about half the cost of :meth:`process`. The output side (gains'
+        decision-directed state, overlap-add, dynamics, the latency buffer) is left as it was, so the next
+        :meth:`process` call's output is not aligned with anything; the one after it is. For warming a copy
+        of the pipeline up on past input with other parameters (see ``feedback_loop.replay``)."""
+        x = as_audio(chunk, "chunk", allow_empty=True).astype(np.float64)
+        if params:
+            self.set_params(params)
+        p = self.params
+        frames = self.stft.frames(self.hum.process(x, p["hum_depth_db"], p["hum_width_hz"]))
+        if frames.shape[0]:
+            spectra = np.fft.rfft(frames, axis=1)
+            self.noise_reduction.noise_estimate(spectra.real**2 + spectra.imag**2, p["nr_noise_window_s"])
+        # keep the latency buffer's length in step with the framing (silence stands in for the skipped output)
+        self._out = np.concatenate([self._out, np.zeros(frames.shape[0] * self.stft.hop)])[x.size :]
+
     def process_clip(self, x: np.ndarray, params: Mapping[str, float] | None = None) -> np.ndarray:
         """Reset, enhance a whole clip, and return the output aligned with the input, float32 ``(n,)``."""
         audio = as_audio(x, "clip")

@@ -106,9 +106,13 @@ class FeedbackLoopSystem:
     :param mode: ``"online"`` (:meth:`step` updates) or ``"offline"`` (:meth:`step` only records;
         :meth:`update_parameters` defaults to the ``offline`` surrogate strategy).
     :param replay_warmup: chunks before the last one that :meth:`evaluate` re-processes first, unscored,
-        with the parameters tried, so that slow state (noise estimate, SNR smoothing, the 3 s loudness
-        window) is theirs; 0 replays the last chunk alone from the live state, which learns markedly
-        worse (``benchmarks/feedback_loop.py --ablation``).
+        with the parameters tried, so that slow state (noise estimate, SNR smoothing) is theirs; all but
+        the last of them only advance the noise tracker (:meth:`EnhancementPipeline.track`). 0 replays
+        the last chunk alone from the live state, which learns markedly worse (``benchmarks/feedback_loop.py
+        --ablation``). 7 (3.5 s) lets probes see the steady-state cost of slow noise tracking: the train
+        clips reach >= 90 % of the oracle on 16 of 19 (1: 15), but adaptation after a change suffers
+        (warm-up chunks from before the change mislead the probes: hum60-to-fan 0.18 after 30 iterations,
+        1: 0.41) and an update costs ~2.2x; hence 1 by default.
     """
 
     def __init__(
