@@ -111,8 +111,9 @@ class FeedbackLoopSystem:
         the last chunk alone from the live state, which learns markedly worse (``benchmarks/feedback_loop.py
         --ablation``). 7 (3.5 s) lets probes see the steady-state cost of slow noise tracking: the train
         clips reach >= 90 % of the oracle on 16 of 19 (1: 15), but adaptation after a change suffers
-        (warm-up chunks from before the change mislead the probes: hum60-to-fan 0.18 after 30 iterations,
-        1: 0.41) and an update costs ~2.2x; hence 1 by default.
+        (hum60-to-fan 0.18 of the new oracle 30 iterations after the change, 1: 0.41; the same 0.18 with the
+        warm-up emptied at the change, so it is not stale pre-change audio) and an update costs ~2.2x;
+        hence 1 by default.
     """
 
     def __init__(
