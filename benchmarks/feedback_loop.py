@@ -15,8 +15,10 @@
   loop's objective and whole-clip SI-SDR (the per-chunk reward rewards a pumping leveller/compressor).
 * ``--probe-bias``: what a probe re-processed from the live state sees of a longer noise window
   (0.8 -> 3.0 s on babble_snr+15_m1), after 1, 3 and 7 warm-up chunks, against the objective.
-* ``--ablation``: the gradient strategy with 1 probe pair, without the replay warm-up, and on all 19
-  parameters, beside the default, on the train clips.
+* ``--ablation``: the gradient strategy with 1 probe pair, without the replay warm-up, with a 7-chunk
+  (3.5 s) warm-up, and on all 19 parameters, beside the default, on the train clips.
+* ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
+  30 iterations after the noise changes (40 iterations before it), replay warm-up 1 and 7, seeds 0-2.
 
 Targets (issue 3): collect p99 < 5 ms with metrics given, gradient update p99 < 10 ms, RSS < 300 MB
 and flat, best strategy >= 95 % of the oracle within 100 iterations and ahead of Optuna TPE.
@@ -144,9 +146,48 @@ def converge(job: tuple) -> tuple[str, str, dict]:
     }
 
 
+def adapt(job: tuple) -> tuple[str, int, int, float]:
+    """Fraction of the new segment's oracle improvement 30 iterations after the change of a non-stationary
+    clip (40 iterations on the first noise before it), for one replay warm-up and seed."""
+    clip_id, warmup, seed = job
+    import scenarios
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+    from feedback_env.feedback_loop.objective import chunk_stream
+    from feedback_env.feedback_loop.oracle_cache import entry_key, load_cache, objective_for
+
+    clip = scenarios.load("builtin")[clip_id]
+    change = float(clip.tags["change_s"])
+    cut = int(change * clip.sample_rate)
+    objective = objective_for(clip, (change, clip.duration_s))
+    entry = load_cache(ORACLE)["entries"][entry_key(clip_id, (change, clip.duration_s))]
+    loop = FeedbackLoopSystem(seed=seed, replay_warmup=warmup)
+    for x, c in chunk_stream(clip.noisy[:cut], clip.clean[:cut], objective.chunk, 40):
+        loop.step(x, c)
+    for x, c in chunk_stream(clip.noisy[cut:], clip.clean[cut:], objective.chunk, 30):
+        loop.step(x, c)
+    return clip_id, warmup, seed, (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
+
+
+def adaptation_seeds(clips: list[str], warmups=(1, 7), seeds=(0, 1, 2), jobs: int = 1) -> dict:
+    """``adapt`` over clips, warm-ups and seeds: per configuration the fractions, their median and minimum."""
+    import multiprocessing
+
+    work = [(c, w, s) for w in warmups for s in seeds for c in clips]
+    with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as pool:
+        rows = pool.map(adapt, work)
+    out = {}
+    for w in warmups:
+        for s in seeds:
+            f = {c: v for c, ww, ss, v in rows if ww == w and ss == s}
+            out[f"warmup_{w}_seed_{s}"] = {"median": float(np.median(list(f.values()))), "min": float(min(f.values())),
+                                           "clips_at_90": int(sum(v >= 0.9 for v in f.values())), "per_clip": f}  # fmt: skip
+    return out
+
+
 ABLATION = {  # label: (strategy options, loop options), against the default gradient configuration
     "gradient_1_pair": ({"pairs": 1}, {}),
     "gradient_no_replay_warmup": ({}, {"replay_warmup": 0}),
+    "gradient_replay_warmup_7": ({}, {"replay_warmup": 7}),
     "gradient_all_19": ({}, {"tuned": None}),
 }
 
@@ -238,6 +279,7 @@ def main() -> None:
     parser.add_argument("--ablation", action="store_true", help="also run gradient variants on the train clips")
     parser.add_argument("--subset-budget", type=int, default=400)
     parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
+    parser.add_argument("--adaptation-seeds", action="store_true", help="also adaptation over seeds, warm-up 1 and 7")
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
 
@@ -273,6 +315,9 @@ def main() -> None:
         result["subset"] = subset_check([c.id for c in scenario_set.split("train")], args.subset_budget)
     if args.probe_bias:
         result["probe_bias"] = probe_bias()
+    if args.adaptation_seeds:
+        changing = [c.id for c in scenario_set if c.tags.get("stationary") is False]
+        result["adaptation_seeds"] = adaptation_seeds(changing, jobs=args.jobs)
     targets = {}
     if "collect_feedback_1s" in result:
         targets["collect_p99_under_5ms_metrics_given"] = (

@@ -167,9 +167,9 @@ def adaptation(builtin):
     "Probes re-process the last chunk from the live state, which hides the steady-state cost of slow noise "
     "tracking: on babble_snr+15_m1, noise window 0.8 -> 3.0 s costs 0.051 on the objective but 0.007 +- 0.020 "
     "re-processed after 1 warm-up chunk (0.024 after 3, 0.042 after 7; benchmarks/feedback_loop.py --probe-bias), "
-    "so SPSA drifts to long windows. replay_warmup=7 reaches 16 of 19 (hum60_snr+0_m2 0.92, babble_snr+15_m1 0.77) "
-    "but costs ~2.2x per update and fails the seed-0 adaptation guard below (hum60-to-fan 0.18; on seeds 1 and 2 "
-    "it adapts better than 1), so it is not the default"))  # fmt: skip
+    "so SPSA drifts to long windows. replay_warmup=7 reaches 16 of 19 (hum60_snr+0_m2 0.92, babble_snr+15_m1 0.77; "
+    "--ablation) but costs ~2.2x per update and fails the seed-0 adaptation guard below (hum60-to-fan 0.18; on "
+    "seeds 1 and 2 it adapts better than 1; --adaptation-seeds), so it is not the default"))  # fmt: skip
 def test_learning_convergence(learning):
     """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]

@@ -110,10 +110,11 @@ class FeedbackLoopSystem:
         the last of them only advance the noise tracker (:meth:`EnhancementPipeline.track`). 0 replays
         the last chunk alone from the live state, which learns markedly worse (``benchmarks/feedback_loop.py
         --ablation``). 7 (3.5 s) lets probes see the steady-state cost of slow noise tracking: the train
-        clips reach >= 90 % of the oracle on 16 of 19 (1: 15, seed 0). After a noise change it adapts as
-        well or better on seeds 1 and 2 (median over the 8 clips 0.76 / 0.83 of the new oracle after 30
-        iterations; 1: 0.73 / 0.80) but worse on seed 0's hum60-to-fan (0.18; 1: 0.41), below the test
-        suite's seed-0 adaptation guard, and an update costs ~2.2x; hence 1 by default.
+        clips reach >= 90 % of the oracle on 16 of 19 (1: 15, seed 0; ``--ablation``). After a noise change
+        it adapts as well or better on seeds 1 and 2 (median over the 8 clips 0.76 / 0.83 of the new oracle
+        after 30 iterations; 1: 0.73 / 0.80) but worse on seed 0's hum60-to-fan (0.18; 1: 0.41), below the
+        test suite's seed-0 adaptation guard (``--adaptation-seeds``), and an update costs ~2.2x; hence 1
+        by default.
     """
 
     def __init__(
