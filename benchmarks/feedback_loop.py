@@ -16,9 +16,13 @@
 * ``--probe-bias``: what a probe re-processed from the live state sees of a longer noise window
   (0.8 -> 3.0 s on babble_snr+15_m1), after 1, 3 and 7 warm-up chunks, against the objective.
 * ``--ablation``: the gradient strategy with 1 probe pair, without the replay warm-up, with a 7-chunk
-  (3.5 s) warm-up, and on all 19 parameters, beside the default, on the train clips.
+  (3.5 s) warm-up, scoring one chunk instead of two, with 16 probe pairs, and on all 19 parameters, beside
+  the default, on the train clips, for each of
+  ``--ablation-seeds`` (default 0 1 2: one seed's clip count swings by several clips); ``--ablation-rows``
+  picks variants.
 * ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
-  30 iterations after the noise changes (40 iterations before it), replay warm-up 1 and 7, seeds 0-2.
+  30 iterations after the noise changes (40 iterations before it), the default and one scored chunk per
+  evaluation (``replay_scored=1``), seeds 0-2.
 
 Targets (issue 3): collect p99 < 5 ms with metrics given, gradient update p99 < 10 ms, RSS < 300 MB
 and flat, best strategy >= 95 % of the oracle within 100 iterations and ahead of Optuna TPE.
@@ -119,7 +123,7 @@ def memory(records: int) -> dict:
     }
 
 
-def converge(job: tuple) -> tuple[str, str, dict]:
+def converge(job: tuple) -> tuple[int, str, str, dict]:
     """One configuration on one clip: fractions of the oracle improvement at the marks."""
     clip_id, label, strategy, options, loop_kwargs, iterations, seed = job
     import scenarios
@@ -137,7 +141,7 @@ def converge(job: tuple) -> tuple[str, str, dict]:
         if i in MARKS:
             fractions[str(i)] = (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
     seconds = time.perf_counter() - t0
-    return clip_id, label, {
+    return seed, clip_id, label, {
         "fraction": fractions,
         "evaluations_per_iteration": loop.evaluations / iterations,
         "ms_per_iteration": 1e3 * seconds / iterations,
@@ -146,10 +150,10 @@ def converge(job: tuple) -> tuple[str, str, dict]:
     }
 
 
-def adapt(job: tuple) -> tuple[str, int, int, float]:
+def adapt(job: tuple) -> tuple[str, str, int, float]:
     """Fraction of the new segment's oracle improvement 30 iterations after the change of a non-stationary
-    clip (40 iterations on the first noise before it), for one replay warm-up and seed."""
-    clip_id, warmup, seed = job
+    clip (40 iterations on the first noise before it), for one loop configuration and seed."""
+    clip_id, label, loop_kwargs, seed = job
     import scenarios
     from feedback_env.feedback_loop import FeedbackLoopSystem
     from feedback_env.feedback_loop.objective import chunk_stream
@@ -160,27 +164,30 @@ def adapt(job: tuple) -> tuple[str, int, int, float]:
     cut = int(change * clip.sample_rate)
     objective = objective_for(clip, (change, clip.duration_s))
     entry = load_cache(ORACLE)["entries"][entry_key(clip_id, (change, clip.duration_s))]
-    loop = FeedbackLoopSystem(seed=seed, replay_warmup=warmup)
+    loop = FeedbackLoopSystem(seed=seed, **loop_kwargs)
     for x, c in chunk_stream(clip.noisy[:cut], clip.clean[:cut], objective.chunk, 40):
         loop.step(x, c)
     for x, c in chunk_stream(clip.noisy[cut:], clip.clean[cut:], objective.chunk, 30):
         loop.step(x, c)
-    return clip_id, warmup, seed, (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
+    return clip_id, label, seed, (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
 
 
-def adaptation_seeds(clips: list[str], warmups=(1, 7), seeds=(0, 1, 2), jobs: int = 1) -> dict:
-    """``adapt`` over clips, warm-ups and seeds: per configuration the fractions, their median and minimum."""
+ADAPTATION_CONFIGS = {"default": {}, "replay_scored_1": {"replay_scored": 1}}
+
+
+def adaptation_seeds(clips: list[str], configs=ADAPTATION_CONFIGS, seeds=(0, 1, 2), jobs: int = 1) -> dict:
+    """``adapt`` over clips, loop configurations and seeds: per configuration the fractions, median, minimum."""
     import multiprocessing
 
-    work = [(c, w, s) for w in warmups for s in seeds for c in clips]
+    work = [(c, label, kwargs, s) for label, kwargs in configs.items() for s in seeds for c in clips]
     with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as pool:
         rows = pool.map(adapt, work)
     out = {}
-    for w in warmups:
+    for label in configs:
         for s in seeds:
-            f = {c: v for c, ww, ss, v in rows if ww == w and ss == s}
-            out[f"warmup_{w}_seed_{s}"] = {"median": float(np.median(list(f.values()))), "min": float(min(f.values())),
-                                           "clips_at_90": int(sum(v >= 0.9 for v in f.values())), "per_clip": f}  # fmt: skip
+            f = {c: v for c, ll, ss, v in rows if ll == label and ss == s}
+            out[f"{label}_seed_{s}"] = {"median": float(np.median(list(f.values()))), "min": float(min(f.values())),
+                                        "clips_at_90": int(sum(v >= 0.9 for v in f.values())), "per_clip": f}  # fmt: skip
     return out
 
 
@@ -188,6 +195,8 @@ ABLATION = {  # label: (strategy options, loop options), against the default gra
     "gradient_1_pair": ({"pairs": 1}, {}),
     "gradient_no_replay_warmup": ({}, {"replay_warmup": 0}),
     "gradient_replay_warmup_7": ({}, {"replay_warmup": 7}),
+    "gradient_replay_scored_1": ({}, {"replay_scored": 1}),
+    "gradient_16_pairs": ({"pairs": 16}, {}),
     "gradient_all_19": ({}, {"tuned": None}),
 }
 
@@ -207,14 +216,20 @@ def summarize(rows: dict, iterations: int) -> dict:
 
 def run_table(configs: dict, clips: list[str], iterations: int, seed: int, jobs: int) -> dict:
     """``{label: {clip: row}}`` for configurations ``{label: (strategy, options, loop_kwargs)}``."""
+    return run_tables(configs, clips, iterations, [seed], jobs)[seed]
+
+
+def run_tables(configs: dict, clips: list[str], iterations: int, seeds: list[int], jobs: int) -> dict:
+    """``{seed: {label: {clip: row}}}``: :func:`run_table` for each seed, all in one pool."""
     import multiprocessing
 
-    work = [(cid, label, s, o, k, iterations, seed) for cid in clips for label, (s, o, k) in configs.items()]
-    table: dict = {label: {} for label in configs}
+    work = [(cid, label, s, o, k, iterations, seed) for seed in seeds for cid in clips
+            for label, (s, o, k) in configs.items()]  # fmt: skip
+    tables: dict = {seed: {label: {} for label in configs} for seed in seeds}
     with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as pool:
-        for cid, label, row in pool.imap_unordered(converge, work):
-            table[label][cid] = row
-    return table
+        for seed, cid, label, row in pool.imap_unordered(converge, work):
+            tables[seed][label][cid] = row
+    return tables
 
 
 def subset_check(clip_ids: list[str], budget: int) -> dict:
@@ -277,9 +292,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", action="store_true", help="also run the all-19-parameter check (slow)")
     parser.add_argument("--ablation", action="store_true", help="also run gradient variants on the train clips")
+    parser.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ablation-rows", nargs="*", default=list(ABLATION), choices=list(ABLATION),
+                        help="variants beside the default (all by default)")
     parser.add_argument("--subset-budget", type=int, default=400)
     parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
-    parser.add_argument("--adaptation-seeds", action="store_true", help="also adaptation over seeds, warm-up 1 and 7")
+    parser.add_argument("--adaptation-seeds", action="store_true",
+                        help="also adaptation over seeds 0-2, default and replay_scored=1")
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
 
@@ -304,13 +323,15 @@ def main() -> None:
     if args.ablation:
         train = [c.id for c in scenario_set.split("train")]
         configs = {"gradient_default": ("gradient", {}, {})}
-        configs.update({label: ("gradient", o, k) for label, (o, k) in ABLATION.items()})
-        table = run_table(configs, train, args.iterations, args.seed, args.jobs)
+        configs.update({label: ("gradient", o, k) for label, (o, k) in ABLATION.items() if label in args.ablation_rows})
+        tables = run_tables(configs, train, args.iterations, args.ablation_seeds, args.jobs)
         result["ablation"] = {
             "clips": "train",
-            "summary": {label: summarize(rows, args.iterations) for label, rows in table.items()},
-            "per_clip": {label: {cid: r["fraction"] for cid, r in rows.items()} for label, rows in table.items()},
-        }
+            "summary": {f"{label}_seed_{seed}": summarize(rows, args.iterations)
+                        for seed, table in tables.items() for label, rows in table.items()},
+            "per_clip": {f"{label}_seed_{seed}": {cid: r["fraction"] for cid, r in rows.items()}
+                         for seed, table in tables.items() for label, rows in table.items()},
+        }  # fmt: skip
     if args.subset:
         result["subset"] = subset_check([c.id for c in scenario_set.split("train")], args.subset_budget)
     if args.probe_bias:

@@ -162,14 +162,11 @@ def adaptation(builtin):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 15 of the 19 train clips "
-    "(median 0.94; babble_snr+15_m1 0.45, hum60_snr+0_m2 0.50, babble-down10_snr-5_m1 0.75, babble_snr+0_f2 0.82). "
-    "Probes re-process the last chunk from the live state, which hides the steady-state cost of slow noise "
-    "tracking: on babble_snr+15_m1, noise window 0.8 -> 3.0 s costs 0.051 on the objective but 0.007 +- 0.020 "
-    "re-processed after 1 warm-up chunk (0.024 after 3, 0.042 after 7; benchmarks/feedback_loop.py --probe-bias), "
-    "so SPSA drifts to long windows. replay_warmup=7 reaches 16 of 19 (hum60_snr+0_m2 0.92, babble_snr+15_m1 0.77; "
-    "--ablation) but costs ~2.2x per update and fails the seed-0 adaptation guard below (hum60-to-fan 0.18; on "
-    "seeds 1 and 2 it adapts better than 1; --adaptation-seeds), so it is not the default"))  # fmt: skip
+    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 14 of the 19 train clips on this "
+    "seed (median 0.96; white_snr+10_f2 0.83, babble_snr+0_f2 0.82, babble_snr+15_m1 0.77, pink-to-babble 0.88, "
+    "babble-down10 0.75), 14 and 12 on seeds 1 and 2 (benchmarks/feedback_loop.py --ablation). The search is "
+    "noise-limited: 16 probe pairs per update reach 16 / 12 / 15 at twice the cost; a larger step is worse "
+    "(learning rate 0.2: 13 / 9 / 7 with one scored chunk), a longer replay warm-up no better"))  # fmt: skip
 def test_learning_convergence(learning):
     """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]
@@ -182,13 +179,14 @@ def test_learning_convergence_measured_level(learning):
     assert len(learning) == 19
     assert sum(f >= 0.9 for f in learning.values()) >= 14, shown
     assert np.median(list(learning.values())) >= 0.9, shown
-    assert min(learning.values()) >= 0.4, shown  # every clip well above the defaults
+    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.75 measured)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): 30 iterations after the noise changes, 4 of the 8 non-stationary clips are back to "
-    ">= 90 % of the new segment's oracle improvement (median 0.88; pink-to-babble 0.51, babble-down10 0.63, "
-    "hum60-to-fan 0.41, hum50-to-pink 0.88): SPSA needs ~60-100 iterations to re-converge"))  # fmt: skip
+    "missed (measured): 30 iterations after the noise changes, 3 of the 8 non-stationary clips are back to "
+    ">= 90 % of the new segment's oracle improvement on this seed (median 0.87; hum60-to-fan 0.72, "
+    "babble-to-pink 0.74, babble-down10 0.77), 1 and 3 on seeds 1 and 2 (benchmarks/feedback_loop.py "
+    "--adaptation-seeds): SPSA needs ~60-100 iterations to re-converge"))  # fmt: skip
 def test_adaptation_speed(adaptation):
     """After the noise changes, quality is back to 90 % of the new optimum within 30 iterations."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
@@ -200,7 +198,7 @@ def test_adaptation_measured_level(adaptation):
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
     assert len(adaptation) == 8
     finals = [c[-1] for c in adaptation.values()]
-    assert np.median(finals) >= 0.8 and min(finals) >= 0.4, shown
+    assert np.median(finals) >= 0.8 and min(finals) >= 0.6, shown  # measured 0.87 and 0.72
     assert all(c[-1] > c[0] for c in adaptation.values()), shown  # every clip improved after the change
 
 
@@ -342,6 +340,25 @@ def test_evaluate_replays_the_last_chunk_without_touching_the_stream(builtin):
     assert loop.step(clip.noisy[:CHUNK], clip.clean[:CHUNK]).reward == twin.step(clip.noisy[:CHUNK], clip.clean[:CHUNK]).reward
 
 
+@pytest.mark.parametrize("warmup, scored", [(1, 1), (1, 2), (3, 2), (3, 4)])
+def test_evaluate_scores_the_last_chunks(builtin, warmup, scored):
+    """With the parameters unchanged, re-processing reproduces the stream: evaluate() is the mean of the last
+    ``replay_scored`` live rewards (the scored warm-up chunks and the last one), whatever the warm-up."""
+    clip = builtin["babble_snr+0_f2"]
+    loop = FeedbackLoopSystem(seed=0, mode="offline", replay_warmup=warmup, replay_scored=scored)
+    records = run(loop, clip.noisy, clip.clean, 6)
+    expected = np.mean([r.reward for r in records[-scored:]])
+    assert loop.evaluate(loop.parameters) == pytest.approx(expected, abs=1e-9)
+    assert len({round(r.reward, 6) for r in records[-scored:]}) == scored  # the chunks do differ
+
+
+def test_replay_options_are_checked():
+    with pytest.raises(ValueError, match="replay_scored"):
+        FeedbackLoopSystem(replay_warmup=1, replay_scored=3)
+    with pytest.raises(ValueError, match="replay_scored"):
+        FeedbackLoopSystem(replay_scored=0)
+
+
 def test_observation_has_the_env_layout(builtin):
     import gymnasium as gym
 
@@ -385,11 +402,12 @@ def test_search_strategies_improve_on_the_defaults(builtin, name):
 
 def test_save_load_resumes_where_it_was(builtin, tmp_path):
     clip = builtin["brown_snr+5_f1"]
-    loop = FeedbackLoopSystem(seed=3, history_size=50)
+    loop = FeedbackLoopSystem(seed=3, history_size=50, replay_warmup=2, replay_scored=3)
     run(loop, clip.noisy, clip.clean, 30)
     path = loop.save(tmp_path / "loop.npz")
     restored = FeedbackLoopSystem.load(path)
     assert restored.parameters == loop.parameters and restored.checkpoint == loop.checkpoint
+    assert (restored.replay_warmup, restored.replay_scored) == (2, 3)
     assert restored.history.total == 30 and restored.history.to_dataframe().equals(loop.history.to_dataframe())
     # the same next updates: the stream restarts in both, and the random state and moments were kept
     for lp in (loop, restored):

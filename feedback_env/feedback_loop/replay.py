@@ -53,13 +53,17 @@ class ChunkReplay:
     :param state: the pipeline just before ``warmup`` (streaming); ``None`` when the chunk came from
         :meth:`FeedbackLoopSystem.collect_feedback` with outside audio: then it is processed as a
         clip from a reset state, and ``chunk`` is already aligned with ``reference``.
-    :param warmup: the chunks that preceded ``chunk``, re-processed (unscored) with the same
-        parameters first, so that the state the parameters build up (noise estimate, smoothed SNR)
-        is theirs and not the live one's: without it, slow parameters are judged by one chunk of
-        switching from another setting's state, which favours the wrong side of them. All but the
-        last only advance the noise tracker (its memory is seconds; the output side's is far shorter),
-        at about half the cost of processing them.
+    :param warmup: the chunks that preceded ``chunk``, re-processed with the same parameters first, so
+        that the state the parameters build up (noise estimate, smoothed SNR) is theirs and not the live
+        one's: without it, slow parameters are judged by one chunk of switching from another setting's
+        state, which favours the wrong side of them. The early ones only advance the noise tracker (its
+        memory is seconds; the output side's is far shorter), at about half the cost of processing them;
+        the last ``len(scored) + 1`` of them are processed.
     :param live_reward: the reward the chunk got in the live stream.
+    :param scored: ``(reference, baseline)`` of the last ``len(scored)`` warm-up chunks, which are scored
+        too: the reward is the mean over them and ``chunk``, so a search sees less of the chunk-to-chunk
+        noise of a one-chunk reward. Each costs a metric computation (and the processing of a chunk that
+        would otherwise only have been tracked).
     """
 
     chunk: np.ndarray
@@ -70,23 +74,30 @@ class ChunkReplay:
     state: EnhancementPipeline | None = None
     warmup: tuple[np.ndarray, ...] = ()
     live_reward: float = float("nan")
+    scored: tuple[tuple[np.ndarray | None, Mapping[str, float]], ...] = ()
 
-    def output(self, params: Mapping[str, float], scratch: EnhancementPipeline) -> np.ndarray:
-        """The chunk processed with ``params`` (full physical dict), aligned with ``reference``."""
+    def outputs(self, params: Mapping[str, float], scratch: EnhancementPipeline) -> list[np.ndarray]:
+        """The scored chunks (the last ``len(scored)`` warm-up chunks, then the chunk) processed with
+        ``params`` (full physical dict), each aligned with its reference."""
         if self.state is not None:
             pipeline = snapshot(self.state)
             pipeline.set_params(params)
-            for piece in self.warmup[:-1]:  # the noise tracker's memory is seconds long; the rest's is short
+            # the first processed chunk after tracked ones only refills the output side, so it is never scored
+            processed = min(len(self.warmup), len(self.scored) + 1)
+            for piece in self.warmup[: len(self.warmup) - processed]:  # the noise tracker's memory is seconds long
                 pipeline.track(piece)
-            for piece in self.warmup[-1:]:
-                pipeline.process(piece)
-            return pipeline.process(self.chunk)
+            early = [pipeline.process(piece) for piece in self.warmup[len(self.warmup) - processed :]]
+            return [*early[len(early) - len(self.scored) :], pipeline.process(self.chunk)]
         scratch.set_params(params)
-        return scratch.process_clip(self.chunk)
+        return [scratch.process_clip(self.chunk)]
 
     def reward(self, params: Mapping[str, float], scratch: EnhancementPipeline) -> float:
-        """The reward ``params`` would have got on this chunk (finite, in the reward's clip range)."""
-        out = self.output(params, scratch)
-        metrics = compute_metrics(out, self.reference, self.sample_rate, names=self.reward_fn.metric_names)
-        value = self.reward_fn(metrics, self.baseline)
+        """The reward ``params`` would have got on this chunk, averaged with the scored warm-up chunks
+        (finite, in the reward's clip range)."""
+        values = []
+        pairs = [*self.scored, (self.reference, self.baseline)]
+        for out, (reference, baseline) in zip(self.outputs(params, scratch), pairs):
+            metrics = compute_metrics(out, reference, self.sample_rate, names=self.reward_fn.metric_names)
+            values.append(self.reward_fn(metrics, baseline))
+        value = float(np.mean(values))
         return value if np.isfinite(value) else -self.reward_fn.clip

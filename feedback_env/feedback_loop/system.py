@@ -105,16 +105,21 @@ class FeedbackLoopSystem:
     :param blind_objectives: reward for chunks without a clean reference (non-intrusive default).
     :param mode: ``"online"`` (:meth:`step` updates) or ``"offline"`` (:meth:`step` only records;
         :meth:`update_parameters` defaults to the ``offline`` surrogate strategy).
-    :param replay_warmup: chunks before the last one that :meth:`evaluate` re-processes first, unscored,
-        with the parameters tried, so that slow state (noise estimate, SNR smoothing) is theirs; all but
-        the last of them only advance the noise tracker (:meth:`EnhancementPipeline.track`). 0 replays
-        the last chunk alone from the live state, which learns markedly worse (``benchmarks/feedback_loop.py
-        --ablation``). 7 (3.5 s) lets probes see the steady-state cost of slow noise tracking: the train
-        clips reach >= 90 % of the oracle on 16 of 19 (1: 15, seed 0; ``--ablation``). After a noise change
-        it adapts as well or better on seeds 1 and 2 (median over the 8 clips 0.76 / 0.83 of the new oracle
-        after 30 iterations; 1: 0.73 / 0.80) but worse on seed 0's hum60-to-fan (0.18; 1: 0.41), below the
-        test suite's seed-0 adaptation guard (``--adaptation-seeds``), and an update costs ~2.2x; hence 1
-        by default.
+    :param replay_warmup: chunks before the last one that :meth:`evaluate` re-processes first with the
+        parameters tried, so that slow state (noise estimate, SNR smoothing) is theirs; the early ones only
+        advance the noise tracker (:meth:`EnhancementPipeline.track`). 0 replays the last chunk alone from
+        the live state, which learns markedly worse (``benchmarks/feedback_loop.py --ablation``). 7 (3.5 s)
+        lets probes see the steady-state cost of slow noise tracking, but over three seeds it learns no
+        better than 1 (train clips at >= 90 % of the oracle: 16 / 13 / 9 of 19 on seeds 0 / 1 / 2; 1:
+        15 / 13 / 9, with one scored chunk) at ~2.2x the cost of an update.
+    :param replay_scored: chunks whose rewards :meth:`evaluate` averages: the last one and the
+        ``replay_scored - 1`` warm-up chunks before it (at most ``replay_warmup + 1``; None: 2, or 1 without
+        a warm-up). 2 damps the
+        chunk-to-chunk noise of the reward for one more metric computation per evaluation: train clips at
+        >= 90 % of the oracle on 14 / 14 / 12 of 19 (seeds 0 / 1 / 2; 1: 15 / 13 / 9), the worst clip at
+        0.75 / 0.80 / 0.50 of it (1: 0.45 / 0.65 / 0.58); 30 iterations after a noise change, the median
+        non-stationary clip at 0.87 / 0.79 / 0.85 of the new oracle (1: 0.88 / 0.73 / 0.80)
+        (``--ablation``, ``--adaptation-seeds``).
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class FeedbackLoopSystem:
         blind_objectives: QualityReward | Sequence[Objective] | None = None,
         mode: str = "online",
         replay_warmup: int = 1,
+        replay_scored: int | None = None,
     ):
         if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
@@ -178,6 +184,14 @@ class FeedbackLoopSystem:
         self.replay_warmup = int(replay_warmup)
         self._replays: deque[ChunkReplay] = deque(maxlen=4)
         self._recent_inputs: deque[tuple[EnhancementPipeline, np.ndarray]] = deque(maxlen=self.replay_warmup + 1)
+        if replay_scored is None:
+            replay_scored = min(2, self.replay_warmup + 1)
+        if not 1 <= int(replay_scored) <= self.replay_warmup + 1:
+            raise ValueError(
+                f"replay_scored must be in [1, replay_warmup + 1 = {self.replay_warmup + 1}], got {replay_scored}"
+            )
+        self.replay_scored = int(replay_scored)
+        self._recent_scores: deque[tuple[np.ndarray | None, dict] | None] = deque(maxlen=self.replay_scored)
         self._scratch = EnhancementPipeline(self.sample_rate, space=self.full_space)
         self._coming: np.ndarray | None = None
         self._since_update = 0
@@ -293,10 +307,18 @@ class FeedbackLoopSystem:
         self.history.append(record)
         self.last_record = record
         self._since_update += 1
+        if streamed:
+            self._recent_scores.append((clean, baseline) if ok else None)
         if ok:
             if streamed:  # from the state before the oldest kept chunk, the others as warm-up
                 states, chunks = zip(*self._recent_inputs)
-                replay = ChunkReplay(chunks[-1], clean, baseline, reward_fn, self.sample_rate, states[0], chunks[:-1], reward)
+                earlier = list(self._recent_scores)[:-1]
+                earlier = earlier[len(earlier) - min(len(earlier), len(chunks) - 1) :]  # scored warm-up chunks
+                usable = all(e is not None and (e[0] is None) == (clean is None) for e in earlier)
+                scored = tuple(earlier) if usable else ()
+                replay = ChunkReplay(
+                    chunks[-1], clean, baseline, reward_fn, self.sample_rate, states[0], chunks[:-1], reward, scored
+                )
             else:
                 replay = ChunkReplay(inp, clean, baseline, reward_fn, self.sample_rate, live_reward=reward)
             self._replays.append(replay)
@@ -347,6 +369,7 @@ class FeedbackLoopSystem:
         self.features.reset()
         self._replays.clear()
         self._recent_inputs.clear()
+        self._recent_scores.clear()
 
     # ------------------------------------------------------------------ services for strategies
     def evaluate(self, params: Mapping[str, float]) -> float:
@@ -510,6 +533,8 @@ class FeedbackLoopSystem:
                 "min_shift": self.monitor.detector.min_shift,
                 "checkpoint_interval": self.monitor.interval,
                 "mode": self.mode,
+                "replay_warmup": self.replay_warmup,
+                "replay_scored": self.replay_scored,
                 "sample_rate": self.sample_rate,
             },
             "objectives": {str(k): _reward_spec(v) for k, v in self.rewards.items()},
@@ -576,6 +601,8 @@ class FeedbackLoopSystem:
                 checkpoint_interval=c["checkpoint_interval"],
                 blind_objectives=rewards[False],
                 mode=c["mode"],
+                replay_warmup=c.get("replay_warmup", 1),  # files from before these were saved
+                replay_scored=c.get("replay_scored", 1),
             )
             loop.history = history
             loop.monitor.load_state_dict(meta["monitor"])
