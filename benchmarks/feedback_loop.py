@@ -17,9 +17,8 @@
   (0.8 -> 3.0 s on babble_snr+15_m1), after 1, 3 and 7 warm-up chunks, against the objective.
 * ``--ablation``: the gradient strategy with 1 probe pair, without the replay warm-up, with a 7-chunk
   (3.5 s) warm-up, scoring one chunk instead of two, with 16 probe pairs, and on all 19 parameters, beside
-  the default, on the train clips, for each of
-  ``--ablation-seeds`` (default 0 1 2: one seed's clip count swings by several clips); ``--ablation-rows``
-  picks variants.
+  the default, on the train clips, for each of ``--ablation-seeds`` (default 0 1 2: one seed's count of
+  clips at 90 % swings by several clips); ``--ablation-rows`` picks variants.
 * ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
   30 iterations after the noise changes (40 iterations before it), the default and one scored chunk per
   evaluation (``replay_scored=1``), seeds 0-2.

@@ -114,12 +114,11 @@ class FeedbackLoopSystem:
         15 / 13 / 9, with one scored chunk) at ~2.2x the cost of an update.
     :param replay_scored: chunks whose rewards :meth:`evaluate` averages: the last one and the
         ``replay_scored - 1`` warm-up chunks before it (at most ``replay_warmup + 1``; None: 2, or 1 without
-        a warm-up). 2 damps the
-        chunk-to-chunk noise of the reward for one more metric computation per evaluation: train clips at
-        >= 90 % of the oracle on 14 / 14 / 12 of 19 (seeds 0 / 1 / 2; 1: 15 / 13 / 9), the worst clip at
-        0.75 / 0.80 / 0.50 of it (1: 0.45 / 0.65 / 0.58); 30 iterations after a noise change, the median
-        non-stationary clip at 0.87 / 0.79 / 0.85 of the new oracle (1: 0.88 / 0.73 / 0.80)
-        (``--ablation``, ``--adaptation-seeds``).
+        a warm-up). 2 damps the chunk-to-chunk noise of the reward for one more metric computation per
+        evaluation: train clips at >= 90 % of the oracle on 14 / 14 / 12 of 19 (seeds 0 / 1 / 2; 1:
+        15 / 13 / 9), the worst clip at 0.75 / 0.80 / 0.50 of it (1: 0.45 / 0.65 / 0.58); 30 iterations
+        after a noise change, the median non-stationary clip at 0.87 / 0.79 / 0.85 of the new oracle (1:
+        0.88 / 0.73 / 0.80) (``--ablation``, ``--adaptation-seeds``).
     """
 
     def __init__(
@@ -373,7 +372,8 @@ class FeedbackLoopSystem:
 
     # ------------------------------------------------------------------ services for strategies
     def evaluate(self, params: Mapping[str, float]) -> float:
-        """The reward ``params`` (merged into the current ones) would have got on the last collected chunk.
+        """The reward ``params`` (merged into the current ones) would have got on the last collected chunk
+        (in streaming mode averaged with the ``replay_scored - 1`` chunks before it).
 
         In streaming mode the chunk is re-processed from a copy of the pipeline state taken before
         it (``replay_warmup`` chunks earlier, those re-processed first with the same parameters); for a
