@@ -165,8 +165,8 @@ def adaptation(builtin):
     "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 14 of the 19 train clips on this "
     "seed (median 0.96; white_snr+10_f2 0.83, babble_snr+0_f2 0.82, babble_snr+15_m1 0.77, pink-to-babble 0.88, "
     "babble-down10 0.75), 14 and 12 on seeds 1 and 2 (benchmarks/feedback_loop.py --ablation). The search is "
-    "noise-limited: 16 probe pairs per update reach 16 / 12 / 15 at twice the cost; a larger step is worse "
-    "(learning rate 0.2: 13 / 9 / 7 with one scored chunk), a longer replay warm-up no better"))  # fmt: skip
+    "noise-limited: with one scored chunk, 16 probe pairs per update reach 16 / 12 / 15 at twice the cost "
+    "(8 pairs: 15 / 13 / 9), a 3.5 s replay warm-up 16 / 13 / 9 (--ablation)"))  # fmt: skip
 def test_learning_convergence(learning):
     """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]
