@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="average the actor's weights over the run after this fraction, or 'none'")
     p.add_argument("--residual", type=_float_or_none, default=defaults.residual,
                    help="absolute env: actions as offsets of at most this many unit-cube widths around the best static setting, or 'none'")
+    p.add_argument("--feature-context", type=float, default=defaults.feature_context,
+                   help="per-chunk decay of averaged features added to the observation, 0 = none")
     p.add_argument("--static-budget", type=int, default=defaults.static_budget, help="CMA evaluations for the best static setting")
     p.add_argument("--checkpoint-freq", type=int, default=defaults.checkpoint_freq)
     p.add_argument("--eval-freq", type=int, default=defaults.eval_freq)

@@ -28,6 +28,19 @@ from feedback_env.pipeline import PARAMETER_SPACE
 DELTA_ENV_IDS = ("feedback_env/AudioEnhancementDelta-v0",)
 
 
+def policy_loop_options(path: str | Path) -> dict[str, Any]:
+    """Keyword arguments of :class:`~feedback_env.FeedbackLoopSystem` for a loop that acts with the policy
+    saved at ``path``: its ``policy`` strategy, and the tuned parameters and features (``feature_context``)
+    the policy was trained to observe. ``FeedbackLoopSystem(seed=0, **policy_loop_options(path))``."""
+    env_config = read_config(path).get("env_config", {})
+    return {
+        "strategy": "policy",
+        "strategy_options": {"policy": {"model": str(path)}},
+        "tuned": env_config.get("tuned"),  # None: all parameters
+        "feature_context": env_config.get("feature_context", 0.0),
+    }
+
+
 class PolicyStrategy:
     """Propose the parameters a TD3 policy chooses for what the loop hears; optionally keep learning.
 
@@ -97,8 +110,9 @@ class PolicyStrategy:
         expected = self.optimizer.observation_space.shape
         if obs.shape != expected:
             raise ValueError(
-                f"loop.observation() has shape {obs.shape}, the policy expects {expected}: "
-                f"the loop must observe the {self.action.tuned.dim} tuned parameters {list(self.action.tuned.names)}"
+                f"loop.observation() has shape {obs.shape}, the policy expects {expected}: the loop must observe the "
+                f"{self.action.tuned.dim} tuned parameters {list(self.action.tuned.names)} and the features the policy "
+                f"was trained on: build it with FeedbackLoopSystem(**agents.strategy.policy_loop_options(model_path))"
             )
         return obs
 

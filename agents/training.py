@@ -44,7 +44,8 @@ class RunConfig:
     :param timesteps: env steps in total (chunks), summed over ``n_envs``. Default 40k: the seed-0 run
         scores 12.49 dB mean test SI-SDR after 20k steps (29 % of the static-to-oracle gap closed) and
         12.75 dB after 40k (47 %), in 6 min 40 s on 2 shared cores; 50k-step runs took 8 min 0 s to
-        9 min 11 s, too close to the 10-minute budget (``benchmarks/learning.py``).
+        9 min 11 s, too close to the 10-minute budget (``benchmarks/learning.py``, whose docstring gives
+        seeds 0-4 at 40k: 47 / 22 / 0.5 / -14 / -8 %).
     :param checkpoint_freq: env steps between checkpoints (model + replay buffer).
     :param eval_freq: env steps between evaluations on the test clips (TensorBoard ``eval/``).
     :param static_budget: CMA evaluations for the best static setting (each runs every train clip).
@@ -63,6 +64,13 @@ class RunConfig:
         over the whole cube at 20k steps (non-stationary test clips +0.21 instead of -0.29 dB) but not
         at 40k-50k (mean test SI-SDR 12.76 vs 12.75 dB for seed 0 at 40k; 12.16 vs 12.40 for seed 1 at
         50k, PESQ lost); radius 1.0 at 20k: 12.39 dB, below the whole cube's 12.49.
+    :param feature_context: the env's ``config["feature_context"]``: 0, or the per-chunk decay of a
+        running mean of the chunk features the policy hears beside the coming chunk's. Off by default:
+        at 0.8 (~2.5 s) the default run on seeds 0-4 closes 41 / 38 / 34 / -11 / -35 % of the
+        static-to-oracle gap on the test clips (without: 47 / 22 / 0.5 / -14 / -8 %, mean 13 vs 10 %,
+        within the seed spread), though it gains more on the non-stationary clips on 4 seeds of 5:
+        +0.16 / +0.80 / +0.50 / +0.11 / +0.64 dB over static (without: +0.30 / +0.42 / -0.26 / -0.03 /
+        +0.14). 0.6: 48 / 27 / -19 % (seeds 0-2); 0.9: 37 / 10 % (seeds 0-1).
     """
 
     algo: str = "td3"
@@ -79,6 +87,7 @@ class RunConfig:
     augment: dict[str, Any] | None = field(default_factory=lambda: dict(AUGMENT))
     average_from: float | None = 0.5
     residual: float | None = None
+    feature_context: float = 0.0
     checkpoint_freq: int = 5_000
     eval_freq: int = 5_000
     static_budget: int = 120
@@ -91,12 +100,16 @@ class RunConfig:
             raise ValueError(f"timesteps and n_envs must be positive, got {self.timesteps} and {self.n_envs}")
         if not 0.0 <= self.smoothing < 1.0:  # the env checks it too, but only once it is built
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if not 0.0 <= self.feature_context < 1.0:
+            raise ValueError(f"feature context must be in [0, 1), got {self.feature_context}")
         PARAMETER_SPACE.subspace(self.tuned)  # unknown names raise here, naming them
         agent_config(self.algo, **self.hyperparameters)  # unknown hyperparameters raise here
 
     def env_config(self, split: str | None = None, training: bool = False) -> dict[str, Any]:
         """The env config for ``split``: for training (augmented, no low-pass) or for use."""
         config = {"scenarios": self.scenarios, "split": split, "tuned": list(self.tuned), "chunk_s": self.chunk_s}
+        if self.feature_context:
+            config["feature_context"] = self.feature_context
         if training and self.augment:
             config["augment"] = dict(self.augment)
         if self.env_id == "feedback_env/AudioEnhancement-v0":
@@ -110,7 +123,9 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        return cls(**json.loads(Path(path).read_text()))
+        values = json.loads(Path(path).read_text())
+        values.setdefault("feature_context", 0.0)  # runs saved before it existed observed one chunk
+        return cls(**values)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

@@ -22,9 +22,15 @@ class ChunkFeatures:
 
     :param sample_rate: Hz.
     :param n_bands: log-spaced bands from 62.5 Hz to Nyquist for the band-energy profile.
+    :param context: 0, or the per-chunk decay in (0, 1) of an exponential average of the normalized
+        features, appended after them (``avg_*`` names): what the recent seconds sounded like, steadier
+        than one chunk.
     """
 
-    def __init__(self, sample_rate: int, n_bands: int = 6):
+    def __init__(self, sample_rate: int, n_bands: int = 6, context: float = 0.0):
+        if not 0.0 <= context < 1.0:
+            raise ValueError(f"feature context must be in [0, 1), got {context}")
+        self.context = float(context)
         self.sample_rate = sample_rate
         self.frame = int(round(FRAME_S * sample_rate))
         edges = np.geomspace(62.5, sample_rate / 2, n_bands + 1)
@@ -34,6 +40,8 @@ class ChunkFeatures:
             + ("level_dbfs", "noise_floor_dbfs", "snr_estimate_db", "noise_floor_change_db")
             + ("hum_score_db", "spectral_flatness", "clipping_ratio")
         )
+        if self.context:
+            self.names += tuple(f"avg_{name}" for name in self.names)
         self.reset()
 
     @property
@@ -42,6 +50,7 @@ class ChunkFeatures:
 
     def reset(self) -> None:
         self._previous_floor: float | None = None
+        self._average: np.ndarray | None = None
 
     def raw(self, chunk: np.ndarray) -> dict[str, float]:
         """Physical feature values (dB, ratios) of ``chunk`` (n,), before normalization."""
@@ -100,4 +109,9 @@ class ChunkFeatures:
             2.0 * v["spectral_flatness"] - 1.0,
             2.0 * min(1.0, 100.0 * v["clipping_ratio"]) - 1.0,
         ]
-        return np.clip(np.array(scaled, dtype=np.float32), -1.0, 1.0)
+        now = np.clip(np.array(scaled, dtype=np.float32), -1.0, 1.0)
+        if not self.context:
+            return now
+        a = self.context
+        self._average = now if self._average is None else (a * self._average + (1.0 - a) * now).astype(np.float32)
+        return np.concatenate([now, self._average])

@@ -1,8 +1,9 @@
 """The observation vector shared by the environments and the feedback loop (so a policy trained on one
 runs on the other): features of the coming chunk, current parameters, and the last step's feedback.
 
-Layout (float32, every entry in [-1, 1]): ``ChunkFeatures`` (13) | tuned parameters in the unit cube (d)
-| each objective's normalized improvement on the last chunk (m, zero-padded) | last reward / 2.
+Layout (float32, every entry in [-1, 1]): ``ChunkFeatures`` (13, or 26 with their running mean) | tuned
+parameters in the unit cube (d) | each objective's normalized improvement on the last chunk (m,
+zero-padded) | last reward / 2.
 """
 
 from __future__ import annotations

@@ -198,12 +198,12 @@ def _policy(path: str) -> Strategy:
     """A loop acting with the SB3 policy saved at ``path``, observing and setting the parameters it was trained on."""
     from pathlib import Path
 
-    from agents.factory import read_config
+    from agents.strategy import policy_loop_options
 
     if not Path(path).is_file():
         raise ValueError(f"strategy td3:{path}: no model file {path!r} (train one with `python train.py`)")
-    tuned = read_config(path).get("env_config", {}).get("tuned")  # None: all parameters
-    return LoopStrategy(f"td3:{path}", "policy", tuned=tuned, strategy_options={"policy": {"model": path}})
+    options = policy_loop_options(path)
+    return LoopStrategy(f"td3:{path}", options.pop("strategy"), **options)
 
 
 def make_strategy(name: str) -> Strategy:

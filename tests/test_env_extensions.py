@@ -1,4 +1,5 @@
-"""The env features issue 6 added: training-time augmentation and ``restore_params`` (for rollbacks)."""
+"""The env features issue 6 added: training-time augmentation, ``restore_params`` (for rollbacks), centred
+actions and averaged features (``feature_context``)."""
 
 import gymnasium as gym
 import numpy as np
@@ -108,3 +109,42 @@ def test_bad_action_center_or_radius_fails_clearly():
         gym.make(ENV, config={"tuned": list(CENTER), "action_center": CENTER, "action_radius": 0.0})
     with pytest.raises(Exception, match="outside"):
         gym.make(ENV, config={"tuned": list(CENTER), "action_center": {**CENTER, "nr_floor_db": 10.0}})
+
+
+def test_feature_context_appends_the_running_mean_of_the_features(builtin):
+    from feedback_env.features import ChunkFeatures
+
+    clip = builtin["pink-to-babble_snr+5_m1"]
+    plain, averaged = ChunkFeatures(16000), ChunkFeatures(16000, context=0.8)
+    assert averaged.names == plain.names + tuple(f"avg_{name}" for name in plain.names) and averaged.dim == 2 * plain.dim
+    mean = None
+    for start in range(0, 6 * 8000, 8000):
+        now, both = plain(clip.noisy[start : start + 8000]), averaged(clip.noisy[start : start + 8000])
+        mean = now if mean is None else 0.8 * mean + 0.2 * now
+        assert np.array_equal(both[: plain.dim], now) and np.allclose(both[plain.dim :], mean, atol=1e-6)
+    assert not np.allclose(mean, now, atol=0.05)  # the average lags what the last chunk shows
+    averaged.reset()
+    restarted = averaged(clip.noisy[:8000])
+    assert np.array_equal(restarted[plain.dim :], restarted[: plain.dim])
+    with pytest.raises(ValueError, match="feature context"):
+        ChunkFeatures(16000, context=1.0)
+
+
+def test_env_with_feature_context_passes_both_checkers_and_shows_the_average():
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(ENV, config={"split": "train", "feature_context": 0.8})
+    plain = gym.make(ENV, config={"split": "train"})
+    assert env.observation_space.shape[0] == plain.observation_space.shape[0] + 13
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped, warn=True)
+    obs, _ = env.reset(seed=0, options={"clip": "pink-to-babble_snr+5_m1"})
+    assert np.array_equal(obs[:13], obs[13:26])  # one chunk heard: the average is that chunk
+    for _ in range(4):
+        obs, *_ = env.step(env.action_space.sample())
+    assert not np.array_equal(obs[:13], obs[13:26])

@@ -374,6 +374,22 @@ def test_observation_has_the_env_layout(builtin):
     assert np.array_equal(features, loop._coming)
 
 
+def test_feature_context_reaches_the_observation_and_survives_save_load(builtin, tmp_path):
+    """A loop built for a policy trained with averaged features observes them as the env does."""
+    import gymnasium as gym
+
+    clip = builtin["babble_snr+15_m1"]
+    loop = FeedbackLoopSystem(seed=0, feature_context=0.8)
+    run(loop, clip.noisy, clip.clean, 4)
+    env = gym.make("feedback_env/AudioEnhancementDelta-v0", config={"tuned": list(loop.space.names), "feature_context": 0.8})
+    obs = loop.observation()
+    assert obs.shape == env.observation_space.shape and env.observation_space.contains(obs)
+    assert np.array_equal(obs[:26], loop._coming) and not np.array_equal(obs[:13], obs[13:26])
+    assert "features.avg_snr_estimate_db" in loop.history.to_dataframe()
+    restored = FeedbackLoopSystem.load(loop.save(tmp_path / "loop.npz"))
+    assert restored.features.context == 0.8 and restored.observation().shape == obs.shape
+
+
 def test_strategies_plug_in_through_the_registry(builtin):
     clip = builtin["fan_snr+20_m2"]
     register_strategy("half_floor", lambda lp: _Fixed({"nr_floor_db": -20.0}), replace=True)

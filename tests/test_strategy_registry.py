@@ -49,12 +49,16 @@ def test_bandit_strategy_rejects_an_unknown_policy(builtin):
         stream(loop, builtin["pink_snr+20_m3"], 3)
 
 
-def test_policy_strategy_sets_the_parameters_its_env_would(builtin, tmp_path):
-    tuned = ["highpass_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s"]
-    env = gym.make("feedback_env/AudioEnhancement-v0", config={"tuned": tuned})
+@pytest.mark.parametrize("feature_context", [0.0, 0.8])
+def test_policy_strategy_sets_the_parameters_its_env_would(builtin, tmp_path, feature_context):
+    from agents.strategy import policy_loop_options
+
+    env_config = {"tuned": ["highpass_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s"], "feature_context": feature_context}
+    env = gym.make("feedback_env/AudioEnhancement-v0", config=env_config)
     optimizer = RLFeedbackOptimizer(env.observation_space, env.action_space, seed=3)
-    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id="feedback_env/AudioEnhancement-v0", env_config={"tuned": tuned})
-    loop = FeedbackLoopSystem(seed=0, tuned=tuned, strategy="policy", strategy_options={"policy": {"model": str(path)}})
+    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id="feedback_env/AudioEnhancement-v0", env_config=env_config)
+    loop = FeedbackLoopSystem(seed=0, **policy_loop_options(path))  # the tuned parameters and features of its env
+    assert list(loop.space.names) == env_config["tuned"] and loop.observation().shape == env.observation_space.shape
     records = stream(loop, builtin["pink_snr+0_f1"], 4)
     obs = loop.observation()
     action = optimizer.select_action(obs, 0.0)

@@ -84,6 +84,7 @@ def test_resume_after_a_killed_run_continues_with_the_replay_buffer(tiny_set, tm
     (["--hyper", '{"gama": 0.9}'], "unknown td3 hyperparameters"),
     (["--hyper", "gamma=0.9"], "--hyper is not valid JSON"),
     (["--smoothing", "1.5"], "smoothing must be in"),
+    (["--feature-context", "1"], "feature context must be in"),
     (["--scenarios", "/no/such/set"], "no scenario set '/no/such/set'"),
     (["--timesteps", "0"], "timesteps and n_envs must be positive"),
 ])  # fmt: skip
@@ -112,6 +113,18 @@ def test_residual_config_round_trips_and_centres_the_env_on_the_static_setting(t
     assert "action_center" not in RunConfig(out=str(tmp_path), residual=None).env_config(None)
 
 
+def test_feature_context_reaches_both_envs_and_older_runs_load_without_it(tmp_path):
+    from agents.training import RunConfig
+
+    config = RunConfig(out=str(tmp_path), feature_context=0.8)
+    assert config.env_config("train", training=True)["feature_context"] == config.env_config(None)["feature_context"] == 0.8
+    assert "feature_context" not in RunConfig(out=str(tmp_path)).env_config(None)
+    saved = json.loads(json.dumps(config.__dict__))
+    del saved["feature_context"]  # a run.json written before the option existed
+    (tmp_path / "run.json").write_text(json.dumps(saved))
+    assert RunConfig.load(tmp_path / "run.json").feature_context == 0.0
+
+
 def test_a_residual_run_saves_a_policy_centred_on_its_static_setting(tiny_set, tmp_path):
     from agents.strategy import PolicyStrategy
 
@@ -122,3 +135,15 @@ def test_a_residual_run_saves_a_policy_centred_on_its_static_setting(tiny_set, t
     strategy = PolicyStrategy.from_model(tmp_path / "model.zip")
     np.testing.assert_allclose(strategy.action.center, strategy.action.tuned.to_unit(env_config["action_center"], dtype=np.float64))
     assert np.isfinite(json.loads((tmp_path / "evaluation.json").read_text())["mean"]["policy"]["si_sdr"])
+
+
+def test_a_feature_context_run_saves_it_and_the_harness_observes_what_the_policy_was_trained_on(tiny_set, tmp_path):
+    from scenarios.harness import run_evaluation
+
+    assert train.main([*args(tiny_set, tmp_path, 80), "--feature-context", "0.7"]) == 0
+    assert json.loads((tmp_path / "model.config.json").read_text())["env_config"]["feature_context"] == 0.7
+    name = f"td3:{tmp_path / 'model.zip'}"
+    result, _ = run_evaluation(str(tiny_set), [name], 4, progress=False)
+    entry = result["strategies"][name]["clips"]["white_snr+10_f2"]
+    assert "error" not in entry, entry.get("error")
+    assert len(entry["curve"]) == 4 and np.all(np.isfinite(entry["curve"]))

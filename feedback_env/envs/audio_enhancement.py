@@ -57,7 +57,9 @@ class AudioEnhancementEnv(gym.Env):
     -1, 1)`` in the unit cube (a residual action space around, e.g., the best static setting).
 
     ## Observation Space
-    ``Box(-1, 1, (13 + d + m,), float32)``, every entry normalized and clipped to [-1, 1]:
+    ``Box(-1, 1, (13 + d + m,), float32)``, every entry normalized and clipped to [-1, 1]. With
+    ``config["feature_context"]`` a in (0, 1), the 13 features are followed by 13 more, their running mean
+    over the episode's chunks (``mean = a * mean + (1 - a) * features``), and the rest shifts by 13:
 
     | index      | entry                                                                             |
     |------------|-----------------------------------------------------------------------------------|
@@ -121,6 +123,7 @@ class AudioEnhancementEnv(gym.Env):
             "action_center": None,  # absolute env: physical tuned params at action 0; None = the cube's centre
             "action_radius": 1.0,  # absolute env: unit-cube widths at |action| = 1: position = center + radius * action
             "presets": list(PRESETS),  # strategy env: the arms
+            "feature_context": 0.0,  # ChunkFeatures(context=...): per-chunk decay of averaged features appended, 0 = none
             "augment": None,  # training variants of drawn clips (noisy = clean + noise): {"snr_shift_db": (lo, hi), "splice": p}
         }
 
@@ -143,7 +146,7 @@ class AudioEnhancementEnv(gym.Env):
         tuned = list(c["tuned"]) if c["tuned"] else list(self.param_space.names)
         self.action_type = self._make_action_type(tuned)
         self.action_space = self.action_type.action_space
-        self.features = ChunkFeatures(self.sample_rate)
+        self.features = ChunkFeatures(self.sample_rate, context=c["feature_context"])
         self._rewards = {
             True: c["reward"] or QualityReward.default(intrusive=True, perceptual=c["perceptual"]),
             False: c["reward"] or QualityReward.default(intrusive=False),

@@ -119,6 +119,9 @@ class FeedbackLoopSystem:
         15 / 13 / 9), the worst clip at 0.75 / 0.80 / 0.50 of it (1: 0.45 / 0.65 / 0.58); 30 iterations
         after a noise change, the median non-stationary clip at 0.87 / 0.79 / 0.85 of the new oracle (1:
         0.88 / 0.73 / 0.80) (``--ablation``, ``--adaptation-seeds``).
+    :param feature_context: :class:`~feedback_env.features.ChunkFeatures` ``context``: the per-chunk
+        decay of the averaged features appended to each record's and observation's features (0: none).
+        A TD3 policy needs the value it was trained with (its config's ``env_config["feature_context"]``).
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class FeedbackLoopSystem:
         mode: str = "online",
         replay_warmup: int = 1,
         replay_scored: int | None = None,
+        feature_context: float = 0.0,
     ):
         if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
@@ -165,7 +169,7 @@ class FeedbackLoopSystem:
             raise MetricError(f"blind_objectives must be non-intrusive, got {blind!r}")
         self.rewards: dict[bool, QualityReward] = {True: reward, False: blind}
         self.n_objectives = max(len(r.objectives) for r in self.rewards.values())
-        self.features = ChunkFeatures(self.sample_rate)
+        self.features = ChunkFeatures(self.sample_rate, context=feature_context)
         self.history = ProcessingHistory(history_size, self.full_space.names, self.features.names)
         self.default_strategy = strategy
         self.strategy_options = {k: dict(v) for k, v in (strategy_options or {}).items()}
@@ -535,6 +539,7 @@ class FeedbackLoopSystem:
                 "mode": self.mode,
                 "replay_warmup": self.replay_warmup,
                 "replay_scored": self.replay_scored,
+                "feature_context": self.features.context,
                 "sample_rate": self.sample_rate,
             },
             "objectives": {str(k): _reward_spec(v) for k, v in self.rewards.items()},
@@ -603,6 +608,7 @@ class FeedbackLoopSystem:
                 mode=c["mode"],
                 replay_warmup=c.get("replay_warmup", 1),  # files from before these were saved
                 replay_scored=c.get("replay_scored", 1),
+                feature_context=c.get("feature_context", 0.0),
             )
             loop.history = history
             loop.monitor.load_state_dict(meta["monitor"])
