@@ -45,7 +45,7 @@ class RunConfig:
         scores 12.49 dB mean test SI-SDR after 20k steps (29 % of the static-to-oracle gap closed) and
         12.75 dB after 40k (47 %), in 6 min 40 s on 2 shared cores; 50k-step runs took 8 min 0 s to
         9 min 11 s, too close to the 10-minute budget (``benchmarks/learning.py``, whose docstring gives
-        seeds 0-4 at 40k: 47 / 22 / 0.5 / -14 / -8 %).
+        seeds 0-4 at 40k: 47 / 22 / 0.5 / -13.5 / -7.5 %).
     :param checkpoint_freq: env steps between checkpoints (model + replay buffer).
     :param eval_freq: env steps between evaluations on the test clips (TensorBoard ``eval/``).
     :param static_budget: CMA evaluations for the best static setting (each runs every train clip).
@@ -67,10 +67,10 @@ class RunConfig:
     :param feature_context: the env's ``config["feature_context"]``: 0, or the per-chunk decay of a
         running mean of the chunk features the policy hears beside the coming chunk's. Off by default:
         at 0.8 (~2.5 s) the default run on seeds 0-4 closes 41 / 38 / 34 / -11 / -35 % of the
-        static-to-oracle gap on the test clips (without: 47 / 22 / 0.5 / -14 / -8 %, mean 13 vs 10 %,
+        static-to-oracle gap on the test clips (without: 47 / 22 / 0.5 / -13.5 / -7.5 %, mean 13 vs 10 %,
         within the seed spread), though it gains more on the non-stationary clips on 4 seeds of 5:
         +0.16 / +0.80 / +0.50 / +0.11 / +0.64 dB over static (without: +0.30 / +0.42 / -0.26 / -0.03 /
-        +0.14). 0.6: 48 / 27 / -19 % (seeds 0-2); 0.9: 37 / 10 % (seeds 0-1).
+        +0.14). 0.6: 48 / 27 / -19 % (seeds 0-2); 0.9: 37 / 10.5 % (seeds 0-1).
     """
 
     algo: str = "td3"
@@ -123,9 +123,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        values = json.loads(Path(path).read_text())
-        values.setdefault("feature_context", 0.0)  # runs saved before it existed observed one chunk
-        return cls(**values)
+        return cls(**json.loads(Path(path).read_text()))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

@@ -16,8 +16,8 @@ Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off) and `
 Measured (default run, 40k steps, ``python train.py --seed N``; 5.8-6.4 min each, two runs at a time on
 the 2 cores): seed 0: static 12.06, policy 12.75, oracle 13.50 dB (47 % of the gap closed), non-stationary
 +0.30 dB, PESQ 1.735 vs 1.640; seed 1: static 11.96, policy 12.31 (22 %), +0.42 dB, PESQ 1.702 vs 1.662;
-seed 2: 12.24, 12.24 (0.5 %), -0.26 dB; seed 3: 12.13, 11.94 (-14 %), -0.03 dB, PESQ 1.683 vs 1.686;
-seed 4: 12.31, 12.22 (-8 %), +0.14 dB. The policy beats the static setting on 3 seeds of 5 (by a hair on
+seed 2: 12.24, 12.24 (0.5 %), -0.26 dB; seed 3: 12.13, 11.94 (-13.5 %), -0.03 dB, PESQ 1.683 vs 1.686;
+seed 4: 12.31, 12.22 (-7.5 %), +0.14 dB. The policy beats the static setting on 3 seeds of 5 (by a hair on
 seed 2): the figures of one run are mostly the seed's.
 Run it with the checkout's root on PYTHONPATH (``PYTHONPATH=. python benchmarks/learning.py``) when
 another copy of the package is installed: a script's folder, not the current one, leads sys.path.
