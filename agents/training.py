@@ -70,7 +70,8 @@ class RunConfig:
         static-to-oracle gap on the test clips (without: 47 / 22 / 0.5 / -13.5 / -7.5 %, mean 13 vs 10 %,
         within the seed spread), though it gains more on the non-stationary clips on 4 seeds of 5:
         +0.16 / +0.80 / +0.50 / +0.11 / +0.64 dB over static (without: +0.30 / +0.42 / -0.26 / -0.03 /
-        +0.14). 0.6: 48 / 27 / -19 % (seeds 0-2); 0.9: 37 / 10.5 % (seeds 0-1).
+        +0.14). 0.6: 48 / 27 / -19 % (seeds 0-2); 0.9: 37 / 10.5 % (seeds 0-1). Each figure: ``python
+        train.py --seed N --feature-context A --out RUN``, then ``benchmarks/learning.py --run RUN``.
     """
 
     algo: str = "td3"
