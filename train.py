@@ -4,8 +4,8 @@
                     [--seed N] [--n-envs N] [--out DIR] [--resume] [--safety/--no-safety]
 
 Writes under --out: TensorBoard logs (tb/), checkpoints with the replay buffer (checkpoints/), the
-evaluations on the test clips during training (eval/), the final model (model.zip) with its config
-(model.config.json), the run's settings (run.json) and the final evaluation (evaluation.json). Ends
+evaluations on the test clips during training (eval/), the policy (model.zip: for TD3 the mean action of
+the last --ensemble checkpoints and the final model, agents.ensemble) with its config (model.config.json), the run's settings (run.json) and the final evaluation (evaluation.json). Ends
 with a table on the test clips: bypass, default parameters, the best static parameters (CMA on the
 train clips) and the trained policy, each with whole-clip SI-SDR, PESQ and STOI.
 """
@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="absolute env: actions as offsets of at most this many unit-cube widths around the best static setting, or 'none'")
     p.add_argument("--feature-context", type=float, default=defaults.feature_context,
                    help="per-chunk decay of averaged features added to the observation, 0 = none")
+    p.add_argument("--ensemble", type=int, default=None,
+                   help=f"td3: act with the mean action of the last N checkpoints and the final model (default {defaults.ensemble}), 0 = the final model alone")
     p.add_argument("--static-budget", type=int, default=defaults.static_budget, help="CMA evaluations for the best static setting")
     p.add_argument("--checkpoint-freq", type=int, default=defaults.checkpoint_freq)
     p.add_argument("--eval-freq", type=int, default=defaults.eval_freq)

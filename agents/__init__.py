@@ -20,6 +20,8 @@ _EXPORTS = {
     "PrioritizedTD3": "agents.prioritized",
     "RLFeedbackOptimizer": "agents.feedback_optimizer",
     "PolicyStrategy": "agents.strategy",
+    "EnsembleTD3Policy": "agents.ensemble",
+    "checkpoint_ensemble": "agents.ensemble",
     "QualityCallback": "agents.callbacks",
     "RunConfig": "agents.training",
     "evaluate_policy": "agents.evaluation",

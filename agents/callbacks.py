@@ -83,6 +83,17 @@ def latest_checkpoints(save_path: str | Path) -> list[tuple[Path, Path | None]]:
     return out
 
 
+def clear_checkpoints(save_path: str | Path) -> int:
+    """Delete the checkpoints (models and replay buffers) under ``save_path``; returns how many files went.
+    A fresh run clears those of an earlier run in the same folder, which ``--resume`` and the
+    checkpoint ensemble would otherwise take for its own."""
+    folder = Path(save_path)
+    stale = list(folder.glob(f"{CHECKPOINT_PREFIX}_*_steps.*")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink()
+    return len(stale)
+
+
 class WeightAveraging(BaseCallback):
     """Replaces the policy's weights at the end of training by their average over the last part of it.
 

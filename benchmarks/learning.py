@@ -10,8 +10,10 @@ losing mean PESQ; it closes at least half of the SI-SDR gap between that static 
 per-clip oracle; it beats the static setting by at least 1 dB mean SI-SDR on the non-stationary clips.
 The oracle, per clip, is the best of CMA over the run's tuned parameters (from the static setting),
 CMA over all 19 (from the defaults) and the static setting itself.
-Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off) and ``policy_last_weights``
-(the last checkpoint's weights instead of their average over the second half of the run).
+Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off), ``policy_final_model`` (the
+final model alone, without the checkpoint ensemble: the policy of runs before it) and
+``policy_last_weights`` (the last checkpoint alone: its weights, not their average over the second half
+of the run).
 
 Measured (default run, 40k steps, ``python train.py --seed N``; 5.8-6.4 min each, two runs at a time on
 the 2 cores): seed 0: static 12.06, policy 12.75, oracle 13.50 dB (47 % of the gap closed), non-stationary
@@ -58,21 +60,26 @@ def per_clip_oracle(clips, tuned: list[str], static: dict[str, float], budget: i
 
 
 def ablations(config, run_dir: Path, test) -> dict[str, dict]:
-    """The same run's policy without the output low-pass, and with its last (not averaged) weights."""
+    """The same run's policy without the output low-pass, with only the final model (no checkpoint
+    ensemble), and with the last (not averaged) weights."""
     import gymnasium as gym
 
     from agents.callbacks import latest_checkpoints
+    from agents.ensemble import EnsembleTD3Policy, member_predictor
     from agents.evaluation import evaluate_policy
     from agents.factory import ALGORITHMS, load_agent
     from agents.training import policy_predictor
 
     out = {}
+    model = load_agent(run_dir / "model.zip")
     raw_env = gym.make(config.env_id, config={**config.env_config(None), "smoothing": 0.0})
-    out["policy_no_lowpass"] = evaluate_policy(raw_env, policy_predictor(load_agent(run_dir / "model.zip")), test)[0]
+    out["policy_no_lowpass"] = evaluate_policy(raw_env, policy_predictor(model), test)[0]
+    env = gym.make(config.env_id, config=config.env_config(None))
+    if isinstance(model.policy, EnsembleTD3Policy):
+        out["policy_final_model"] = evaluate_policy(env, member_predictor(model, -1), test)[0]
     checkpoints = latest_checkpoints(run_dir / "checkpoints")
     if config.average_from is not None and checkpoints:  # saved at the last step, before the averaging
         last = ALGORITHMS[config.algo].load(checkpoints[0][0])
-        env = gym.make(config.env_id, config=config.env_config(None))
         out["policy_last_weights"] = evaluate_policy(env, policy_predictor(last), test)[0]
     return out
 

@@ -87,6 +87,8 @@ def test_resume_after_a_killed_run_continues_with_the_replay_buffer(tiny_set, tm
     (["--feature-context", "1"], "feature context must be in"),
     (["--scenarios", "/no/such/set"], "no scenario set '/no/such/set'"),
     (["--timesteps", "0"], "timesteps and n_envs must be positive"),
+    (["--ensemble", "-1"], "ensemble must be a number of checkpoints >= 0"),
+    (["--algo", "sac", "--ensemble", "2"], "0 unless the algorithm is td3; got 2 for sac"),
 ])  # fmt: skip
 def test_bad_flags_fail_clearly(tiny_set, tmp_path, capsys, extra, message):
     """A bad flag ends the run before anything is built: exit status 2 and one line naming what was wrong."""
@@ -94,6 +96,29 @@ def test_bad_flags_fail_clearly(tiny_set, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_td3_run_saves_the_mean_action_of_its_last_checkpoints_and_its_final_model(tiny_set, tmp_path):
+    from agents.ensemble import EnsembleTD3Policy, member_predictor
+
+    stale = tmp_path / "checkpoints" / "model_400_steps.zip"  # an earlier run's, newer than any of this one's
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"not this run's")
+    assert train.main([*args(tiny_set, tmp_path, 120), "--ensemble", "2"]) == 0
+    assert not stale.exists()
+    checkpoints = [path for path, _ in latest_checkpoints(tmp_path / "checkpoints")]
+    assert [p.name for p in checkpoints] == ["model_120_steps.zip", "model_80_steps.zip", "model_40_steps.zip"]
+    model = load_agent(tmp_path / "model.zip")
+    assert isinstance(model.policy, EnsembleTD3Policy) and model.policy.n_members == 3
+    obs = np.random.default_rng(0).uniform(-1, 1, (8, *model.observation_space.shape)).astype(np.float32)
+    members = [PrioritizedTD3.load(p).predict(obs, deterministic=True)[0] for p in checkpoints[1::-1]] + [member_predictor(model, -1)(obs)]
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], np.mean(members, axis=0), atol=1e-6)
+    assert np.abs(members[-1] - members[-2]).max() > 1e-4  # the final model is the weight average, not the last checkpoint
+
+    assert train.main([*args(tiny_set, tmp_path / "single", 80), "--ensemble", "0"]) == 0
+    assert type(load_agent(tmp_path / "single" / "model.zip").policy).__name__ == "TD3Policy"
+    assert train.main([*args(tiny_set, tmp_path / "sac", 80), "--algo", "sac"]) == 0  # sac keeps its own model
+    assert json.loads((tmp_path / "sac" / "run.json").read_text())["ensemble"] == 0
 
 
 def test_residual_config_round_trips_and_centres_the_env_on_the_static_setting(tmp_path):

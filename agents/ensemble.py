@@ -1,0 +1,100 @@
+"""A TD3 policy that acts with the mean action of several actors: snapshots of one run (a checkpoint ensemble).
+
+Snapshot ensembles (G. Huang et al., "Snapshot Ensembles: Train 1, get M for free", ICLR 2017): the
+actors a run passed through near its end make different mistakes on clips it never saw, and their mean
+action makes fewer. Here the test SI-SDR of one run's policy moves by up to 1 dB between consecutive
+5k-step checkpoints while its train-clip score climbs; weight averaging
+(:class:`~agents.callbacks.WeightAveraging`) is not the same thing, as the actor is nonlinear.
+
+:class:`EnsembleTD3Policy` is an SB3 ``TD3Policy`` whose actor (and target actor) is an
+:class:`EnsembleActor`, so the ensemble is one SB3 model: ``model.zip`` saves and loads with
+:func:`agents.load_agent`, and ``predict``, :class:`~agents.RLFeedbackOptimizer` and the harness's
+``td3:MODEL.zip`` use it unchanged. It keeps the critic of the model it was built from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.td3.policies import Actor, TD3Policy
+
+from agents.prioritized import PrioritizedTD3
+
+
+class EnsembleActor(BasePolicy):
+    """``n_members`` TD3 actors (``members``, an ``nn.ModuleList``); the action is their mean, in [-1, 1].
+
+    :param actor_kwargs: the arguments of SB3's TD3 ``Actor`` (the members share the features extractor).
+    """
+
+    def __init__(self, n_members: int, **actor_kwargs: Any):
+        super().__init__(
+            actor_kwargs["observation_space"],
+            actor_kwargs["action_space"],
+            features_extractor=actor_kwargs["features_extractor"],
+            normalize_images=actor_kwargs.get("normalize_images", True),
+            squash_output=True,
+        )
+        self.members = th.nn.ModuleList(Actor(**actor_kwargs) for _ in range(n_members))
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return th.stack([member(obs) for member in self.members]).mean(dim=0)
+
+    def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        return self(observation)
+
+
+class EnsembleTD3Policy(TD3Policy):
+    """TD3's policy with an :class:`EnsembleActor` of ``n_members`` actors (its other arguments: ``TD3Policy``'s)."""
+
+    def __init__(self, *args: Any, n_members: int = 2, **kwargs: Any):
+        if n_members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got n_members={n_members}")
+        self.n_members = n_members  # make_actor runs inside TD3Policy.__init__
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor=None) -> EnsembleActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return EnsembleActor(self.n_members, **actor_kwargs).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "n_members": self.n_members}
+
+
+def checkpoint_ensemble(model: PrioritizedTD3, checkpoints: Sequence[str | Path]) -> PrioritizedTD3:
+    """Make ``model`` act with the mean action of the actors saved in ``checkpoints`` and its own (last member).
+
+    In place: ``model.policy`` becomes an :class:`EnsembleTD3Policy` (``policy_kwargs["n_members"]``
+    set, so the model saves and loads as one); the critic is ``model``'s. Returns ``model``.
+    """
+    if type(model.policy) is not TD3Policy:
+        raise TypeError(f"a checkpoint ensemble needs a TD3 model with the standard TD3Policy, got {type(model.policy).__name__}")
+    actors = [type(model).load(path, device=model.device).policy.actor for path in checkpoints] + [model.policy.actor]
+    kwargs = {**model.policy_kwargs, "n_members": len(actors)}
+    policy = EnsembleTD3Policy(model.observation_space, model.action_space, model.lr_schedule, **kwargs).to(model.device)
+    for target in (policy.actor, policy.actor_target):
+        for member, actor in zip(target.members, actors):
+            member.load_state_dict(actor.state_dict())
+    policy.critic.load_state_dict(model.policy.critic.state_dict())
+    policy.critic_target.load_state_dict(model.policy.critic_target.state_dict())
+    policy.set_training_mode(False)
+    model.policy, model.policy_class, model.policy_kwargs = policy, EnsembleTD3Policy, kwargs
+    model._create_aliases()
+    return model
+
+
+def member_predictor(model: PrioritizedTD3, index: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Observation (or a batch) -> the action of one member of an ensemble model (``-1``: the model it was built from)."""
+    actor = model.policy.actor.members[index]
+
+    def predict(obs: np.ndarray) -> np.ndarray:
+        tensor, batched = model.policy.obs_to_tensor(np.asarray(obs, dtype=np.float32))
+        with th.no_grad():
+            actions = actor(tensor).cpu().numpy()
+        return actions if batched else actions[0]
+
+    return predict
