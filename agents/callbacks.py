@@ -72,10 +72,17 @@ def checkpoint_callback(save_path: str | Path, save_freq: int, n_envs: int = 1) 
     return CheckpointCallback(max(save_freq // n_envs, 1), str(save_path), name_prefix=CHECKPOINT_PREFIX, save_replay_buffer=True)
 
 
+def checkpoint_steps(path: str | Path) -> int:
+    """The env steps at which the checkpoint ``path`` (``model_<steps>_steps.zip``) was saved."""
+    if (m := _CHECKPOINT.match(Path(path).name)) is None:
+        raise ValueError(f"{path} is not a checkpoint ({CHECKPOINT_PREFIX}_<steps>_steps.zip)")
+    return int(m.group(1))
+
+
 def latest_checkpoints(save_path: str | Path) -> list[tuple[Path, Path | None]]:
     """``(model.zip, replay_buffer.pkl or None)`` of each checkpoint under ``save_path``, latest first."""
     folder = Path(save_path)
-    found = [(int(m.group(1)), p) for p in folder.glob("*.zip") if (m := _CHECKPOINT.match(p.name))] if folder.is_dir() else []
+    found = [(checkpoint_steps(p), p) for p in folder.glob("*.zip") if _CHECKPOINT.match(p.name)] if folder.is_dir() else []
     out = []
     for steps, model in sorted(found, reverse=True):
         buffer = folder / f"{CHECKPOINT_PREFIX}_replay_buffer_{steps}_steps.pkl"

@@ -21,7 +21,15 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 import scenarios
-from agents.callbacks import QualityCallback, WeightAveraging, checkpoint_callback, clear_checkpoints, held_out_eval_callback, latest_checkpoints
+from agents.callbacks import (
+    QualityCallback,
+    WeightAveraging,
+    checkpoint_callback,
+    checkpoint_steps,
+    clear_checkpoints,
+    held_out_eval_callback,
+    latest_checkpoints,
+)
 from agents.ensemble import checkpoint_ensemble
 from agents.evaluation import CLIP_METRICS, best_static_params, evaluate_policy, evaluate_static, mean_scores
 from agents.factory import ALGORITHMS, agent_config, make_agent, save_agent
@@ -52,7 +60,7 @@ class RunConfig:
         9 min 11 s, too close to the 10-minute budget (``benchmarks/learning.py``, whose docstring gives
         seeds 0-4 at 40k: 47 / 22 / 0.5 / -13.5 / -7.5 %).
     :param ensemble: TD3: the saved policy acts with the mean action of the last ``ensemble`` checkpoints
-        and the final model (:func:`~agents.ensemble.checkpoint_ensemble`); 0 for the final model alone.
+        of the second half of the run and the final model (:func:`~agents.ensemble.checkpoint_ensemble`); 0 for the final model alone.
         None: :data:`ENSEMBLE` for TD3, 0 for SAC and PPO. FIGURES
     :param checkpoint_freq: env steps between checkpoints (model + replay buffer).
     :param eval_freq: env steps between evaluations on the test clips (TensorBoard ``eval/``).
@@ -213,8 +221,8 @@ def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) ->
         model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=not resumed, tb_log_name=config.algo)
     venv.close()
     if config.ensemble:
-        members = [path for path, _ in latest_checkpoints(out / "checkpoints")][: config.ensemble]
-        checkpoint_ensemble(model, members[::-1])
+        second_half = [path for path, _ in latest_checkpoints(out / "checkpoints") if checkpoint_steps(path) >= model.num_timesteps / 2]
+        checkpoint_ensemble(model, second_half[: config.ensemble][::-1])
     save_agent(
         model,
         out / "model.zip",

@@ -104,10 +104,10 @@ def test_a_td3_run_saves_the_mean_action_of_its_last_checkpoints_and_its_final_m
     stale = tmp_path / "checkpoints" / "model_400_steps.zip"  # an earlier run's, newer than any of this one's
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"not this run's")
-    assert train.main([*args(tiny_set, tmp_path, 120), "--ensemble", "2"]) == 0
+    assert train.main([*args(tiny_set, tmp_path, 160), "--ensemble", "2"]) == 0
     assert not stale.exists()
     checkpoints = [path for path, _ in latest_checkpoints(tmp_path / "checkpoints")]
-    assert [p.name for p in checkpoints] == ["model_120_steps.zip", "model_80_steps.zip", "model_40_steps.zip"]
+    assert [p.name for p in checkpoints] == [f"model_{k}_steps.zip" for k in (160, 120, 80, 40)]
     model = load_agent(tmp_path / "model.zip")
     assert isinstance(model.policy, EnsembleTD3Policy) and model.policy.n_members == 3
     obs = np.random.default_rng(0).uniform(-1, 1, (8, *model.observation_space.shape)).astype(np.float32)
@@ -115,6 +115,8 @@ def test_a_td3_run_saves_the_mean_action_of_its_last_checkpoints_and_its_final_m
     np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], np.mean(members, axis=0), atol=1e-6)
     assert np.abs(members[-1] - members[-2]).max() > 1e-4  # the final model is the weight average, not the last checkpoint
 
+    assert train.main([*args(tiny_set, tmp_path / "early", 160), "--ensemble", "4"]) == 0  # the second half's only: 80, 120, 160
+    assert load_agent(tmp_path / "early" / "model.zip").policy.n_members == 4
     assert train.main([*args(tiny_set, tmp_path / "single", 80), "--ensemble", "0"]) == 0
     assert type(load_agent(tmp_path / "single" / "model.zip").policy).__name__ == "TD3Policy"
     assert train.main([*args(tiny_set, tmp_path / "sac", 80), "--algo", "sac"]) == 0  # sac keeps its own model
