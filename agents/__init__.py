@@ -1,6 +1,6 @@
 """Agents for the enhancement envs: SB3 TD3 (default), SAC and PPO; the online TD3 feedback optimizer
-with prioritized replay; the policy as a feedback-loop strategy; callbacks, training runs and the
-whole-clip evaluation.
+with prioritized replay; checkpoint ensembles; the policy as a feedback-loop strategy; callbacks, training
+runs and the whole-clip evaluation.
 
 Names are imported lazily, so ``import agents`` stays cheap until torch is needed.
 """

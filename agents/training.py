@@ -54,14 +54,20 @@ ENSEMBLE = 4
 class RunConfig:
     """Everything that defines a training run (saved as ``run.json``).
 
-    :param timesteps: env steps in total (chunks), summed over ``n_envs``. Default 40k: the seed-0 run
-        scores 12.49 dB mean test SI-SDR after 20k steps (29 % of the static-to-oracle gap closed) and
-        12.75 dB after 40k (47 %), in 6 min 40 s on 2 shared cores; 50k-step runs took 8 min 0 s to
-        9 min 11 s, too close to the 10-minute budget (``benchmarks/learning.py``, whose docstring gives
-        seeds 0-4 at 40k: 47 / 22 / 0.5 / -13.5 / -7.5 %).
+    :param timesteps: env steps in total (chunks), summed over ``n_envs``. Default 40k: the seed-0 run's
+        final model (before checkpoint ensembles) scores 12.49 dB mean test SI-SDR after 20k steps (29 %
+        of the static-to-oracle gap closed) and 12.75 dB after 40k (47 %), in 6 min 40 s on 2 shared
+        cores; 50k-step runs took 8 min 0 s to 9 min 11 s, too close to the 10-minute budget
+        (``benchmarks/learning.py``, whose docstring gives seeds 0-4 at 40k with the ensemble: 47.6 /
+        37.6 / 14.5 / -1.0 / -5.3 %).
     :param ensemble: TD3: the saved policy acts with the mean action of the last ``ensemble`` checkpoints
-        of the second half of the run and the final model (:func:`~agents.ensemble.checkpoint_ensemble`); 0 for the final model alone.
-        None: :data:`ENSEMBLE` for TD3, 0 for SAC and PPO. FIGURES
+        of the second half of the run and the final model (:func:`~agents.ensemble.checkpoint_ensemble`);
+        0 for the final model alone; None: :data:`ENSEMBLE` for TD3, 0 for SAC and PPO. The default run
+        on seeds 0-4 closes 47.6 / 37.6 / 14.5 / -1.0 / -5.3 % of the static-to-oracle gap on the test clips
+        with it (mean 18.7 %) and 47.4 / 22.5 / 0.5 / -13.5 / -7.5 % with the final model alone (mean
+        9.9 %), better on every seed; non-stationary clips over static +0.18 / +0.41 / -0.05 / +0.02 /
+        +0.29 dB against +0.30 / +0.42 / -0.26 / -0.02 / +0.14 (``benchmarks/learning.py --run RUN``:
+        ``policy`` and ``policy_final_model``).
     :param checkpoint_freq: env steps between checkpoints (model + replay buffer).
     :param eval_freq: env steps between evaluations on the test clips (TensorBoard ``eval/``).
     :param static_budget: CMA evaluations for the best static setting (each runs every train clip).

@@ -15,12 +15,15 @@ final model alone, without the checkpoint ensemble: the policy of runs before it
 ``policy_last_weights`` (the last checkpoint alone: its weights, not their average over the second half
 of the run).
 
-Measured (default run, 40k steps, ``python train.py --seed N``; 5.8-6.4 min each, two runs at a time on
-the 2 cores): seed 0: static 12.06, policy 12.75, oracle 13.50 dB (47 % of the gap closed), non-stationary
-+0.30 dB, PESQ 1.735 vs 1.640; seed 1: static 11.96, policy 12.31 (22 %), +0.42 dB, PESQ 1.702 vs 1.662;
-seed 2: 12.24, 12.24 (0.5 %), -0.26 dB; seed 3: 12.13, 11.94 (-13.5 %), -0.03 dB, PESQ 1.683 vs 1.686;
-seed 4: 12.31, 12.22 (-7.5 %), +0.14 dB. The policy beats the static setting on 3 seeds of 5 (by a hair on
-seed 2): the figures of one run are mostly the seed's.
+Measured (default run, 40k steps, ``python train.py --seed N``; 6.6-7.9 min each, two runs at a time on
+the 2 cores): static / policy / oracle mean SI-SDR, gap closed, non-stationary clips policy minus static,
+PESQ policy vs static:
+seed 0: 12.06 / 12.75 / 13.50 dB, 47.6 %, +0.18 dB, 1.717 vs 1.640; seed 1: 11.96 / 12.54 / 13.50, 37.6 %,
++0.41, 1.703 vs 1.662; seed 2: 12.24 / 12.42 / 13.50, 14.5 %, -0.05, 1.667 vs 1.636; seed 3: 12.13 / 12.11 /
+13.51, -1.0 %, +0.02, 1.679 vs 1.686; seed 4: 12.31 / 12.25 / 13.51, -5.3 %, +0.29, 1.722 vs 1.673. The
+policy beats the static setting on 3 seeds of 5: the figures of one run are mostly the seed's. The final
+model alone (``policy_final_model``, the policy before the checkpoint ensemble) closes 47.4 / 22.5 / 0.5 /
+-13.5 / -7.5 %; non-stationary +0.30 / +0.42 / -0.26 / -0.02 / +0.14 dB.
 Run it with the checkout's root on PYTHONPATH (``PYTHONPATH=. python benchmarks/learning.py``) when
 another copy of the package is installed: a script's folder, not the current one, leads sys.path.
 """
