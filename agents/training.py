@@ -129,7 +129,9 @@ class RunConfig:
         if self.ensemble is None:
             self.ensemble = ENSEMBLE if self.algo == "td3" else 0
         if self.ensemble < 0 or (self.ensemble and self.algo != "td3"):
-            raise ValueError(f"ensemble must be a number of checkpoints >= 0, and 0 unless the algorithm is td3; got {self.ensemble} for {self.algo}")
+            raise ValueError(
+                f"ensemble must be a number of checkpoints >= 0, and 0 unless the algorithm is td3; got {self.ensemble} for {self.algo}"
+            )
         PARAMETER_SPACE.subspace(self.tuned)  # unknown names raise here, naming them
         agent_config(self.algo, **self.hyperparameters)  # unknown hyperparameters raise here
 
