@@ -132,7 +132,9 @@ class PolicyStrategy:
         order = np.argsort(-np.abs(moves))[:3]
         changes = [f"{tuned.names[i]} {current[tuned.names[i]]:.3g} -> {params[tuned.names[i]]:.3g}" for i in order if abs(moves[i]) > 1e-3]
         what = "; ".join(changes) if changes else "no change"
-        return f"TD3 policy ({self.mode}, {'learning' if self.learn else 'fixed'}): {what}; critic value {q:.3f}"
+        members = getattr(self.optimizer.model.policy, "n_members", None)  # a checkpoint ensemble (agents.ensemble)
+        kind = f"mean action of {members} TD3 actors" if members else "TD3 policy"
+        return f"{kind} ({self.mode}, {'learning' if self.learn else 'fixed'}): {what}; critic value {q:.3f}"
 
     def observe(self, loop: Any, record: Any) -> None:
         """Learn from the outcome of the last proposal (when ``learn``): store it and take TD3 steps."""

@@ -8,8 +8,10 @@ from agents.ensemble import EnsembleTD3Policy, checkpoint_ensemble, member_predi
 from agents.factory import load_agent, make_agent, save_agent
 from agents.feedback_optimizer import RLFeedbackOptimizer
 from agents.prioritized import PrioritizedTD3
-from agents.strategy import PolicyStrategy
+from agents.strategy import policy_loop_options
 from agents.training import DENOISING
+from feedback_env import FeedbackLoopSystem
+from feedback_env.feedback_loop.objective import chunk_stream
 
 th.set_num_threads(1)
 ENV = "feedback_env/AudioEnhancement-v0"
@@ -35,7 +37,7 @@ def snapshots(env, tmp_path, seeds=(1, 2)):
     return paths, actions
 
 
-def test_the_ensemble_acts_with_the_mean_action_of_its_members_and_saves_and_loads_as_one_model(env, tmp_path):
+def test_the_ensemble_acts_with_the_mean_action_of_its_members_and_saves_and_loads_as_one_model(env, builtin, tmp_path):
     paths, actions = snapshots(env, tmp_path)
     model = make_agent("td3", env, seed=0, learning_starts=20, batch_size=16)
     obs = observations(env)
@@ -54,7 +56,14 @@ def test_the_ensemble_acts_with_the_mean_action_of_its_members_and_saves_and_loa
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
     optimizer = RLFeedbackOptimizer.load(tmp_path / "ensemble.zip")  # the loop's policy strategy acts with it too
     np.testing.assert_allclose(optimizer.select_action(obs[0], 0.0), mean[0], atol=1e-6)
-    assert PolicyStrategy.from_model(tmp_path / "ensemble.zip").optimizer.model.policy.n_members == 3
+    loop = FeedbackLoopSystem(seed=0, **policy_loop_options(tmp_path / "ensemble.zip"))  # as the harness's td3:MODEL
+    for noisy, clean in chunk_stream(builtin["pink_snr+0_f1"].noisy, builtin["pink_snr+0_f1"].clean, 8000, 3):
+        loop.step(noisy, clean)
+    action = loaded.predict(loop.observation(), deterministic=True)[0]
+    update = loop.update_parameters("policy")
+    expected = loop.space.from_unit(np.asarray(action, dtype=np.float64))
+    assert all(np.isclose(update.new_params[k], v, rtol=1e-5) for k, v in expected.items())
+    assert update.explanation.startswith("mean action of 3 TD3 actors")
 
     loaded.set_env(env)  # and it still learns: TD3's updates reach every member
     before = [p.detach().clone() for p in loaded.actor.parameters()]
