@@ -84,13 +84,11 @@ class AudioEnhancementEnv(gym.Env):
     The pipeline is reset (filter states, noise estimate) and its parameters set to the defaults
     (``config["fixed"]`` merged in). The clip is ``options["clip"]`` or drawn with ``self.np_random``
     from ``config["split"]`` of the scenario set; ``options["scenarios"]`` switches the set.
-    With ``config["augment"] = {"snr_shift_db": (lo, hi), "splice": p, "remix": q}`` (training only; for
-    sets whose noisy audio is clean + noise, like the built-in one) a drawn clip's noise is rescaled by
-    an SNR shift drawn from [lo, hi] dB and, with probability p, a second clip of the split (shifted
-    too) is appended, so that the noise, its level and the voice change mid-episode; with probability
-    q per part, the part's noise is replaced by that of a random clip of the split (from a random
-    offset, at the same RMS): new pairs of voice and noise ("dynamic mixing"). ``info["clip"]`` then
-    names the parts, remixed noises and shifts (``"a-3.1dB+b[noise c]+7.0dB"``). Clips chosen by ``options["clip"]`` are
+    With ``config["augment"] = {"snr_shift_db": (lo, hi), "splice": p}`` (training only; for sets whose
+    noisy audio is clean + noise, like the built-in one) a drawn clip's noise is rescaled by an SNR
+    shift drawn from [lo, hi] dB and, with probability p, a second clip of the split (shifted too) is
+    appended, so that the noise, its level and the voice change mid-episode; ``info["clip"]`` then
+    names the parts and their shifts (``"a-3.1dB+b+7.0dB"``). Clips chosen by ``options["clip"]`` are
     never augmented. :meth:`restore_params` sets the current parameters between steps (rollbacks).
 
     ## Episode End
@@ -126,7 +124,7 @@ class AudioEnhancementEnv(gym.Env):
             "action_radius": 1.0,  # absolute env: unit-cube widths at |action| = 1: position = center + radius * action
             "presets": list(PRESETS),  # strategy env: the arms
             "feature_context": 0.0,  # ChunkFeatures(context=...): per-chunk decay of averaged features appended, 0 = none
-            "augment": None,  # training variants of drawn clips (noisy = clean + noise): {"snr_shift_db": (lo, hi), "splice": p, "remix": q}
+            "augment": None,  # training variants of drawn clips (noisy = clean + noise): {"snr_shift_db": (lo, hi), "splice": p}
         }
 
     def __init__(self, config: dict[str, Any] | None = None, render_mode: str | None = None, **kwargs: Any):
@@ -134,8 +132,8 @@ class AudioEnhancementEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(self.default_config())}")
         self.config = {**self.default_config(), **(config or {}), **kwargs}
-        if unknown := set(self.config["augment"] or {}) - {"snr_shift_db", "splice", "remix"}:
-            raise ValueError(f"unknown augment keys {sorted(unknown)}; known: ['remix', 'snr_shift_db', 'splice']")
+        if unknown := set(self.config["augment"] or {}) - {"snr_shift_db", "splice"}:
+            raise ValueError(f"unknown augment keys {sorted(unknown)}; known: ['snr_shift_db', 'splice']")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} not in {self.metadata['render_modes']}")
         self.render_mode = render_mode
@@ -210,32 +208,13 @@ class AudioEnhancementEnv(gym.Env):
                 noisy.append(clip.noisy)
                 shift = 0.0
             else:
-                noise = clip.noisy - clip.clean
-                if augment.get("remix") and rng.random() < augment["remix"]:
-                    source = scenario_set[ids[int(rng.integers(len(ids)))]]
-                    noise = self._remixed_noise(noise, source, rng)
-                    part = f"{part}[noise {source.id}]" if source.clean is not None else part
-                noisy.append(clip.clean + noise * 10.0 ** (-shift / 20.0))
+                noisy.append(clip.clean + (clip.noisy - clip.clean) * 10.0 ** (-shift / 20.0))
                 clean.append(clip.clean)
             names.append(f"{part}{shift:+.1f}dB")
         x = np.concatenate(noisy).astype(np.float32)
         ref = np.concatenate(clean).astype(np.float32) if len(clean) == len(parts) else None
         peak = max(1.0, float(np.max(np.abs(x))) / 0.99)  # a louder noise must not clip
         return self._make_stream("+".join(names), x / peak, None if ref is None else ref / peak)
-
-    @staticmethod
-    def _remixed_noise(noise: np.ndarray, source, rng: np.random.Generator) -> np.ndarray:
-        """``source``'s noise (noisy - clean) in place of ``noise``: read circularly from a random offset
-        to the same length, scaled to the same RMS (so the SNR is kept). ``noise`` if ``source`` has no
-        reference or no noise."""
-        if source.clean is None:
-            return noise
-        other = source.noisy - source.clean
-        power = float(np.mean(np.square(other)))
-        if power <= 0.0:
-            return noise
-        other = other[(int(rng.integers(len(other))) + np.arange(len(noise))) % len(other)]
-        return other * np.sqrt(float(np.mean(np.square(noise))) / max(float(np.mean(np.square(other))), 1e-20))
 
     # ----------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
