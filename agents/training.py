@@ -33,6 +33,7 @@ from agents.callbacks import (
 from agents.ensemble import checkpoint_ensemble
 from agents.evaluation import CLIP_METRICS, best_static_params, evaluate_policy, evaluate_static, mean_scores
 from agents.factory import ALGORITHMS, agent_config, make_agent, save_agent
+from feedback_env.envs.audio_enhancement import check_augment
 from feedback_env.pipeline import PARAMETER_SPACE, transparent_params
 from feedback_env.wrappers import SafetyWrapper
 
@@ -132,6 +133,7 @@ class RunConfig:
             raise ValueError(
                 f"ensemble must be a number of checkpoints >= 0, and 0 unless the algorithm is td3; got {self.ensemble} for {self.algo}"
             )
+        check_augment(self.augment)  # before anything is built
         PARAMETER_SPACE.subspace(self.tuned)  # unknown names raise here, naming them
         agent_config(self.algo, **self.hyperparameters)  # unknown hyperparameters raise here
 

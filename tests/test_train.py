@@ -87,6 +87,7 @@ def test_resume_after_a_killed_run_continues_with_the_replay_buffer(tiny_set, tm
     (["--feature-context", "1"], "feature context must be in"),
     (["--scenarios", "/no/such/set"], "no scenario set '/no/such/set'"),
     (["--timesteps", "0"], "timesteps and n_envs must be positive"),
+    (["--augment", '{"splcie": 0.5}'], "unknown augment keys ['splcie']"),
     (["--ensemble", "-1"], "ensemble must be a number of checkpoints >= 0"),
     (["--algo", "sac", "--ensemble", "2"], "0 unless the algorithm is td3; got 2 for sac"),
 ])  # fmt: skip

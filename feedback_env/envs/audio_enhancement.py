@@ -39,6 +39,16 @@ class _ClipStream:
     baseline: dict[int, dict[str, float]]  # unprocessed metrics per chunk, filled lazily
 
 
+AUGMENT_KEYS = ("snr_shift_db", "splice")
+"""The keys of ``config["augment"]`` (see :class:`AudioEnhancementEnv`)."""
+
+
+def check_augment(augment: dict[str, Any] | None) -> None:
+    """Raise ``ValueError`` naming any key of ``augment`` that is not in :data:`AUGMENT_KEYS`."""
+    if unknown := set(augment or {}) - set(AUGMENT_KEYS):
+        raise ValueError(f"unknown augment keys {sorted(unknown)}; known: {list(AUGMENT_KEYS)}")
+
+
 class AudioEnhancementEnv(gym.Env):
     """
     ## Description
@@ -132,8 +142,7 @@ class AudioEnhancementEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(self.default_config())}")
         self.config = {**self.default_config(), **(config or {}), **kwargs}
-        if unknown := set(self.config["augment"] or {}) - {"snr_shift_db", "splice"}:
-            raise ValueError(f"unknown augment keys {sorted(unknown)}; known: ['snr_shift_db', 'splice']")
+        check_augment(self.config["augment"])
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} not in {self.metadata['render_modes']}")
         self.render_mode = render_mode
