@@ -71,7 +71,8 @@ def checkpoint_ensemble(model: PrioritizedTD3, checkpoints: Sequence[str | Path]
     """Make ``model`` act with the mean action of the actors saved in ``checkpoints`` and its own (last member).
 
     In place: ``model.policy`` becomes an :class:`EnsembleTD3Policy` (``policy_kwargs["n_members"]``
-    set, so the model saves and loads as one); the critic is ``model``'s. Returns ``model``.
+    set, so the model saves and loads as one); the critic is ``model``'s, the target actors start as
+    copies of the actors (as TD3 starts them), should training go on. Returns ``model``.
     """
     if type(model.policy) is not TD3Policy:
         raise TypeError(f"a checkpoint ensemble needs a TD3 model with the standard TD3Policy, got {type(model.policy).__name__}")
