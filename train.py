@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--residual", type=_float_or_none, default=defaults.residual,
                    help="absolute env: actions as offsets of at most this many unit-cube widths around the best static setting, or 'none'")
     p.add_argument("--feature-context", type=float, default=defaults.feature_context,
-                   help="per-chunk decay of averaged features added to the observation, 0 = none")
+                   help="per-chunk decay of the running mean of the features the policy hears beside the coming chunk's, 0 = none")
     p.add_argument("--ensemble", type=int, default=None,
                    help=f"td3: act with the mean action of the last N checkpoints and the final model (default {defaults.ensemble}), 0 = the final model alone")
     p.add_argument("--static-budget", type=int, default=defaults.static_budget, help="CMA evaluations for the best static setting")

@@ -5,7 +5,7 @@ actors a run passed through near its end make different mistakes on clips it nev
 action makes fewer. Here a run's last checkpoint and its weight-averaged final model
 (:class:`~agents.callbacks.WeightAveraging`; not the same thing, as the actor is nonlinear) close 17.9 and
 47.4 %, 40.7 and 22.5 %, 16.9 and 0.5 % of the static-to-oracle gap on the test clips (seeds 0, 1, 2 of the
-default run); the mean action of the last four checkpoints and the final model closes 47.6, 37.6 and 14.5 %
+default run with feature context 0); the mean action of the last four checkpoints and the final model closes 47.6, 37.6 and 14.5 %
 (``benchmarks/learning.py``, ``policy`` against ``policy_last_weights`` and ``policy_final_model``).
 
 :class:`EnsembleTD3Policy` is an SB3 ``TD3Policy`` whose actor (and target actor) is an

@@ -56,19 +56,18 @@ class RunConfig:
     """Everything that defines a training run (saved as ``run.json``).
 
     :param timesteps: env steps in total (chunks), summed over ``n_envs``. Default 40k: the seed-0 run's
-        final model (before checkpoint ensembles) scores 12.49 dB mean test SI-SDR after 20k steps (29 %
-        of the static-to-oracle gap closed) and 12.75 dB after 40k (47 %), in 6 min 40 s on 2 shared
-        cores; 50k-step runs took 8 min 0 s to 9 min 11 s, too close to the 10-minute budget
-        (``benchmarks/learning.py``, whose docstring gives seeds 0-4 at 40k with the ensemble: 47.6 /
-        37.6 / 14.5 / -1.0 / -5.3 %).
+        final model (feature context 0, before checkpoint ensembles) scores 12.49 dB mean test SI-SDR after
+        20k steps (29 % of the static-to-oracle gap closed) and 12.75 dB after 40k (47 %), in 6 min 40 s
+        on 2 shared cores; 50k-step runs took 8 min 0 s to 9 min 11 s, too close to the 10-minute budget
+        (``benchmarks/learning.py``, whose docstring gives the default run over seeds 0-4).
     :param ensemble: TD3: the saved policy acts with the mean action of the last ``ensemble`` checkpoints
         of the second half of the run and the final model (:func:`~agents.ensemble.checkpoint_ensemble`);
         0 for the final model alone; None: :data:`ENSEMBLE` for TD3, 0 for SAC and PPO. The default run
-        on seeds 0-4 closes 47.6 / 37.6 / 14.5 / -1.0 / -5.3 % of the static-to-oracle gap on the test clips
-        with it (mean 18.7 %) and 47.4 / 22.5 / 0.5 / -13.5 / -7.5 % with the final model alone (mean
-        9.9 %), better on every seed; non-stationary clips over static +0.18 / +0.41 / -0.05 / +0.02 /
-        +0.29 dB against +0.30 / +0.42 / -0.26 / -0.02 / +0.14 (``benchmarks/learning.py --run RUN``:
-        ``policy`` and ``policy_final_model``).
+        on seeds 0-4 closes 43.9 / 42.9 / 31.8 / 3.8 / -30.1 % of the static-to-oracle gap on the test
+        clips with it and 40.6 / 38.1 / 33.9 / -11.3 / -35.2 % with the final model alone (mean 18.5 vs
+        13.2 %); with ``feature_context`` 0, 47.6 / 37.6 / 14.5 / -1.0 / -5.3 % against 47.4 / 22.5 / 0.5
+        / -13.5 / -7.5 % (mean 18.7 vs 9.9 %). Better on 9 runs of 10 (``benchmarks/learning.py --run
+        RUN``: ``policy`` and ``policy_final_model``).
     :param checkpoint_freq: env steps between checkpoints (model + replay buffer).
     :param eval_freq: env steps between evaluations on the test clips (TensorBoard ``eval/``).
     :param static_budget: CMA evaluations for the best static setting (each runs every train clip).
@@ -87,14 +86,15 @@ class RunConfig:
         over the whole cube at 20k steps (non-stationary test clips +0.21 instead of -0.29 dB) but not
         at 40k-50k (mean test SI-SDR 12.76 vs 12.75 dB for seed 0 at 40k; 12.16 vs 12.40 for seed 1 at
         50k, PESQ lost); radius 1.0 at 20k: 12.39 dB, below the whole cube's 12.49.
-    :param feature_context: the env's ``config["feature_context"]``: 0, or the per-chunk decay of a
-        running mean of the chunk features the policy hears beside the coming chunk's. Off by default:
-        at 0.8 (~2.5 s) the default run on seeds 0-4 closes 41 / 38 / 34 / -11 / -35 % of the
-        static-to-oracle gap on the test clips (without: 47 / 22 / 0.5 / -13.5 / -7.5 %, mean 13 vs 10 %,
-        within the seed spread), though it gains more on the non-stationary clips on 4 seeds of 5:
-        +0.16 / +0.80 / +0.50 / +0.11 / +0.64 dB over static (without: +0.30 / +0.42 / -0.26 / -0.03 /
-        +0.14). 0.6: 48 / 27 / -19 % (seeds 0-2); 0.9: 37 / 10.5 % (seeds 0-1). Each figure: ``python
-        train.py --seed N --feature-context A --out RUN``, then ``benchmarks/learning.py --run RUN``.
+    :param feature_context: the env's ``config["feature_context"]``: the per-chunk decay of a running
+        mean of the chunk features the policy hears beside the coming chunk's (0.8: ~2.5 s), or 0 for
+        none. With the checkpoint ensemble, the default run on seeds 0-4 closes 43.9 / 42.9 / 31.8 / 3.8 /
+        -30.1 % of the static-to-oracle gap on the test clips at 0.8 and 47.6 / 37.6 / 14.5 / -1.0 / -5.3 %
+        at 0 (mean 18.5 vs 18.7 %, median 31.8 vs 14.5 %); on the non-stationary clips it gains +0.20 /
+        +0.82 / +0.46 / +0.14 / +0.74 dB over static against +0.18 / +0.41 / -0.05 / +0.02 / +0.29 (better
+        on every seed), keeps PESQ above static on every seed (0: not on seed 3) and beats the static
+        SI-SDR on 4 seeds of 5 (0: 3). Each figure: ``python train.py --seed N --feature-context A --out
+        RUN``, then ``benchmarks/learning.py --run RUN``.
     """
 
     algo: str = "td3"
@@ -111,7 +111,7 @@ class RunConfig:
     augment: dict[str, Any] | None = field(default_factory=lambda: dict(AUGMENT))
     average_from: float | None = 0.5
     residual: float | None = None
-    feature_context: float = 0.0
+    feature_context: float = 0.8
     ensemble: int | None = None
     checkpoint_freq: int = 5_000
     eval_freq: int = 5_000
@@ -155,7 +155,9 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        return cls(**json.loads(Path(path).read_text()))
+        saved = json.loads(Path(path).read_text())
+        saved.setdefault("feature_context", 0.0)  # runs saved before the option trained without it
+        return cls(**saved)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

@@ -15,15 +15,16 @@ final model alone, without the checkpoint ensemble: the policy of runs before it
 ``policy_last_weights`` (the last checkpoint alone: its weights, not their average over the second half
 of the run).
 
-Measured (default run, 40k steps, ``python train.py --seed N``; 6.6-7.9 min each, two runs at a time on
-the 2 cores): static / policy / oracle mean SI-SDR, gap closed, non-stationary clips policy minus static,
-PESQ policy vs static:
-seed 0: 12.06 / 12.75 / 13.50 dB, 47.6 %, +0.18 dB, 1.717 vs 1.640; seed 1: 11.96 / 12.54 / 13.50, 37.6 %,
-+0.41, 1.703 vs 1.662; seed 2: 12.24 / 12.42 / 13.50, 14.5 %, -0.05, 1.667 vs 1.636; seed 3: 12.13 / 12.11 /
-13.51, -1.0 %, +0.02, 1.679 vs 1.686; seed 4: 12.31 / 12.25 / 13.51, -5.3 %, +0.29, 1.722 vs 1.673. The
-policy beats the static setting on 3 seeds of 5: the figures of one run are mostly the seed's. The final
-model alone (``policy_final_model``, the policy before the checkpoint ensemble) closes 47.4 / 22.5 / 0.5 /
--13.5 / -7.5 %; non-stationary +0.30 / +0.42 / -0.26 / -0.02 / +0.14 dB.
+Measured (default run: 40k steps, feature context 0.8, checkpoint ensemble; ``python train.py --seed N``;
+368-447 s of training each, two runs at a time on the 2 cores): static / policy / oracle mean SI-SDR, gap
+closed, non-stationary clips policy minus static, PESQ policy vs static:
+seed 0: 12.06 / 12.70 / 13.50 dB, 43.9 %, +0.20 dB, 1.729 vs 1.640; seed 1: 11.96 / 12.62 / 13.50, 42.9 %,
++0.82, 1.719 vs 1.662; seed 2: 12.24 / 12.64 / 13.50, 31.8 %, +0.46, 1.693 vs 1.636; seed 3: 12.13 / 12.18 /
+13.51, 3.8 %, +0.14, 1.704 vs 1.686; seed 4: 12.31 / 11.95 / 13.51, -30.1 %, +0.74, 1.687 vs 1.673. The
+policy beats the static setting on 4 seeds of 5 and keeps PESQ on all five: the figures of one run are
+mostly the seed's. ``policy_final_model`` (no ensemble): 40.6 / 38.1 / 33.9 / -11.3 / -35.2 %. With
+``--feature-context 0``: 47.6 / 37.6 / 14.5 / -1.0 / -5.3 %, non-stationary +0.18 / +0.41 / -0.05 / +0.02 /
++0.29 dB, PESQ lost on seed 3 (1.679 vs 1.686); without the ensemble there, 47.4 / 22.5 / 0.5 / -13.5 / -7.5 %.
 Run it with the checkout's root on PYTHONPATH (``PYTHONPATH=. python benchmarks/learning.py``) when
 another copy of the package is installed: a script's folder, not the current one, leads sys.path.
 """

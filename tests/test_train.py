@@ -144,9 +144,9 @@ def test_residual_config_round_trips_and_centres_the_env_on_the_static_setting(t
 def test_feature_context_reaches_both_envs_and_older_runs_load_without_it(tmp_path):
     from agents.training import RunConfig
 
-    config = RunConfig(out=str(tmp_path), feature_context=0.8)
+    config = RunConfig(out=str(tmp_path))
     assert config.env_config("train", training=True)["feature_context"] == config.env_config(None)["feature_context"] == 0.8
-    assert "feature_context" not in RunConfig(out=str(tmp_path)).env_config(None)
+    assert "feature_context" not in RunConfig(out=str(tmp_path), feature_context=0.0).env_config(None)
     saved = json.loads(json.dumps(config.__dict__))
     del saved["feature_context"]  # a run.json written before the option existed
     (tmp_path / "run.json").write_text(json.dumps(saved))
