@@ -232,8 +232,8 @@ def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) ->
     if remaining > 0:
         model.learn(remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=not resumed, tb_log_name=config.algo)
     venv.close()
-    if config.ensemble:
-        second_half = [path for path, _ in latest_checkpoints(out / "checkpoints") if checkpoint_steps(path) >= model.num_timesteps / 2]
+    second_half = [path for path, _ in latest_checkpoints(out / "checkpoints") if checkpoint_steps(path) >= model.num_timesteps / 2]
+    if config.ensemble and second_half:  # no checkpoint in the second half: the final model alone
         checkpoint_ensemble(model, second_half[: config.ensemble][::-1])
     save_agent(
         model,

@@ -120,6 +120,8 @@ def test_a_td3_run_saves_the_mean_action_of_its_last_checkpoints_and_its_final_m
     assert load_agent(tmp_path / "early" / "model.zip").policy.n_members == 4
     assert train.main([*args(tiny_set, tmp_path / "single", 80), "--ensemble", "0"]) == 0
     assert type(load_agent(tmp_path / "single" / "model.zip").policy).__name__ == "TD3Policy"
+    assert train.main([*args(tiny_set, tmp_path / "none", 30), "--ensemble", "4"]) == 0  # no checkpoint yet (every 40 steps)
+    assert type(load_agent(tmp_path / "none" / "model.zip").policy).__name__ == "TD3Policy"
     assert train.main([*args(tiny_set, tmp_path / "sac", 80), "--algo", "sac"]) == 0  # sac keeps its own model
     assert json.loads((tmp_path / "sac" / "run.json").read_text())["ensemble"] == 0
 
