@@ -15,16 +15,18 @@ final model alone, without the checkpoint ensemble: the policy of runs before it
 ``policy_last_weights`` (the last checkpoint alone: its weights, not their average over the second half
 of the run).
 
-Measured (default run: 40k steps, feature context 0.8, checkpoint ensemble; ``python train.py --seed N``;
-368-447 s of training each, two runs at a time on the 2 cores): static / policy / oracle mean SI-SDR, gap
-closed, non-stationary clips policy minus static, PESQ policy vs static:
-seed 0: 12.06 / 12.70 / 13.50 dB, 43.9 %, +0.20 dB, 1.729 vs 1.640; seed 1: 11.96 / 12.62 / 13.50, 42.9 %,
-+0.82, 1.719 vs 1.662; seed 2: 12.24 / 12.64 / 13.50, 31.8 %, +0.46, 1.693 vs 1.636; seed 3: 12.13 / 12.18 /
-13.51, 3.8 %, +0.14, 1.704 vs 1.686; seed 4: 12.31 / 11.95 / 13.51, -30.1 %, +0.74, 1.687 vs 1.673. The
-policy beats the static setting on 4 seeds of 5 and keeps PESQ on all five: the figures of one run are
-mostly the seed's. ``policy_final_model`` (no ensemble): 40.6 / 38.1 / 33.9 / -11.3 / -35.2 %. With
-``--feature-context 0``: 47.6 / 37.6 / 14.5 / -1.0 / -5.3 %, non-stationary +0.18 / +0.41 / -0.05 / +0.02 /
-+0.29 dB, PESQ lost on seed 3 (1.679 vs 1.686); without the ensemble there, 47.4 / 22.5 / 0.5 / -13.5 / -7.5 %.
+Measured (default run: 40k steps, feature context 0.8, checkpoint ensemble, fresh-noise augmentation;
+``python train.py --seed N``; 390-515 s of training each, two runs at a time on the 2 cores): static /
+policy / oracle mean SI-SDR, gap closed, non-stationary clips policy minus static, PESQ policy vs static:
+seed 0: 12.06 / 12.49 / 13.50 dB, 30.0 %, +0.33 dB, 1.680 vs 1.640; seed 1: 11.96 / 12.67 / 13.50, 46.1 %,
++0.17, 1.725 vs 1.662; seed 2: 12.24 / 12.54 / 13.50, 24.4 %, +0.08, 1.702 vs 1.636; seed 3: 12.13 / 12.77 /
+13.50, 46.9 %, +0.12, 1.730 vs 1.686; seed 4: 12.31 / 12.85 / 13.51, 45.1 %, +0.46, 1.720 vs 1.673. The
+policy beats the static setting and keeps PESQ on all five seeds; half the gap and +1 dB on the
+non-stationary clips are missed on all five. ``policy_final_model`` (no ensemble): 6.0 / 47.2 / 4.1 / 48.4 /
+41.8 %. Without fresh noise (``--augment '{"snr_shift_db": [-10, 10], "splice": 0.5}'``): 43.9 / 42.9 /
+31.8 / 3.8 / -30.1 %, non-stationary +0.20 / +0.82 / +0.46 / +0.14 / +0.74 dB, PESQ kept on all five; with
+``--feature-context 0`` too: 47.6 / 37.6 / 14.5 / -1.0 / -5.3 %, non-stationary +0.18 / +0.41 / -0.05 /
++0.02 / +0.29 dB, PESQ lost on seed 3 (1.679 vs 1.686). The figures of one run are mostly the seed's.
 Run it with the checkout's root on PYTHONPATH (``PYTHONPATH=. python benchmarks/learning.py``) when
 another copy of the package is installed: a script's folder, not the current one, leads sys.path.
 """

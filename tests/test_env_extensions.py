@@ -42,6 +42,20 @@ def test_splicing_appends_a_second_clip_and_seeds_repeat():
     np.testing.assert_array_equal(baseline, baseline_again)
 
 
+def test_fresh_noise_replaces_the_noise_at_the_same_level_and_seeds_repeat():
+    clip = "white_snr+10_f2"
+    _, original = episode({"clips": [clip]}, 0)
+    config = {"clips": [clip], "augment": {"fresh_noise": 1.0}}
+    names = {episode(config, seed)[0] for seed in range(6)}
+    assert all(n.startswith(f"{clip}[") and n.endswith("]+0.0dB") for n in names) and len(names) >= 3, names
+    name, fresh = episode(config, 1)
+    assert episode(config, 1)[0] == name
+    np.testing.assert_array_equal(fresh, episode(config, 1)[1])  # seeded: the same noise again
+    assert not np.allclose(fresh, original)  # another noise ...
+    assert abs(np.mean(fresh) - np.mean(original)) < 3.0, (name, fresh, original)  # ... at the clip's level (dB)
+
+
+
 def test_an_unknown_augment_key_is_named():
     with pytest.raises(ValueError, match="unknown augment keys \\['splcie'\\]"):
         gym.make(ENV, config={"augment": {"splcie": 1.0}})

@@ -20,6 +20,34 @@ from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline, aligned
 from feedback_env.presets import PRESETS
 
 
+FRESH_NOISE_BANK = 4  # realizations per noise type
+FRESH_NOISE_S = 12.0  # length of each, s
+
+
+@lru_cache(maxsize=None)
+def _noise_bank(kind: str, k: int, sample_rate: int) -> np.ndarray:
+    """Realization ``k`` of the generator ``kind`` (unit RMS, ``FRESH_NOISE_S`` long), from its own seed:
+    none is the noise of a built-in clip. Cached: babble costs ~0.15 s per second of noise."""
+    import zlib
+
+    from scenarios.noise import GENERATORS
+
+    rng = np.random.default_rng([20261127, zlib.crc32(f"fresh:{kind}:{k}".encode())])
+    return GENERATORS[kind](int(FRESH_NOISE_S * sample_rate), sample_rate, rng)
+
+
+def _fresh_noise(noise: np.ndarray, sample_rate: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """A new noise in place of ``noise``: a random type of :data:`scenarios.noise.GENERATORS`, one of
+    its bank realizations, read circularly from a random offset, at ``noise``'s RMS (the SNR is kept)."""
+    from scenarios.noise import GENERATORS
+
+    kinds = sorted(GENERATORS)
+    kind = kinds[int(rng.integers(len(kinds)))]
+    bank = _noise_bank(kind, int(rng.integers(FRESH_NOISE_BANK)), sample_rate)
+    other = bank[(int(rng.integers(bank.size)) + np.arange(noise.size)) % bank.size]
+    return kind, other * np.sqrt(float(np.mean(np.square(noise)))) / float(np.sqrt(np.mean(np.square(other))))
+
+
 @lru_cache(maxsize=8)
 def _load_scenarios(name_or_path: str, sample_rate: int):
     import scenarios  # imported here: scenarios depends on feedback_env, not the other way round
@@ -39,7 +67,7 @@ class _ClipStream:
     baseline: dict[int, dict[str, float]]  # unprocessed metrics per chunk, filled lazily
 
 
-AUGMENT_KEYS = ("snr_shift_db", "splice")
+AUGMENT_KEYS = ("snr_shift_db", "splice", "fresh_noise")
 """The keys of ``config["augment"]`` (see :class:`AudioEnhancementEnv`)."""
 
 
@@ -94,12 +122,15 @@ class AudioEnhancementEnv(gym.Env):
     The pipeline is reset (filter states, noise estimate) and its parameters set to the defaults
     (``config["fixed"]`` merged in). The clip is ``options["clip"]`` or drawn with ``self.np_random``
     from ``config["split"]`` of the scenario set; ``options["scenarios"]`` switches the set.
-    With ``config["augment"] = {"snr_shift_db": (lo, hi), "splice": p}`` (training only; for sets whose
-    noisy audio is clean + noise, like the built-in one) a drawn clip's noise is rescaled by an SNR
-    shift drawn from [lo, hi] dB and, with probability p, a second clip of the split (shifted too) is
-    appended, so that the noise, its level and the voice change mid-episode; ``info["clip"]`` then
-    names the parts and their shifts (``"a-3.1dB+b+7.0dB"``). Clips chosen by ``options["clip"]`` are
-    never augmented. :meth:`restore_params` sets the current parameters between steps (rollbacks).
+    With ``config["augment"] = {"snr_shift_db": (lo, hi), "splice": p, "fresh_noise": q}`` (training
+    only; any key may be left out; for sets whose noisy audio is clean + noise, like the built-in one) a
+    drawn clip's noise is rescaled by an SNR shift drawn from [lo, hi] dB and, with probability p, a
+    second clip of the split (shifted too) is appended, so that the noise, its level and the voice
+    change mid-episode. With probability q per part, the part's noise is first replaced, at the same
+    RMS, by a new noise of a random type of :data:`scenarios.noise.GENERATORS` (a bank of 4 realizations
+    per type, 12 s each, seeded apart from every built-in clip): the voices stay the split's, the noises
+    are new (domain randomization). ``info["clip"]`` then names the parts, new noises and shifts
+    (``"a-3.1dB+b[fan]+7.0dB"``). Clips chosen by ``options["clip"]`` are never augmented. :meth:`restore_params` sets the current parameters between steps (rollbacks).
 
     ## Episode End
     ``truncated=True`` after the clip's last chunk; never ``terminated``.
@@ -134,7 +165,7 @@ class AudioEnhancementEnv(gym.Env):
             "action_radius": 1.0,  # absolute env: unit-cube widths at |action| = 1: position = center + radius * action
             "presets": list(PRESETS),  # strategy env: the arms
             "feature_context": 0.0,  # ChunkFeatures(context=...): per-chunk decay of averaged features appended, 0 = none
-            "augment": None,  # training variants of drawn clips (noisy = clean + noise): {"snr_shift_db": (lo, hi), "splice": p}
+            "augment": None,  # training variants of drawn clips (noisy = clean + noise): see the class docstring
         }
 
     def __init__(self, config: dict[str, Any] | None = None, render_mode: str | None = None, **kwargs: Any):
@@ -217,7 +248,11 @@ class AudioEnhancementEnv(gym.Env):
                 noisy.append(clip.noisy)
                 shift = 0.0
             else:
-                noisy.append(clip.clean + (clip.noisy - clip.clean) * 10.0 ** (-shift / 20.0))
+                noise = clip.noisy - clip.clean
+                if augment.get("fresh_noise") and rng.random() < augment["fresh_noise"]:
+                    kind, noise = _fresh_noise(noise, clip.sample_rate, rng)
+                    part = f"{part}[{kind}]"
+                noisy.append(clip.clean + noise * 10.0 ** (-shift / 20.0))
                 clean.append(clip.clean)
             names.append(f"{part}{shift:+.1f}dB")
         x = np.concatenate(noisy).astype(np.float32)
