@@ -55,7 +55,6 @@ def test_fresh_noise_replaces_the_noise_at_the_same_level_and_seeds_repeat():
     assert abs(np.mean(fresh) - np.mean(original)) < 3.0, (name, fresh, original)  # ... at the clip's level (dB)
 
 
-
 def test_an_unknown_augment_key_is_named():
     with pytest.raises(ValueError, match="unknown augment keys \\['splcie'\\]"):
         gym.make(ENV, config={"augment": {"splcie": 1.0}})

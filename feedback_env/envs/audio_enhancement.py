@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -22,17 +23,16 @@ from feedback_env.presets import PRESETS
 
 FRESH_NOISE_BANK = 4  # realizations per noise type
 FRESH_NOISE_S = 12.0  # length of each, s
+FRESH_NOISE_SEED = 20261127  # with the type and realization: apart from the built-in set's ROOT_SEED
 
 
 @lru_cache(maxsize=None)
 def _noise_bank(kind: str, k: int, sample_rate: int) -> np.ndarray:
     """Realization ``k`` of the generator ``kind`` (unit RMS, ``FRESH_NOISE_S`` long), from its own seed:
     none is the noise of a built-in clip. Cached: babble costs ~0.15 s per second of noise."""
-    import zlib
+    from scenarios.noise import GENERATORS  # imported here: scenarios depends on feedback_env
 
-    from scenarios.noise import GENERATORS
-
-    rng = np.random.default_rng([20261127, zlib.crc32(f"fresh:{kind}:{k}".encode())])
+    rng = np.random.default_rng([FRESH_NOISE_SEED, zlib.crc32(f"fresh:{kind}:{k}".encode())])
     return GENERATORS[kind](int(FRESH_NOISE_S * sample_rate), sample_rate, rng)
 
 
@@ -130,7 +130,8 @@ class AudioEnhancementEnv(gym.Env):
     RMS, by a new noise of a random type of :data:`scenarios.noise.GENERATORS` (a bank of 4 realizations
     per type, 12 s each, seeded apart from every built-in clip): the voices stay the split's, the noises
     are new (domain randomization). ``info["clip"]`` then names the parts, new noises and shifts
-    (``"a-3.1dB+b[fan]+7.0dB"``). Clips chosen by ``options["clip"]`` are never augmented. :meth:`restore_params` sets the current parameters between steps (rollbacks).
+    (``"a-3.1dB+b[fan]+7.0dB"``). Clips chosen by ``options["clip"]`` are never augmented.
+    :meth:`restore_params` sets the current parameters between steps (rollbacks).
 
     ## Episode End
     ``truncated=True`` after the clip's last chunk; never ``terminated``.
