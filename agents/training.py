@@ -81,15 +81,15 @@ class RunConfig:
         ``policy_no_lowpass`` of ``benchmarks/learning.py``).
     :param augment: the training env's clip variants (``config["augment"]``); None for none. The default
         (:data:`AUGMENT`) adds ``fresh_noise`` 0.5 to the SNR shift and splicing: with only 19 train clips
-        the policy fitted their noises (stop 12's checkpoint scores: the test score fell while the train
-        score rose on 2 runs of 5). With it, the default run on seeds 0-4 closes 30.0 / 46.1 / 24.4 / 46.9
+        the policy fitted their noises (on two runs the test score of successive checkpoints fell while
+        their train-clip score rose). With it, the default run on seeds 0-4 closes 30.0 / 46.1 / 24.4 / 46.9
         / 45.1 % of the static-to-oracle gap on the test clips, against 43.9 / 42.9 / 31.8 / 3.8 / -30.1 %
         without (mean 38.5 vs 18.5 %, worst seed 24.4 vs -30.1 %), beats the static SI-SDR and keeps PESQ
         above it on all five (without: 4), but gains less on the non-stationary clips: +0.33 / +0.17 /
         +0.08 / +0.12 / +0.46 dB over static against +0.20 / +0.82 / +0.46 / +0.14 / +0.74 (mean +0.23 vs
         +0.47). Each figure: ``python train.py --seed N --out RUN`` (without: ``--augment
         '{"snr_shift_db": [-10, 10], "splice": 0.5}'``), then ``benchmarks/learning.py --run RUN``. Also
-        tried: ``fresh_noise`` 0.75: 25.9 / 34.9 / 32.7 / 34.3 / -19.4 %, non-stationary mean -0.06 dB; new
+        tried (same commands, other ``--augment``): ``fresh_noise`` 0.75: 25.9 / 34.9 / 32.7 / 34.3 / -19.4 %, non-stationary mean -0.06 dB; new
         noises that change mid-part (-12..+12 dB, at 25-75 % of it) for half of them: 5.1 / 50.9 / 42.1 /
         43.7 / -5.0 %, non-stationary mean +0.12 dB (branch ``fresh-change``).
     :param average_from: fraction of the run after which the actor's weights are averaged
