@@ -89,9 +89,10 @@ class RunConfig:
         +0.08 / +0.12 / +0.46 dB over static against +0.20 / +0.82 / +0.46 / +0.14 / +0.74 (mean +0.23 vs
         +0.47). Each figure: ``python train.py --seed N --out RUN`` (without: ``--augment
         '{"snr_shift_db": [-10, 10], "splice": 0.5}'``), then ``benchmarks/learning.py --run RUN``. Also
-        tried (same commands, other ``--augment``): ``fresh_noise`` 0.75: 25.9 / 34.9 / 32.7 / 34.3 / -19.4 %, non-stationary mean -0.06 dB; new
-        noises that change mid-part (-12..+12 dB, at 25-75 % of it) for half of them: 5.1 / 50.9 / 42.1 /
-        43.7 / -5.0 %, non-stationary mean +0.12 dB (branch ``fresh-change``).
+        tried (same commands, other ``--augment``): ``fresh_noise`` 0.75: 25.9 / 34.9 / 32.7 / 34.3 / -19.4
+        %, non-stationary mean -0.06 dB; new noises that change mid-part (-12..+12 dB, at 25-75 % of it)
+        for half of them: 5.1 / 50.9 / 42.1 / 43.7 / -5.0 %, non-stationary mean +0.12 dB (branch
+        ``fresh-change``).
     :param average_from: fraction of the run after which the actor's weights are averaged
         (:class:`~agents.callbacks.WeightAveraging`, a snapshot every 500 steps); None for the last weights.
     :param residual: absolute env: actions are offsets of at most this many unit-cube widths around the
