@@ -7,8 +7,9 @@ Writes under --out: TensorBoard logs (tb/), checkpoints with the replay buffer (
 evaluations on the test clips during training (eval/), the policy (model.zip; for TD3 the mean action of
 the last --ensemble checkpoints and the final model, agents.ensemble) with its config (model.config.json),
 the run's settings (run.json) and the final evaluation (evaluation.json). A fresh run (no --resume)
-deletes the checkpoints an earlier run left under --out. Ends with a table on the test clips: bypass, default parameters, the best static parameters (CMA on the
-train clips) and the trained policy, each with whole-clip SI-SDR, PESQ and STOI.
+deletes the checkpoints an earlier run left under --out. Ends with a table on the test clips: bypass,
+default parameters, the best static parameters (CMA on the train clips) and the trained policy, each with
+whole-clip SI-SDR, PESQ and STOI.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Snapshot ensembles (G. Huang et al., "Snapshot Ensembles: Train 1, get M for fre
 actors a run passed through near its end make different mistakes on clips it never saw, and their mean
 action makes fewer. Here a run's last checkpoint and its weight-averaged final model
 (:class:`~agents.callbacks.WeightAveraging`; not the same thing, as the actor is nonlinear) close 17.9 and
-47.4 %, 40.7 and 22.5 %, 16.9 and 0.5 % of the static-to-oracle gap on the test clips (seeds 0, 1, 2 of the
-default run with feature context 0); the mean action of the last four checkpoints and the final model closes 47.6, 37.6 and 14.5 %
-(``benchmarks/learning.py``, ``policy`` against ``policy_last_weights`` and ``policy_final_model``).
+47.4 %, 40.7 and 22.5 %, 16.9 and 0.5 % of the static-to-oracle gap on the test clips (seeds 0, 1, 2 of a
+40k-step run with feature context 0 and without fresh noise); the mean action of the last four checkpoints
+and the final model closes 47.6, 37.6 and 14.5 % (``benchmarks/learning.py``, ``policy`` against
+``policy_last_weights`` and ``policy_final_model``; :class:`~agents.training.RunConfig` gives all seeds).
 
 :class:`EnsembleTD3Policy` is an SB3 ``TD3Policy`` whose actor (and target actor) is an
 :class:`EnsembleActor`, so the ensemble is one SB3 model: ``model.zip`` saves and loads with
