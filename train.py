@@ -7,7 +7,9 @@ Writes under --out: TensorBoard logs (tb/), checkpoints with the replay buffer (
 evaluations on the test clips during training (eval/), the policy (model.zip; for TD3 the mean action of
 the last --ensemble checkpoints and the final model, agents.ensemble) with its config (model.config.json),
 the run's settings (run.json) and the final evaluation (evaluation.json). A fresh run (no --resume)
-deletes the checkpoints an earlier run left under --out. Ends with a table on the test clips: bypass,
+deletes the checkpoints an earlier run left under --out. A TD3 run trains --members agents (default 2,
+from seeds --seed and --seed + 1000, one process per core), each a run of its own under --out/member_K
+(tb/, checkpoints/, eval/, model.zip); the top-level model.zip acts with the mean action of all of them. Ends with a table on the test clips: bypass,
 default parameters, the best static parameters (CMA on the train clips) and the trained policy, each with
 whole-clip SI-SDR, PESQ and STOI.
 """
@@ -54,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="per-chunk decay of the running mean of the features the policy hears beside the coming chunk's, 0 = none")
     p.add_argument("--ensemble", type=int, default=None,
                    help=f"td3: act with the mean action of the last N checkpoints and the final model (default {defaults.ensemble}), 0 = the final model alone")
+    p.add_argument("--members", type=int, default=None,
+                   help=f"td3: train N agents from seeds SEED, SEED+1000, ... side by side and act with their mean action (default {defaults.members}), 1 = one agent")
     p.add_argument("--static-budget", type=int, default=defaults.static_budget, help="CMA evaluations for the best static setting")
     p.add_argument("--checkpoint-freq", type=int, default=defaults.checkpoint_freq)
     p.add_argument("--eval-freq", type=int, default=defaults.eval_freq)

@@ -1,5 +1,5 @@
 """Agents for the enhancement envs: SB3 TD3 (default), SAC and PPO; the online TD3 feedback optimizer
-with prioritized replay; checkpoint ensembles; the policy as a feedback-loop strategy; callbacks, training
+with prioritized replay; checkpoint and seed ensembles; the policy as a feedback-loop strategy; callbacks, training
 runs and the whole-clip evaluation.
 
 Names are imported lazily, so ``import agents`` stays cheap until torch is needed.
@@ -22,6 +22,7 @@ _EXPORTS = {
     "PolicyStrategy": "agents.strategy",
     "EnsembleTD3Policy": "agents.ensemble",
     "checkpoint_ensemble": "agents.ensemble",
+    "seed_ensemble": "agents.ensemble",
     "QualityCallback": "agents.callbacks",
     "RunConfig": "agents.training",
     "evaluate_policy": "agents.evaluation",

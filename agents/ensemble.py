@@ -1,4 +1,5 @@
-"""A TD3 policy that acts with the mean action of several actors: snapshots of one run (a checkpoint ensemble).
+"""A TD3 policy that acts with the mean action of several actors: snapshots of one run (a checkpoint ensemble),
+and the runs of several seeds (a seed ensemble, :func:`seed_ensemble`).
 
 Snapshot ensembles (G. Huang et al., "Snapshot Ensembles: Train 1, get M for free", ICLR 2017): the
 actors a run passed through near its end make different mistakes on clips it never saw, and their mean
@@ -68,16 +69,14 @@ class EnsembleTD3Policy(TD3Policy):
         return {**super()._get_constructor_parameters(), "n_members": self.n_members}
 
 
-def checkpoint_ensemble(model: PrioritizedTD3, checkpoints: Sequence[str | Path]) -> PrioritizedTD3:
-    """Make ``model`` act with the mean action of the actors saved in ``checkpoints`` and its own (last member).
+def actors_of(model: PrioritizedTD3) -> list[Actor]:
+    """The actors a TD3 model acts with: the members of its ensemble, or its one actor."""
+    actor = model.policy.actor
+    return list(actor.members) if isinstance(actor, EnsembleActor) else [actor]
 
-    In place: ``model.policy`` becomes an :class:`EnsembleTD3Policy` (``policy_kwargs["n_members"]``
-    set, so the model saves and loads as one); the critic is ``model``'s, the target actors start as
-    copies of the actors (as TD3 starts them), should training go on. Returns ``model``.
-    """
-    if type(model.policy) is not TD3Policy:
-        raise TypeError(f"a checkpoint ensemble needs a TD3 model with the standard TD3Policy, got {type(model.policy).__name__}")
-    actors = [type(model).load(path, device=model.device).policy.actor for path in checkpoints] + [model.policy.actor]
+
+def _act_with(model: PrioritizedTD3, actors: Sequence[Actor]) -> PrioritizedTD3:
+    """Make ``model`` act with the mean action of ``actors`` (in place; its critic is kept)."""
     kwargs = {**model.policy_kwargs, "n_members": len(actors)}
     policy = EnsembleTD3Policy(model.observation_space, model.action_space, model.lr_schedule, **kwargs).to(model.device)
     for target in (policy.actor, policy.actor_target):
@@ -89,6 +88,30 @@ def checkpoint_ensemble(model: PrioritizedTD3, checkpoints: Sequence[str | Path]
     model.policy, model.policy_class, model.policy_kwargs = policy, EnsembleTD3Policy, kwargs
     model._create_aliases()
     return model
+
+
+def checkpoint_ensemble(model: PrioritizedTD3, checkpoints: Sequence[str | Path]) -> PrioritizedTD3:
+    """Make ``model`` act with the mean action of the actors saved in ``checkpoints`` and its own (last member).
+
+    In place: ``model.policy`` becomes an :class:`EnsembleTD3Policy` (``policy_kwargs["n_members"]``
+    set, so the model saves and loads as one); the critic is ``model``'s, the target actors start as
+    copies of the actors (as TD3 starts them), should training go on. Returns ``model``.
+    """
+    if type(model.policy) is not TD3Policy:
+        raise TypeError(f"a checkpoint ensemble needs a TD3 model with the standard TD3Policy, got {type(model.policy).__name__}")
+    return _act_with(model, [type(model).load(path, device=model.device).policy.actor for path in checkpoints] + [model.policy.actor])
+
+
+def seed_ensemble(models: Sequence[PrioritizedTD3]) -> PrioritizedTD3:
+    """Make the first of ``models`` (TD3 runs from different seeds) act with the mean action of all
+    their actors (each model's ensemble members, or its actor); in place, with the first model's critic.
+
+    Runs from different seeds err differently on clips none of them saw, more than the snapshots of
+    one run do, so their mean errs less (see :class:`~agents.training.RunConfig`'s ``members``).
+    """
+    if not models or any(not isinstance(m.policy, TD3Policy) for m in models):
+        raise TypeError("a seed ensemble needs one or more TD3 models")
+    return _act_with(models[0], [actor for m in models for actor in actors_of(m)])
 
 
 def member_predictor(model: PrioritizedTD3, index: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -8,8 +8,10 @@ saved as ``run.json`` under the output folder so that ``--resume`` continues the
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,9 +32,9 @@ from agents.callbacks import (
     held_out_eval_callback,
     latest_checkpoints,
 )
-from agents.ensemble import checkpoint_ensemble
+from agents.ensemble import checkpoint_ensemble, seed_ensemble
 from agents.evaluation import CLIP_METRICS, best_static_params, evaluate_policy, evaluate_static, mean_scores
-from agents.factory import ALGORITHMS, agent_config, make_agent, save_agent
+from agents.factory import ALGORITHMS, agent_config, load_agent, make_agent, read_config, save_agent
 from feedback_env.envs.audio_enhancement import check_augment
 from feedback_env.pipeline import PARAMETER_SPACE, transparent_params
 from feedback_env.wrappers import SafetyWrapper
@@ -50,6 +52,13 @@ half the parts with a new noise in place of the clip's (see :class:`RunConfig`'s
 ENSEMBLE = 4
 """TD3 runs act with the mean action of the last 4 checkpoints and the final (weight-averaged) model
 (:func:`~agents.ensemble.checkpoint_ensemble`); see :class:`RunConfig`'s ``ensemble``."""
+
+MEMBERS = 2
+"""TD3 runs train two agents side by side, from seeds ``seed`` and ``seed + SEED_STRIDE``, and act with the
+mean action of both (:func:`~agents.ensemble.seed_ensemble`); see :class:`RunConfig`'s ``members``."""
+
+SEED_STRIDE = 1000
+"""Member ``k`` of a run trains with seed ``seed + k * SEED_STRIDE``, so the runs of nearby seeds share no member."""
 
 
 @dataclass
@@ -129,6 +138,7 @@ class RunConfig:
     residual: float | None = None
     feature_context: float = 0.8
     ensemble: int | None = None
+    members: int | None = None
     checkpoint_freq: int = 5_000
     eval_freq: int = 5_000
     static_budget: int = 120
@@ -149,6 +159,10 @@ class RunConfig:
             raise ValueError(
                 f"ensemble must be a number of checkpoints >= 0, and 0 unless the algorithm is td3; got {self.ensemble} for {self.algo}"
             )
+        if self.members is None:
+            self.members = MEMBERS if self.algo == "td3" else 1
+        if self.members < 1 or (self.members > 1 and self.algo != "td3"):
+            raise ValueError(f"members must be >= 1, and 1 unless the algorithm is td3; got {self.members} for {self.algo}")
         check_augment(self.augment)  # before anything is built
         PARAMETER_SPACE.subspace(self.tuned)  # unknown names raise here, naming them
         agent_config(self.algo, **self.hyperparameters)  # unknown hyperparameters raise here
@@ -173,10 +187,15 @@ class RunConfig:
     def load(cls, path: str | Path) -> "RunConfig":
         saved = json.loads(Path(path).read_text())
         saved.setdefault("feature_context", 0.0)  # runs saved before the option trained without it
+        saved.setdefault("members", 1)  # and as one agent before that option
         return cls(**saved)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    def member(self, k: int) -> "RunConfig":
+        """The one-agent run of member ``k``: seed ``seed + k * SEED_STRIDE``, folder ``out/member_k``."""
+        return replace(self, seed=self.seed + k * SEED_STRIDE, out=str(Path(self.out) / f"member_{k}"), members=1)
 
 
 def _env_factory(config: RunConfig, split: str, safety: bool) -> Callable[[], gym.Env]:
@@ -222,7 +241,70 @@ def _resume(config: RunConfig, venv: VecEnv) -> BaseAlgorithm | None:
 
 
 def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) -> BaseAlgorithm:
-    """Train (or continue) the run of ``config``; saves ``model.zip`` and its config under ``config.out``."""
+    """Train (or continue) the run of ``config``; saves ``model.zip`` and its config under ``config.out``.
+
+    With ``members`` > 1, each member is a one-agent run under ``out/member_k`` (up to one process per
+    CPU core, the progress bar on the first); ``--resume`` continues the unfinished members and takes the
+    finished ones as they are. The run's model acts with the mean action of all members' actors.
+    """
+    if config.members == 1:
+        return _train_one(config, resume, progress_bar)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "run.json")
+    members = [config.member(k) for k in range(config.members)]
+    _train_members([m for m in members if not (resume and _finished(m))], resume, progress_bar)
+    model = seed_ensemble([load_agent(Path(m.out) / "model.zip") for m in members])
+    save_agent(
+        model,
+        out / "model.zip",
+        env_id=config.env_id,
+        env_config=config.env_config(None),
+        seed=config.seed,
+        member_seeds=[m.seed for m in members],
+        timesteps=int(model.num_timesteps),
+        safety=config.safety,
+    )
+    return model
+
+
+def _finished(config: RunConfig) -> bool:
+    """Whether the one-agent run of ``config`` saved its model after all of its steps."""
+    path = Path(config.out) / "model.zip"
+    return path.exists() and read_config(path).get("timesteps", 0) >= config.timesteps
+
+
+def _train_member(config: dict[str, Any], resume: bool, progress_bar: bool) -> None:
+    """One member's run in a worker process (one torch thread: the members share the cores)."""
+    import torch
+
+    torch.set_num_threads(1)
+    _train_one(RunConfig(**config), resume, progress_bar)
+
+
+def _train_members(members: list[RunConfig], resume: bool, progress_bar: bool) -> None:
+    """Train ``members`` (one-agent runs), as many at a time as there are CPU cores, each in its own process."""
+    jobs = min(len(members), os.cpu_count() or 1)
+    if jobs <= 1:
+        for k, member in enumerate(members):
+            _train_one(member, resume, progress_bar and k == 0)
+        return
+    context = multiprocessing.get_context("spawn")  # torch and forked threads do not mix
+    for start in range(0, len(members), jobs):
+        batch = members[start : start + jobs]
+        workers = [context.Process(target=_train_member, args=(asdict(m), resume, progress_bar and start + i == 0))
+                   for i, m in enumerate(batch)]  # fmt: skip
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        failed = [f"{m.out} (seed {m.seed}, exit code {w.exitcode})" for m, w in zip(batch, workers) if w.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"member run(s) failed: {'; '.join(failed)}; their checkpoints are kept, rerun with --resume")
+
+
+def _train_one(config: RunConfig, resume: bool, progress_bar: bool) -> BaseAlgorithm:
+    """Train (or continue) one agent; saves ``model.zip`` (with its checkpoint ensemble) under ``config.out``."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "run.json")

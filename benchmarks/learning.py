@@ -66,8 +66,9 @@ def per_clip_oracle(clips, tuned: list[str], static: dict[str, float], budget: i
 
 
 def ablations(config, run_dir: Path, test) -> dict[str, dict]:
-    """The same run's policy without the output low-pass, with only the final model (no checkpoint
-    ensemble), and with the last (not averaged) weights."""
+    """The same run's policy without the output low-pass; for a run of several members, the first
+    member's policy alone (one seed: the policy of runs before members); and that one-agent policy with
+    only its final model (no checkpoint ensemble) and with its last (not averaged) weights."""
     import gymnasium as gym
 
     from agents.callbacks import latest_checkpoints
@@ -81,6 +82,10 @@ def ablations(config, run_dir: Path, test) -> dict[str, dict]:
     raw_env = gym.make(config.env_id, config={**config.env_config(None), "smoothing": 0.0})
     out["policy_no_lowpass"] = evaluate_policy(raw_env, policy_predictor(model), test)[0]
     env = gym.make(config.env_id, config=config.env_config(None))
+    if config.members > 1:
+        run_dir = run_dir / "member_0"
+        model = load_agent(run_dir / "model.zip")
+        out["policy_one_seed"] = evaluate_policy(env, policy_predictor(model), test)[0]
     if isinstance(model.policy, EnsembleTD3Policy):
         out["policy_final_model"] = evaluate_policy(env, member_predictor(model, -1), test)[0]
     checkpoints = latest_checkpoints(run_dir / "checkpoints")

@@ -4,7 +4,7 @@ import pytest
 import torch as th
 
 import feedback_env  # noqa: F401  (registers the ids)
-from agents.ensemble import EnsembleTD3Policy, checkpoint_ensemble, member_predictor
+from agents.ensemble import EnsembleTD3Policy, checkpoint_ensemble, member_predictor, seed_ensemble
 from agents.factory import load_agent, make_agent, save_agent
 from agents.feedback_optimizer import RLFeedbackOptimizer
 from agents.prioritized import PrioritizedTD3
@@ -81,3 +81,20 @@ def test_an_ensemble_needs_a_standard_td3_model(env, tmp_path):
         checkpoint_ensemble(twice, paths)
     with pytest.raises(ValueError, match="at least one member"):
         EnsembleTD3Policy(env.observation_space, env.action_space, lambda _: 1e-3, n_members=0)
+
+
+def test_a_seed_ensemble_acts_with_the_mean_action_of_every_actor_of_its_runs(env, tmp_path):
+    paths, actions = snapshots(env, tmp_path)
+    first = checkpoint_ensemble(make_agent("td3", env, seed=3), paths)  # a run with a checkpoint ensemble: 3 actors
+    second = make_agent("td3", env, seed=4)  # a run without: 1 actor
+    obs = observations(env)
+    own = [first.predict(obs, deterministic=True)[0], second.predict(obs, deterministic=True)[0]]
+    critic = first.critic.q1_forward(th.as_tensor(obs), th.as_tensor(own[0])).detach().numpy()
+    model = seed_ensemble([first, second])
+    assert model is first and model.policy.n_members == 4
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], (3 * own[0] + own[1]) / 4, atol=1e-6)
+    np.testing.assert_allclose(model.critic.q1_forward(th.as_tensor(obs), th.as_tensor(own[0])).detach().numpy(), critic, atol=1e-6)
+    with pytest.raises(TypeError, match="one or more TD3 models"):
+        seed_ensemble([make_agent("sac", env)])
+    with pytest.raises(TypeError, match="one or more TD3 models"):
+        seed_ensemble([])

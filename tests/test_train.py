@@ -36,8 +36,9 @@ def tiny_set(builtin, tmp_path_factory):
 
 
 def args(tiny_set, out, timesteps):
+    """A small one-agent run (``--members 1``; a later ``--members`` wins)."""
     return [
-        "--scenarios", str(tiny_set), "--timesteps", str(timesteps), "--out", str(out), "--seed", "1",
+        "--scenarios", str(tiny_set), "--timesteps", str(timesteps), "--out", str(out), "--seed", "1", "--members", "1",
         "--static-budget", "3", "--checkpoint-freq", "40", "--eval-freq", "40", "--no-progress",
         "--hyper", json.dumps({"learning_starts": 60, "batch_size": 16}),
     ]  # fmt: skip
@@ -90,6 +91,8 @@ def test_resume_after_a_killed_run_continues_with_the_replay_buffer(tiny_set, tm
     (["--augment", '{"splcie": 0.5}'], "unknown augment keys ['splcie']"),
     (["--ensemble", "-1"], "ensemble must be a number of checkpoints >= 0"),
     (["--algo", "sac", "--ensemble", "2"], "0 unless the algorithm is td3; got 2 for sac"),
+    (["--members", "0"], "members must be >= 1"),
+    (["--algo", "sac", "--members", "2"], "1 unless the algorithm is td3; got 2 for sac"),
 ])  # fmt: skip
 def test_bad_flags_fail_clearly(tiny_set, tmp_path, capsys, extra, message):
     """A bad flag ends the run before anything is built: exit status 2 and one line naming what was wrong."""
@@ -124,6 +127,27 @@ def test_a_td3_run_saves_the_mean_action_of_its_last_checkpoints_and_its_final_m
     assert type(load_agent(tmp_path / "none" / "model.zip").policy).__name__ == "TD3Policy"
     assert train.main([*args(tiny_set, tmp_path / "sac", 80), "--algo", "sac"]) == 0  # sac keeps its own model
     assert json.loads((tmp_path / "sac" / "run.json").read_text())["ensemble"] == 0
+
+
+def test_a_td3_run_of_two_members_acts_with_the_mean_action_of_both_and_resumes_the_unfinished_one(tiny_set, tmp_path):
+    assert train.main([*args(tiny_set, tmp_path, 80), "--members", "2", "--ensemble", "1"]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["members"] == 2
+    assert [json.loads((tmp_path / f"member_{k}" / "run.json").read_text())["seed"] for k in (0, 1)] == [1, 1001]
+    members = [load_agent(tmp_path / f"member_{k}" / "model.zip") for k in (0, 1)]
+    model = load_agent(tmp_path / "model.zip")
+    assert model.policy.n_members == 4 and [m.policy.n_members for m in members] == [2, 2]  # checkpoint 80 + final model each
+    assert json.loads((tmp_path / "model.config.json").read_text())["member_seeds"] == [1, 1001]
+    obs = np.random.default_rng(0).uniform(-1, 1, (8, *model.observation_space.shape)).astype(np.float32)
+    a0, a1 = (m.predict(obs, deterministic=True)[0] for m in members)
+    assert np.abs(a0 - a1).max() > 1e-3  # two seeds, two policies
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], (a0 + a1) / 2, atol=1e-6)
+
+    finished = (tmp_path / "member_0" / "model.zip").stat().st_mtime_ns
+    (tmp_path / "member_1" / "model.zip").unlink()  # member 1 killed after its last checkpoint
+    assert train.main([*args(tiny_set, tmp_path, 80), "--resume"]) == 0  # the run's own run.json: two members
+    assert (tmp_path / "member_0" / "model.zip").stat().st_mtime_ns == finished  # a finished member is taken as it is
+    assert load_agent(tmp_path / "model.zip").policy.n_members == 4
+    assert set(json.loads((tmp_path / "evaluation.json").read_text())["mean"]) == {"bypass", "defaults", "best_static", "policy"}
 
 
 def test_residual_config_round_trips_and_centres_the_env_on_the_static_setting(tmp_path):
