@@ -252,6 +252,8 @@ def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) ->
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "run.json")
+    if not resume:
+        _clear_stale_checkpoints(out / "checkpoints")  # a one-agent run's, which nothing here reads
     members = [config.member(k) for k in range(config.members)]
     _train_members([m for m in members if not (resume and _finished(m))], resume, progress_bar)
     model = seed_ensemble([load_agent(Path(m.out) / "model.zip") for m in members])
@@ -266,6 +268,12 @@ def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) ->
         safety=config.safety,
     )
     return model
+
+
+def _clear_stale_checkpoints(folder: Path) -> None:
+    """Delete an earlier run's checkpoints under ``folder``, which ``--resume`` and the ensembles would take for this run's."""
+    if stale := clear_checkpoints(folder):
+        print(f"removed {stale} checkpoint files of an earlier run under {folder}")
 
 
 def _finished(config: RunConfig) -> bool:
@@ -313,8 +321,8 @@ def _train_one(config: RunConfig, resume: bool, progress_bar: bool) -> BaseAlgor
     resumed = model is not None
     if resume and not resumed:
         print(f"--resume: no readable checkpoint under {out / 'checkpoints'}; starting from scratch")
-    if not resumed and (stale := clear_checkpoints(out / "checkpoints")):
-        print(f"removed {stale} checkpoint files of an earlier run under {out / 'checkpoints'}")
+    if not resumed:
+        _clear_stale_checkpoints(out / "checkpoints")
     if model is None:
         model = make_agent(config.algo, venv, seed=config.seed, tensorboard_log=str(out / "tb"), **config.hyperparameters)
     scenario_set = scenarios.load(config.scenarios)
