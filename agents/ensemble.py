@@ -99,7 +99,8 @@ def checkpoint_ensemble(model: PrioritizedTD3, checkpoints: Sequence[str | Path]
     """
     if type(model.policy) is not TD3Policy:
         raise TypeError(f"a checkpoint ensemble needs a TD3 model with the standard TD3Policy, got {type(model.policy).__name__}")
-    return _act_with(model, [type(model).load(path, device=model.device).policy.actor for path in checkpoints] + [model.policy.actor])
+    saved = [type(model).load(path, device=model.device).policy.actor for path in checkpoints]
+    return _act_with(model, saved + [model.policy.actor])
 
 
 def seed_ensemble(models: Sequence[PrioritizedTD3]) -> PrioritizedTD3:

@@ -65,11 +65,12 @@ SEED_STRIDE = 1000
 class RunConfig:
     """Everything that defines a training run (saved as ``run.json``).
 
-    :param timesteps: env steps in total (chunks), summed over ``n_envs``. Default 40k: the seed-0 run's
+    :param timesteps: env steps in total (chunks) of each member, summed over ``n_envs``. Default 40k: the seed-0 run's
         final model (feature context 0, before checkpoint ensembles) scores 12.49 dB mean test SI-SDR after
         20k steps (29 % of the static-to-oracle gap closed) and 12.75 dB after 40k (47 %), in 6 min 40 s
         on 2 shared cores; 50k-step runs took 8 min 0 s to 9 min 11 s, too close to the 10-minute budget
-        (``benchmarks/learning.py``, whose docstring gives the default run over seeds 0-4).
+        (``benchmarks/learning.py``, whose docstring gives the default run over seeds 0-4). The default run
+        of two members side by side took 5 min 29 s on an idle 2-core machine.
     :param ensemble: TD3: the saved policy acts with the mean action of the last ``ensemble`` checkpoints
         of the second half of the run and the final model (:func:`~agents.ensemble.checkpoint_ensemble`);
         0 for the final model alone; None: :data:`ENSEMBLE` for TD3, 0 for SAC and PPO. The default run
@@ -79,6 +80,20 @@ class RunConfig:
         (mean 18.5 vs 13.2 %); with ``feature_context`` 0 too, 47.6 / 37.6 / 14.5 / -1.0 / -5.3 % against
         47.4 / 22.5 / 0.5 / -13.5 / -7.5 % (mean 18.7 vs 9.9 %). Better on 12 runs of 15, never worse by
         more than 2.1 points (``benchmarks/learning.py --run RUN``: ``policy`` and ``policy_final_model``).
+    :param members: TD3: agents trained side by side (one process per CPU core), member ``k`` from seed
+        ``seed + k * SEED_STRIDE`` as a one-agent run of its own under ``out/member_k``; the saved policy acts
+        with the mean action of all their actors (:func:`~agents.ensemble.seed_ensemble`). None: :data:`MEMBERS`
+        for TD3, 1 for SAC and PPO. The snapshots of one run err alike; runs of different seeds err
+        differently on clips none of them saw. The default run (two members) on seeds 0-4 closes 56.7 / 59.4 /
+        37.1 / 62.2 / 55.9 % of the static-to-oracle gap on the test clips against 52.4 / 55.2 / 26.9 / 39.1 /
+        47.0 % for its first member alone (one agent, the default before this option; mean 54.2 vs 44.1 %),
+        keeps PESQ above static on all five, and gains -0.12 / +0.42 / +0.30 / +0.44 / +0.62 dB over static
+        on the non-stationary clips against +0.01 / +0.18 / +0.24 / +0.60 / +0.46 (mean +0.33 vs +0.30).
+        Each figure: ``python train.py --seed N --out RUN`` then ``benchmarks/learning.py --run RUN``
+        (``policy`` and ``policy_one_seed``). These and this docstring's other figures of seeds 0-4 moved
+        between machines (the one-agent run of seed 0 closes 52.4 % on the machine of this option, 30.0 % on
+        the one the ``augment`` figures come from; most likely training amplifying differences in the last
+        bits of the arithmetic between CPUs and library builds): compare configurations over seeds on one machine.
     :param checkpoint_freq: env steps between checkpoints (model + replay buffer).
     :param eval_freq: env steps between evaluations on the test clips (TensorBoard ``eval/``).
     :param static_budget: CMA evaluations for the best static setting (each runs every train clip).

@@ -10,23 +10,22 @@ losing mean PESQ; it closes at least half of the SI-SDR gap between that static 
 per-clip oracle; it beats the static setting by at least 1 dB mean SI-SDR on the non-stationary clips.
 The oracle, per clip, is the best of CMA over the run's tuned parameters (from the static setting),
 CMA over all 19 (from the defaults) and the static setting itself.
-Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off), ``policy_final_model`` (the
-final model alone, without the checkpoint ensemble: the policy of runs before it) and
-``policy_last_weights`` (the last checkpoint alone: its weights, not their average over the second half
-of the run).
+Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off); for a run of several members,
+``policy_one_seed`` (the first member alone: one agent, the policy of runs before members); and for that
+one agent, ``policy_final_model`` (its final model alone, without the checkpoint ensemble) and
+``policy_last_weights`` (its last checkpoint alone: its weights, not their average over the second half of
+the run).
 
-Measured (default run: 40k steps, feature context 0.8, checkpoint ensemble, fresh-noise augmentation;
-``python train.py --seed N``; 390-515 s of training each, two runs at a time on the 2 cores): static /
-policy / oracle mean SI-SDR, gap closed, non-stationary clips policy minus static, PESQ policy vs static:
-seed 0: 12.06 / 12.49 / 13.50 dB, 30.0 %, +0.33 dB, 1.680 vs 1.640; seed 1: 11.96 / 12.67 / 13.50, 46.1 %,
-+0.17, 1.725 vs 1.662; seed 2: 12.24 / 12.54 / 13.50, 24.4 %, +0.08, 1.702 vs 1.636; seed 3: 12.13 / 12.77 /
-13.50, 46.9 %, +0.12, 1.730 vs 1.686; seed 4: 12.31 / 12.85 / 13.51, 45.1 %, +0.46, 1.720 vs 1.673. The
-policy beats the static setting and keeps PESQ on all five seeds; half the gap and +1 dB on the
-non-stationary clips are missed on all five. ``policy_final_model`` (no ensemble): 6.0 / 47.2 / 4.1 / 48.4 /
-41.8 %. Without fresh noise (``--augment '{"snr_shift_db": [-10, 10], "splice": 0.5}'``): 43.9 / 42.9 /
-31.8 / 3.8 / -30.1 %, non-stationary +0.20 / +0.82 / +0.46 / +0.14 / +0.74 dB, PESQ kept on all five; with
-``--feature-context 0`` too: 47.6 / 37.6 / 14.5 / -1.0 / -5.3 %, non-stationary +0.18 / +0.41 / -0.05 /
-+0.02 / +0.29 dB, PESQ lost on seed 3 (1.679 vs 1.686). The figures of one run are mostly the seed's.
+Measured (default run: two members of 40k steps each, feature context 0.8, checkpoint ensembles,
+fresh-noise augmentation; ``python train.py --seed N``; on one machine): static / policy / oracle mean
+SI-SDR, gap closed (first member alone), non-stationary clips policy minus static, PESQ policy vs static:
+seed 0: 12.06 / 12.88 / 13.50 dB, 56.7 % (52.4 %), -0.12 dB, 1.718 vs 1.640; seed 1: 11.96 / 12.88 / 13.50,
+59.4 % (55.2 %), +0.42, 1.743 vs 1.662; seed 2: 12.24 / 12.70 / 13.50, 37.1 % (26.9 %), +0.30, 1.716 vs 1.636;
+seed 3: 12.13 / 12.98 / 13.50, 62.2 % (39.1 %), +0.44, 1.706 vs 1.686; seed 4: 12.31 / 12.98 / 13.51, 55.9 %
+(47.0 %), +0.62, 1.730 vs 1.673. The policy beats the static setting and keeps PESQ on all five seeds and
+closes half the gap on four (seed 2: 37.1 %); +1 dB on the non-stationary clips is missed on all five. The
+figures of one run are mostly the seed's, and they move between machines (``RunConfig``'s ``members``);
+``RunConfig``'s docstrings give the earlier configurations.
 Run it with the checkout's root on PYTHONPATH (``PYTHONPATH=. python benchmarks/learning.py``) when
 another copy of the package is installed: a script's folder, not the current one, leads sys.path.
 """
