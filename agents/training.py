@@ -272,17 +272,22 @@ def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) ->
     members = [config.member(k) for k in range(config.members)]
     _train_members([m for m in members if not (resume and _finished(m))], resume, progress_bar)
     model = seed_ensemble([load_agent(Path(m.out) / "model.zip") for m in members])
+    _save_policy(config, model, member_seeds=[m.seed for m in members])
+    return model
+
+
+def _save_policy(config: RunConfig, model: BaseAlgorithm, **extra: Any) -> None:
+    """``model.zip`` under the run's folder, with what its users need in its config (the env, seed, steps)."""
     save_agent(
         model,
-        out / "model.zip",
+        Path(config.out) / "model.zip",
         env_id=config.env_id,
         env_config=config.env_config(None),
         seed=config.seed,
-        member_seeds=[m.seed for m in members],
         timesteps=int(model.num_timesteps),
         safety=config.safety,
+        **extra,
     )
-    return model
 
 
 def _clear_stale_checkpoints(folder: Path) -> None:
@@ -356,15 +361,7 @@ def _train_one(config: RunConfig, resume: bool, progress_bar: bool) -> BaseAlgor
     second_half = [path for path, _ in latest_checkpoints(out / "checkpoints") if checkpoint_steps(path) >= model.num_timesteps / 2]
     if config.ensemble and second_half:  # no checkpoint in the second half: the final model alone
         checkpoint_ensemble(model, second_half[: config.ensemble][::-1])
-    save_agent(
-        model,
-        out / "model.zip",
-        env_id=config.env_id,
-        env_config=config.env_config(None),
-        seed=config.seed,
-        timesteps=int(model.num_timesteps),
-        safety=config.safety,
-    )
+    _save_policy(config, model)
     return model
 
 
