@@ -150,6 +150,13 @@ def test_a_td3_run_of_two_members_acts_with_the_mean_action_of_both_and_resumes_
     assert set(json.loads((tmp_path / "evaluation.json").read_text())["mean"]) == {"bypass", "defaults", "best_static", "policy"}
 
 
+def test_a_failing_member_is_named_and_the_others_are_kept_for_resume(tiny_set, tmp_path):
+    (tmp_path / "member_1").write_text("a file where member 1's folder should be")
+    with pytest.raises(RuntimeError, match=r"member_1 \(seed 1001, exit code 1\).*rerun with --resume"):
+        train.main([*args(tiny_set, tmp_path, 40), "--members", "2", "--ensemble", "0"])
+    assert (tmp_path / "member_0" / "model.zip").exists()  # the other member finished and is kept
+
+
 def test_residual_config_round_trips_and_centres_the_env_on_the_static_setting(tmp_path):
     from agents.training import RunConfig
     from feedback_env.pipeline import PARAMETER_SPACE
