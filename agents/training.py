@@ -7,9 +7,12 @@ saved as ``run.json`` under the output folder so that ``--resume`` continues the
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -59,6 +62,8 @@ mean action of both (:func:`~agents.ensemble.seed_ensemble`); see :class:`RunCon
 
 SEED_STRIDE = 1000
 """Member ``k`` of a run trains with seed ``seed + k * SEED_STRIDE``, so the runs of nearby seeds share no member."""
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 @dataclass
@@ -302,8 +307,18 @@ def _finished(config: RunConfig) -> bool:
     return path.exists() and read_config(path).get("timesteps", 0) >= config.timesteps
 
 
-def _train_member(config: dict[str, Any], resume: bool, progress_bar: bool) -> None:
+def _die_with(parent: int) -> None:
+    """Linux: this process gets SIGTERM when ``parent`` dies, however it dies (``kill -9`` included), so that
+    no member trains on alone beside a resumed run; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _train_member(config: dict[str, Any], resume: bool, progress_bar: bool, parent: int) -> None:
     """One member's run in a worker process (one torch thread: the members share the cores)."""
+    _die_with(parent)
     import torch
 
     torch.set_num_threads(1)
@@ -320,7 +335,7 @@ def _train_members(members: list[RunConfig], resume: bool, progress_bar: bool) -
     context = multiprocessing.get_context("spawn")  # torch and forked threads do not mix
     for start in range(0, len(members), jobs):
         batch = members[start : start + jobs]
-        workers = [context.Process(target=_train_member, args=(asdict(m), resume, progress_bar and start + i == 0))
+        workers = [context.Process(target=_train_member, args=(asdict(m), resume, progress_bar and start + i == 0, os.getpid()))
                    for i, m in enumerate(batch)]  # fmt: skip
         for worker in workers:
             worker.start()

@@ -150,6 +150,54 @@ def test_a_td3_run_of_two_members_acts_with_the_mean_action_of_both_and_resumes_
     assert set(json.loads((tmp_path / "evaluation.json").read_text())["mean"]) == {"bypass", "defaults", "best_static", "policy"}
 
 
+def _member_processes(parent: int) -> list[int]:
+    """Live processes that ``parent`` spawned as members (multiprocessing's spawn_main), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == parent and state != "Z" and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="members follow their parent's death on Linux only")
+def test_killing_a_run_of_two_members_stops_both_and_resume_continues_them(tiny_set, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args(tiny_set, out, 100_000), "--members", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    saved = lambda k: [b for _, b in latest_checkpoints(out / f"member_{k}" / "checkpoints") if b is not None]  # noqa: E731
+    while not (saved(0) and saved(1)):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint of both members within 2 minutes"
+        time.sleep(0.2)
+    members = _member_processes(proc.pid)
+    assert len(members) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in members):  # they do not train on beside the resumed run
+        assert time.monotonic() < deadline, "member processes outlived the killed run"
+        time.sleep(0.2)
+
+    killed_at = max(int(p.name.split("_")[-2]) for k in (0, 1) for p, b in latest_checkpoints(out / f"member_{k}" / "checkpoints") if b)
+    assert train.main([*args(tiny_set, out, killed_at + 40), "--resume"]) == 0
+    model = load_agent(out / "model.zip")
+    assert model.num_timesteps == killed_at + 40 and json.loads((out / "model.config.json").read_text())["member_seeds"] == [1, 1001]
+
+
 def test_a_failing_member_is_named_and_the_others_are_kept_for_resume(tiny_set, tmp_path):
     (tmp_path / "member_1").write_text("a file where member 1's folder should be")
     with pytest.raises(RuntimeError, match=r"member_1 \(seed 1001, exit code 1\).*rerun with --resume"):
