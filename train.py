@@ -9,9 +9,9 @@ the last --ensemble checkpoints and the final model, agents.ensemble) with its c
 the run's settings (run.json) and the final evaluation (evaluation.json). A fresh run (no --resume)
 deletes the checkpoints an earlier run left under --out. A TD3 run trains --members agents (default 2, from
 seeds --seed and --seed + 1000, one process per core), each a run of its own under --out/member_K (its
-tb/, checkpoints/, eval/, model.zip and run.json); the top-level model.zip acts with the mean action of all. Ends with a table on the
-test clips: bypass, default parameters, the best static parameters (CMA on the train clips) and the
-trained policy, each with whole-clip SI-SDR, PESQ and STOI.
+tb/, checkpoints/, eval/, model.zip and run.json); the top-level model.zip acts with the mean action of
+all. Ends with a table on the test clips: bypass, default parameters, the best static parameters (CMA on
+the train clips) and the trained policy, each with whole-clip SI-SDR, PESQ and STOI.
 """
 
 from __future__ import annotations
