@@ -14,7 +14,8 @@ Ablations of the same run: ``policy_no_lowpass`` (the output low-pass off); for 
 ``policy_one_seed`` (the first member alone: one agent, the policy of runs before members); and for that
 one agent, ``policy_final_model`` (its final model alone, without the checkpoint ensemble) and
 ``policy_last_weights`` (its last checkpoint alone: its weights, not their average over the second half of
-the run).
+the run). Their shares of the gap and non-stationary gains are under ``ablations_gap_closed`` and
+``ablations_non_stationary_minus_static_si_sdr``.
 
 Measured (default run: two members of 40k steps each, feature context 0.8, checkpoint ensembles,
 fresh-noise augmentation; ``python train.py --seed N``; on one machine): static / policy / oracle mean
@@ -141,6 +142,10 @@ def main() -> None:
                 "oracle_minus_static_si_sdr": gap,
                 "gap_closed": closed,
                 "non_stationary_policy_minus_static_si_sdr": ns_gain,
+                "ablations_gap_closed": {k: (v["si_sdr"] - static["si_sdr"]) / gap for k, v in mean.items()
+                                         if k.startswith("policy_") and gap > 0},  # fmt: skip
+                "ablations_non_stationary_minus_static_si_sdr": {k: v["si_sdr"] - mean_ns["best_static"]["si_sdr"]
+                                                                 for k, v in mean_ns.items() if k.startswith("policy_")},  # fmt: skip
                 "targets_met": {
                     "beats_static_si_sdr": policy["si_sdr"] > static["si_sdr"],
                     "pesq_not_lost": policy["pesq"] >= static["pesq"],
