@@ -150,23 +150,29 @@ def test_a_td3_run_of_two_members_acts_with_the_mean_action_of_both_and_resumes_
     assert set(json.loads((tmp_path / "evaluation.json").read_text())["mean"]) == {"bypass", "defaults", "best_static", "policy"}
 
 
+def _state_and_parent(pid: int) -> tuple[str, int]:
+    """A process's state letter and parent pid, from /proc (OSError once it is gone)."""
+    state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    return state, int(ppid)
+
+
 def _member_processes(parent: int) -> list[int]:
     """Live processes that ``parent`` spawned as members (multiprocessing's spawn_main), from /proc."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for folder in Path("/proc").glob("[0-9]*"):
         try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError):
+            state, ppid = _state_and_parent(int(folder.name))
+            spawned = b"spawn_main" in (folder / "cmdline").read_bytes()
+        except OSError:
             continue
-        if int(ppid) == parent and state != "Z" and b"spawn_main" in cmdline:
-            found.append(int(stat.parent.name))
+        if ppid == parent and state != "Z" and spawned:
+            found.append(int(folder.name))
     return found
 
 
 def _alive(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return _state_and_parent(pid)[0] != "Z"
     except OSError:
         return False
 
