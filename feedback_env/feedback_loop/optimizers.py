@@ -12,6 +12,9 @@ By default every strategy spends 16 evaluations per update, so that they compare
   consistent, less when noisy. Gains: ``c_k = c / (k + 1)^0.101`` and ``a_k = learning_rate /
   (1 + k / A)^0.602`` (Spall's exponents), floored at ``min_rate * learning_rate`` so the loop keeps
   tracking a changing input. One pair learns markedly worse (``benchmarks/feedback_loop.py --ablation``).
+  The search walks its own iterate; the live parameters follow an exponential average of it (weight
+  ``average`` on the past), so the stream hears the search's trend rather than its step-to-step noise
+  (the averaging of what is played, after Polyak & Juditsky 1992).
 * ``cma``, ``bayesian`` (Optuna TPE), ``random``: 15 candidates per update, each scored by its paired
   gain over a fixed reference (the parameters the strategy started from, evaluated once per update on
   the same chunk), which removes the chunk-to-chunk difference in difficulty; the live parameters
@@ -53,6 +56,9 @@ class GradientStrategy:
     :param decay: ``A``: updates over which the step size falls by ``2^0.602``.
     :param min_rate: floor of the step-size schedule, as a fraction of ``learning_rate``.
     :param beta1: Adam's first-moment decay. :param beta2: Adam's second-moment decay.
+    :param average: weight of the past in the live parameters' exponential average of the iterate (0: the
+        live parameters are the iterate). The iterate restarts from the live parameters whenever
+        something else moved them (a rollback, another strategy, ``set_parameters``).
     """
 
     name = "gradient"
@@ -67,32 +73,46 @@ class GradientStrategy:
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
+        average: float = 0.8,
     ):
         if not (0 < perturbation <= 1 and int(pairs) >= 1 and decay > 0 and 0 <= min_rate <= 1
-                and 0 <= beta1 < 1 and 0 <= beta2 < 1):  # fmt: skip
+                and 0 <= beta1 < 1 and 0 <= beta2 < 1 and 0 <= average < 1):  # fmt: skip
             raise ValueError(
-                f"gradient strategy: need 0 < perturbation <= 1, pairs >= 1, decay > 0, 0 <= min_rate <= 1, betas in "
-                f"[0, 1); got {perturbation}, {pairs}, {decay}, {min_rate}, {beta1}, {beta2}"
+                f"gradient strategy: need 0 < perturbation <= 1, pairs >= 1, decay > 0, 0 <= min_rate <= 1, betas and "
+                f"average in [0, 1); got {perturbation}, {pairs}, {decay}, {min_rate}, {beta1}, {beta2}, {average}"
             )
         self.perturbation, self.pairs = float(perturbation), int(pairs)
         self.decay, self.min_rate = float(decay), float(min_rate)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.average = float(average)
         self.reset(loop.space.dim)
 
     def reset(self, dim: int) -> None:
-        """Forget the moments and restart the gain schedule."""
+        """Forget the moments and the iterate, and restart the gain schedule."""
         self.m = np.zeros(dim)
         self.v = np.zeros(dim)
         self.k = 0
+        self.iterate: np.ndarray | None = None  # unit cube; None: start from the live parameters
+
+    def _moved_by_others(self, loop: "FeedbackLoopSystem", live: np.ndarray) -> bool:
+        """Are the live parameters not where this strategy's last update left them?"""
+        last = loop.updates[-1] if loop.updates else None
+        if self.iterate is None or last is None or loop.strategies.get(last.strategy) is not self:
+            return True
+        left = loop.space.to_unit({n: last.new_params[n] for n in loop.space.names}, dtype=np.float64)
+        return not np.allclose(left, live, rtol=0.0, atol=1e-9)
 
     def step_size(self) -> float:
         """``a_k`` for the coming update, as a fraction of ``loop.learning_rate``."""
         return max(self.min_rate, (1.0 + self.k / self.decay) ** -0.602)
 
     def propose(self, loop: "FeedbackLoopSystem") -> Proposal:
-        x = _unit(loop)
-        if self.m.shape != x.shape:
-            self.reset(x.size)
+        live = _unit(loop)
+        if self.m.shape != live.shape:
+            self.reset(live.size)
+        if self._moved_by_others(loop, live):
+            self.iterate = live.copy()
+        x = self.iterate
         c = self.perturbation / (self.k + 1) ** 0.101
         center = np.clip(x, -1.0 + c, 1.0 - c)  # both probes inside the cube
         g = np.zeros_like(x)
@@ -109,15 +129,17 @@ class GradientStrategy:
         m_hat = self.m / (1.0 - self.beta1**self.k)
         v_hat = self.v / (1.0 - self.beta2**self.k)
         rate = loop.learning_rate * self.step_size()
-        x_new = np.clip(x + rate * m_hat / (np.sqrt(v_hat) + self.eps), -1.0, 1.0)
+        self.iterate = np.clip(x + rate * m_hat / (np.sqrt(v_hat) + self.eps), -1.0, 1.0)
+        x_new = self.average * live + (1.0 - self.average) * self.iterate
         consistency = np.abs(m_hat) / (np.sqrt(v_hat) + self.eps)  # 1 = the same sign every time
         confidence = float(np.mean(consistency))
-        expected = float(g @ (x_new - x))
+        expected = float(g @ (x_new - live))
         explanation = (
             f"SPSA on {loop.reward_description}: {self.pairs} probe pair(s) +-{c:.3f} (unit cube) on the last chunk, "
             f"reward differences {np.mean(differences):+.3f} +- {np.std(differences):.3f}, gradient norm "
-            f"{np.linalg.norm(g):.3f}; Adam step {rate:.3f}, sign consistency {confidence:.2f}; first-order expected "
-            f"gain {expected:+.4f}; moves: {_largest_moves(loop, x, x_new) or 'none'}"
+            f"{np.linalg.norm(g):.3f}; Adam step {rate:.3f}, sign consistency {confidence:.2f}; live parameters "
+            f"{1.0 - self.average:.2f} of the way to the iterate; first-order expected gain {expected:+.4f}; moves: "
+            f"{_largest_moves(loop, live, x_new) or 'none'}"
         )
         return Proposal(
             loop.space.from_unit(x_new),
@@ -125,6 +147,7 @@ class GradientStrategy:
             {"expected_gain": expected, "gradient_norm": float(np.linalg.norm(g)), "confidence": confidence,
              "perturbation": c, "step_size": rate},
             gradient=m_hat.copy(),
+            gradient_at=center.copy(),
         )  # fmt: skip
 
     def observe(self, loop: "FeedbackLoopSystem", record: "FeedbackRecord") -> None:
@@ -134,12 +157,15 @@ class GradientStrategy:
         self.reset(loop.space.dim)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"m": self.m.tolist(), "v": self.v.tolist(), "k": self.k}
+        iterate = None if self.iterate is None else self.iterate.tolist()
+        return {"m": self.m.tolist(), "v": self.v.tolist(), "k": self.k, "iterate": iterate}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.m = np.asarray(state["m"], dtype=np.float64)
         self.v = np.asarray(state["v"], dtype=np.float64)
         self.k = int(state["k"])
+        iterate = state.get("iterate")  # absent in files saved before the averaging
+        self.iterate = None if iterate is None else np.asarray(iterate, dtype=np.float64)
 
 
 class _PairedSearch:

@@ -8,6 +8,7 @@ Contract (other packages register strategies through exactly this)::
         explanation: str             # words and numbers: which objective, what estimate, how confident
         estimate: dict[str, float]   # e.g. {"expected_gain": .., "gradient_norm": .., "confidence": ..}
         gradient: np.ndarray | None = None   # optional: reward gradient, unit cube (convergence analysis)
+        gradient_at: np.ndarray | None = None  # where it was estimated, unit cube (None: the live parameters)
 
     class UpdateStrategy(Protocol):
         name: str
@@ -72,14 +73,17 @@ class Proposal:
     :param params: physical values, full or partial (merged into the current ones).
     :param explanation: words and numbers: which objective, what estimate, how confident.
     :param estimate: the numbers behind it, e.g. ``expected_gain``, ``gradient_norm``, ``confidence``.
-    :param gradient: optional reward gradient estimate at the current parameters, unit cube ``(d,)``
-        (feeds the loop's :class:`ConvergenceAnalyzer` curvature estimate).
+    :param gradient: optional reward gradient estimate, unit cube ``(d,)`` (feeds the loop's
+        :class:`ConvergenceAnalyzer` curvature estimate).
+    :param gradient_at: the point the gradient was estimated at, unit cube ``(d,)``; None: the current
+        parameters (a strategy that searches around a point of its own, such as ``gradient``'s iterate, says which).
     """
 
     params: dict[str, float]
     explanation: str
     estimate: dict[str, float] = field(default_factory=dict)
     gradient: np.ndarray | None = None
+    gradient_at: np.ndarray | None = None
 
 
 @runtime_checkable

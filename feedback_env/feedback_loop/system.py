@@ -110,15 +110,15 @@ class FeedbackLoopSystem:
         advance the noise tracker (:meth:`EnhancementPipeline.track`). 0 replays the last chunk alone from
         the live state, which learns markedly worse (``benchmarks/feedback_loop.py --ablation``). 7 (3.5 s)
         lets probes see the steady-state cost of slow noise tracking, but over three seeds it learns no
-        better than 1 (train clips at >= 90 % of the oracle: 16 / 13 / 9 of 19 on seeds 0 / 1 / 2; 1:
-        15 / 13 / 9, with one scored chunk) at ~2.2x the cost of an update.
+        better than 1 (train clips at >= 90 % of the oracle: 14 / 13 / 11 of 19 on seeds 0 / 1 / 2; 1:
+        13 / 11 / 9, with one scored chunk) at ~2.2x the cost of an update.
     :param replay_scored: chunks whose rewards :meth:`evaluate` averages: the last one and the
         ``replay_scored - 1`` warm-up chunks before it (at most ``replay_warmup + 1``; None: 2, or 1 without
         a warm-up). 2 damps the chunk-to-chunk noise of the reward for one more metric computation per
-        evaluation: train clips at >= 90 % of the oracle on 14 / 14 / 12 of 19 (seeds 0 / 1 / 2; 1:
-        15 / 13 / 9), the worst clip at 0.75 / 0.80 / 0.50 of it (1: 0.45 / 0.65 / 0.58); 30 iterations
-        after a noise change, the median non-stationary clip at 0.87 / 0.79 / 0.85 of the new oracle (1:
-        0.88 / 0.73 / 0.80) (``--ablation``, ``--adaptation-seeds``).
+        evaluation: train clips at >= 90 % of the oracle on 15 / 15 / 12 of 19 (seeds 0 / 1 / 2; 1:
+        13 / 11 / 9), the worst clip at 0.73 / 0.80 / 0.49 of it (1: 0.42 / 0.62 / 0.51); 30 iterations
+        after a noise change, the median non-stationary clip at 0.91 / 0.85 / 0.86 of the new oracle (1:
+        0.79 / 0.77 / 0.83) (``--ablation``, ``--adaptation-seeds``; the ``gradient`` strategy's defaults).
     :param feature_context: :class:`~feedback_env.features.ChunkFeatures` ``context``: the per-chunk
         decay of the averaged features appended to each record's and observation's features (0: none).
         A TD3 policy needs the value it was trained with (its config's ``env_config["feature_context"]``).
@@ -437,8 +437,9 @@ class FeedbackLoopSystem:
             self.pipeline.set_params(self.space.from_unit(guarded.x_new))
         new = {n: self.pipeline.params[n] for n in self.space.names}
         gradient = getattr(proposal, "gradient", None)
+        gradient_at = getattr(proposal, "gradient_at", None)
         if guarded.rejected is None:
-            self.convergence.update(x_old, gradient)
+            self.convergence.update(x_old if gradient_at is None else gradient_at, gradient)
         names = self.space.names
         update = UpdateRecord(
             iteration=self.history.total,
