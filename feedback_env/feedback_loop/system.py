@@ -109,9 +109,10 @@ class FeedbackLoopSystem:
         parameters tried, so that slow state (noise estimate, SNR smoothing) is theirs; the early ones only
         advance the noise tracker (:meth:`EnhancementPipeline.track`). 0 replays the last chunk alone from
         the live state, which learns markedly worse (``benchmarks/feedback_loop.py --ablation``). 7 (3.5 s)
-        lets probes see the steady-state cost of slow noise tracking, but over three seeds it learns no
+        lets probes see the steady-state cost of slow noise tracking; with one scored chunk it learns a little
         better than 1 (train clips at >= 90 % of the oracle: 14 / 13 / 11 of 19 on seeds 0 / 1 / 2; 1:
-        13 / 11 / 9, with one scored chunk) at ~2.2x the cost of an update.
+        13 / 11 / 9) but not better than the default (1, two scored chunks: 15 / 15 / 12), at ~2.2x the cost
+        of an update.
     :param replay_scored: chunks whose rewards :meth:`evaluate` averages: the last one and the
         ``replay_scored - 1`` warm-up chunks before it (at most ``replay_warmup + 1``; None: 2, or 1 without
         a warm-up). 2 damps the chunk-to-chunk noise of the reward for one more metric computation per
