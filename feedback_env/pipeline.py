@@ -25,6 +25,7 @@ import numpy as np
 
 from feedback_env.audio import as_audio, check_pipeline_rate
 from feedback_env.parameters import Parameter, ParameterSpace
+from feedback_env.stages.cache import SharedCache
 from feedback_env.stages.dynamics import Dynamics, DynamicsSettings
 from feedback_env.stages.hum import HumRemover
 from feedback_env.stages.noise_reduction import NoiseReducer, NoiseReductionSettings
@@ -126,7 +127,7 @@ class EnhancementPipeline:
         self.hum = HumRemover(self.sample_rate, self.config.hum_max_harmonic_hz)
         self.noise_reduction = NoiseReducer(self.stft.n_bins, self.hop / self.sample_rate, n_fft // self.hop - 1)
         self.dynamics = Dynamics(self.sample_rate, self.sub_block)
-        self._static_cache: dict[tuple, np.ndarray] = {}
+        self._static_cache = SharedCache(512)
         self.params: dict[str, float] = space.defaults()
         if params:
             self.set_params(params)
@@ -167,9 +168,7 @@ class EnhancementPipeline:
                 high_db=p["eq_high_db"],
                 high_hz=min(c.high_shelf_hz, 0.4 * self.sample_rate),
             )
-            if len(self._static_cache) > 512:
-                self._static_cache.clear()
-            self._static_cache[key] = gain
+            self._static_cache.put(key, gain)
         return gain
 
     def process(self, chunk: np.ndarray, params: Mapping[str, float] | None = None) -> np.ndarray:

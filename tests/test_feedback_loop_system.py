@@ -403,6 +403,7 @@ def test_replays_share_the_filter_caches_but_not_the_state(builtin):
     assert loop.evaluate(loop.parameters) == reward_before
     copy = snapshot(live)
     assert copy.hum._bank_cache is live.hum._bank_cache and copy._static_cache is live._static_cache
+    assert copy.hum._score_cache is live.hum._score_cache
     assert copy.hum._zi is not live.hum._zi and copy.noise_reduction.noise_psd is not live.noise_reduction.noise_psd
 
 

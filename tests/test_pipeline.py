@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -7,6 +9,8 @@ from scipy.signal import butter, sosfilt, sosfreqz
 from conftest import si_sdr_db
 from feedback_env.errors import InvalidAudioError, ParameterError
 from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline, transparent_params
+from feedback_env.stages.cache import SharedCache
+from feedback_env.stages.hum import HumRemover
 from feedback_env.stages.spectral_filters import _rbj_biquad, eq_gain
 from feedback_env.audio import resample
 
@@ -81,6 +85,30 @@ def test_hum_is_detected_and_notched(builtin, noise, mains):
     assert 10 * np.log10(before / after) > 20.0
     assert si_sdr_db(out, clip.clean) > si_sdr_db(clip.noisy, clip.clean) + 3.0
     del hum
+
+
+def test_memoized_hum_scores_change_nothing(builtin):
+    """The second pass over a clip takes every block's hum scores from the memo the first pass filled."""
+    clip = clip_by(builtin, "hum50")
+    pipe = EnhancementPipeline(params={**transparent_params(), "hum_depth_db": 40.0})
+    cold = pipe.process_clip(clip.noisy)
+    blocks = len(pipe.hum._score_cache)
+    assert blocks >= clip.duration_s / HumRemover.BLOCK_S - 1
+    warm = pipe.process_clip(clip.noisy)
+    assert len(pipe.hum._score_cache) == blocks  # no block was analysed again
+    assert pipe.hum.mains_hz == 50.0 and np.array_equal(cold, warm)
+
+
+def test_shared_cache_is_bounded_and_shared_by_copies():
+    cache = SharedCache(3)
+    for key in range(3):
+        cache.put(key, np.full(2, key))
+    assert len(cache) == 3 and cache.get(1)[0] == 1 and cache.get(9) is None
+    cache.put(3, np.zeros(2))  # full: cleared first
+    assert len(cache) == 1 and cache.get(0) is None
+    holder = {"cache": cache, "state": np.zeros(2)}
+    twin = copy.deepcopy(holder)
+    assert twin["cache"] is cache and twin["state"] is not holder["state"]
 
 
 def test_no_hum_no_notches(builtin):

@@ -20,10 +20,10 @@ from feedback_env.pipeline import EnhancementPipeline
 
 
 def snapshot(pipeline: EnhancementPipeline) -> EnhancementPipeline:
-    """A deep copy of ``pipeline`` (its state and parameters) sharing what no call changes: the filter
-    caches, the parameter space and the config (sharing the space halves the copy's cost; copying the
-    hum notch cache made a snapshot 20 times dearer once a search had filled it)."""
-    shared = (pipeline._static_cache, pipeline.hum._bank_cache, pipeline.space, pipeline.config)
+    """A deep copy of ``pipeline`` (its state and parameters) sharing what no call changes: the parameter
+    space and the config (sharing the space halves the copy's cost) and, by their own rule, the stages'
+    :class:`~feedback_env.stages.cache.SharedCache` memos."""
+    shared = (pipeline.space, pipeline.config)
     return copy.deepcopy(pipeline, {id(obj): obj for obj in shared})
 
 

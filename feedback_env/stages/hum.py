@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import iirpeak, sosfilt
 
+from feedback_env.stages.cache import SharedCache
+
 CANDIDATES_HZ = (50.0, 60.0)
 NEIGHBOUR_BINS = np.array([-6, -5, -4, -3, 3, 4, 5, 6])  # 6-12 Hz either side, clear of the peak
 
@@ -43,7 +45,8 @@ class HumRemover:
         resolution = sample_rate / self.block
         self._harmonics = {m: np.arange(1, int(self.max_harmonic_hz // m) + 1) * m for m in CANDIDATES_HZ}
         self._bins = {m: np.round(h / resolution).astype(int) for m, h in self._harmonics.items()}
-        self._bank_cache: dict[tuple, np.ndarray] = {}
+        self._bank_cache = SharedCache(256)  # notch designs: a search asks for a new depth or width each time
+        self._score_cache = SharedCache(32)  # block scores: every replay of a chunk analyses the same blocks
         self.reset()
 
     def reset(self) -> None:
@@ -71,19 +74,27 @@ class HumRemover:
             for f0 in harmonics_hz:
                 b, a = iirpeak(f0, f0 / width_hz, fs=self.sample_rate)
                 rows.append(np.concatenate([a - residual * b, a]))
-            sos = np.array(rows).reshape(-1, 6)
-            if len(self._bank_cache) > 256:
-                self._bank_cache.clear()
-            self._bank_cache[key] = sos
+            sos = self._bank_cache.put(key, np.array(rows).reshape(-1, 6))
         return sos
+
+    def block_scores(self, block: np.ndarray) -> dict[float, np.ndarray]:
+        """Peak-to-neighbourhood ratio in dB of each candidate's harmonics in ``block`` (``self.block``
+        samples), before smoothing: ``{mains_hz: (harmonics,)}``. Memoized on the block's samples."""
+        key = block.tobytes()
+        scores = self._score_cache.get(key)
+        if scores is None:
+            power = np.abs(np.fft.rfft(block * self._window)) ** 2 + 1e-20
+            scores = {}
+            for mains, bins in self._bins.items():
+                neighbours = np.clip(bins[:, None] + NEIGHBOUR_BINS[None, :], 0, power.size - 1)
+                scores[mains] = 10.0 * np.log10(power[bins] / np.median(power[neighbours], axis=1))
+            self._score_cache.put(key, scores)
+        return scores
 
     def _analyse(self) -> None:
         """Update the harmonic scores from the analysis block and choose the harmonics to notch."""
-        power = np.abs(np.fft.rfft(self._analysis * self._window)) ** 2 + 1e-20
         s = self.SCORE_SMOOTHING
-        for mains, bins in self._bins.items():
-            neighbours = np.clip(bins[:, None] + NEIGHBOUR_BINS[None, :], 0, power.size - 1)
-            score = 10.0 * np.log10(power[bins] / np.median(power[neighbours], axis=1))
+        for mains, score in self.block_scores(self._analysis).items():
             self.scores_db[mains] = s * self.scores_db[mains] + (1 - s) * score
         mains = max(CANDIDATES_HZ, key=lambda m: np.sort(self.scores_db[m])[-self.MIN_HARMONICS :].sum())
         above = {m: self.scores_db[m] > self.detect_db for m in CANDIDATES_HZ}
