@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from scenarios.strategies import ClipContext, ClipRun, last_pass_mean, make_strategy
+from scenarios.strategies import ClipContext, last_pass_mean, make_strategy
 
 INTRUSIVE_METRICS = ("si_sdr", "pesq", "stoi", "estoi")
 BLIND_METRICS = ("wada_snr", "loudness_lufs", "clipping_ratio")
@@ -60,52 +60,70 @@ def iterations_to_reach(curve: Sequence[float], target: float, window: int) -> i
     return int(hits[0] + window) if hits.size else None
 
 
-def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: float, extra_metrics: Sequence[str]):
-    """All strategies on one clip: ``({strategy: clip entry}, {strategy: (noisy, output, rate)})``."""
+def clip_context(clip, chunk_s: float) -> ClipContext:
+    """The pieces every strategy on ``clip`` shares: chunking and the loop's objective."""
     from feedback_env.feedback_loop.objective import StreamObjective
 
     chunk = int(round(chunk_s * clip.sample_rate))
-    context = ClipContext(clip, chunk, StreamObjective(clip.noisy, clip.clean, clip.sample_rate, chunk_s))
-    entries: dict[str, dict[str, Any]] = {}
-    outputs: dict[str, tuple] = {}
-    runs: dict[str, ClipRun] = {}
+    return ClipContext(clip, chunk, StreamObjective(clip.noisy, clip.clean, clip.sample_rate, chunk_s))
+
+
+def evaluate_strategy(clip, name: str, budget: int, seed: int, context: ClipContext, extra_metrics: Sequence[str]):
+    """One strategy on one clip: ``(clip entry, (noisy, output, rate))``; a failure gives an entry with
+    ``error`` and no output, and never raises."""
+    started = time.perf_counter()
+    try:
+        run = make_strategy(name).run(clip, budget, seed, context)
+        output = run.final_output if run.final_output is not None else render_schedule(
+            clip.noisy, run.schedule, context.chunk, clip.sample_rate)  # fmt: skip
+        entry = {
+            "final": _final_metrics(output, clip, extra_metrics),
+            "curve": run.curve,
+            "objective": run.objective,
+            "rollbacks": run.rollbacks,
+            "ms_per_iteration": None if run.seconds_per_iteration is None else 1e3 * run.seconds_per_iteration,
+            "chunks_per_pass": context.n_chunks,
+            "iterations_to_95": None,
+            "fraction_of_oracle": None,
+            **({"final_params": run.schedule[0]} if len(run.schedule) == 1 else {}),
+            **run.extra,
+            "wall_seconds": time.perf_counter() - started,  # the run, its rendering and its final metrics
+        }
+        return entry, (clip.noisy, output, clip.sample_rate)
+    except Exception as exc:  # one failing strategy must not lose the others' results
+        return {"final": {}, "curve": [], "iterations_to_95": None, "error": f"{type(exc).__name__}: {exc}"}, None
+
+
+def add_oracle_fractions(entries: dict[str, dict], context: ClipContext, budget: int) -> None:
+    """With an ``oracle`` entry: each run's fraction of the oracle's improvement over the defaults, and
+    the iterations until it reached 95 % of it (in place)."""
+    oracle = entries.get("oracle", {})
+    if oracle.get("objective") is None:
+        return
+    # the reference point of "fraction of the oracle": the defaults, measured like every run (last
+    # pass of the budget); the ``defaults`` strategy's own run when it was evaluated
+    defaults_objective = entries.get("defaults", {}).get("objective")
+    if defaults_objective is None:
+        defaults_objective = last_pass_mean(context.objective.cycled({}, budget), context.n_chunks)
+    room = oracle["objective"] - defaults_objective
+    for entry in entries.values():
+        if "error" in entry:
+            continue
+        entry["defaults_objective"] = defaults_objective
+        if room > 1e-6 and entry["objective"] is not None:
+            entry["fraction_of_oracle"] = (entry["objective"] - defaults_objective) / room
+            entry["iterations_to_95"] = iterations_to_reach(entry["curve"], defaults_objective + 0.95 * room, context.n_chunks)
+
+
+def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: float, extra_metrics: Sequence[str]):
+    """All strategies on one clip: ``({strategy: clip entry}, {strategy: (noisy, output, rate)})``."""
+    context = clip_context(clip, chunk_s)
+    entries, outputs = {}, {}
     for name in names:
-        started = time.perf_counter()
-        try:
-            run = make_strategy(name).run(clip, budget, seed, context)
-            output = run.final_output if run.final_output is not None else render_schedule(
-                clip.noisy, run.schedule, chunk, clip.sample_rate)  # fmt: skip
-            runs[name] = run
-            entries[name] = {
-                "final": _final_metrics(output, clip, extra_metrics),
-                "curve": run.curve,
-                "objective": run.objective,
-                "rollbacks": run.rollbacks,
-                "ms_per_iteration": None if run.seconds_per_iteration is None else 1e3 * run.seconds_per_iteration,
-                "chunks_per_pass": context.n_chunks,
-                "iterations_to_95": None,
-                "fraction_of_oracle": None,
-                **({"final_params": run.schedule[0]} if len(run.schedule) == 1 else {}),
-                **run.extra,
-                "wall_seconds": time.perf_counter() - started,  # the run, its rendering and its final metrics
-            }
-            outputs[name] = (clip.noisy, output, clip.sample_rate)
-        except Exception as exc:  # one failing strategy must not lose the others' results
-            entries[name] = {"final": {}, "curve": [], "iterations_to_95": None, "error": f"{type(exc).__name__}: {exc}"}
-    oracle = runs.get("oracle")
-    if oracle is not None and oracle.objective is not None:
-        # the reference point of "fraction of the oracle": the defaults, measured like every run (last
-        # pass of the budget); the ``defaults`` strategy's own run when it was evaluated
-        defaults = runs.get("defaults")
-        defaults_objective = (defaults.objective if defaults is not None and defaults.objective is not None
-                              else last_pass_mean(context.objective.cycled({}, budget), context.n_chunks))  # fmt: skip
-        room = oracle.objective - defaults_objective
-        for name, run in runs.items():
-            entry = entries[name]
-            entry["defaults_objective"] = defaults_objective
-            if room > 1e-6 and run.objective is not None:
-                entry["fraction_of_oracle"] = (run.objective - defaults_objective) / room
-                entry["iterations_to_95"] = iterations_to_reach(run.curve, defaults_objective + 0.95 * room, context.n_chunks)
+        entries[name], output = evaluate_strategy(clip, name, budget, seed, context, extra_metrics)
+        if output is not None:
+            outputs[name] = output
+    add_oracle_fractions(entries, context, budget)
     return entries, outputs
 
 
@@ -116,8 +134,10 @@ def _load(source: str, sample_rate: int):
     return scenarios.load(source, sample_rate=sample_rate, strict=False)
 
 
-def _evaluate_by_id(source: str, sample_rate: int, clip_id: str, *args):
-    return clip_id, evaluate_clip(_load(source, sample_rate)[clip_id], *args)
+def _evaluate_by_id(source: str, sample_rate: int, clip_id: str, name: str, budget: int, seed: int, chunk_s: float,
+                    extra_metrics: Sequence[str]):  # fmt: skip
+    clip = _load(source, sample_rate)[clip_id]
+    return evaluate_strategy(clip, name, budget, seed, clip_context(clip, chunk_s), extra_metrics)
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -197,8 +217,7 @@ def run_evaluation(
     """
     from tqdm import tqdm
 
-    for name in names:
-        make_strategy(name)  # unknown names fail before any work
+    made = {name: make_strategy(name) for name in names}  # unknown names fail before any work
     started = time.perf_counter()
     scenario_set = _load(str(source), sample_rate)
     if split is not None:
@@ -207,20 +226,29 @@ def run_evaluation(
         scenario_set = scenario_set.select(clip_ids)
     if len(scenario_set) == 0:
         raise ValueError(f"no clips to evaluate in {source!r} (split {split!r})")
-    args = (list(names), budget, seed, chunk_s, list(extra_metrics))
     per_clip: dict[str, tuple] = {}
-    bar = tqdm(total=len(scenario_set), desc="clips", disable=not progress)
     if jobs <= 1:
+        bar = tqdm(total=len(scenario_set), desc="clips", disable=not progress)
         for clip in scenario_set:
-            per_clip[clip.id] = evaluate_clip(clip, *args)
+            per_clip[clip.id] = evaluate_clip(clip, names, budget, seed, chunk_s, extra_metrics)
             bar.update()
     else:
+        # one task per clip and strategy, the dearest strategies first, so that no process is left with a
+        # long run while the other idles at the end
+        order = sorted(names, key=lambda n: -made[n].relative_cost)
+        tasks = [(clip.id, name) for name in order for clip in scenario_set]
+        runs: dict[tuple[str, str], tuple] = {}
+        bar = tqdm(total=len(tasks), desc="runs (clip x strategy)", disable=not progress)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver")) as pool:
-            futures = [pool.submit(_evaluate_by_id, str(source), sample_rate, clip.id, *args) for clip in scenario_set]
-            for future in futures:
-                clip_id, value = future.result()
-                per_clip[clip_id] = value
+            futures = {task: pool.submit(_evaluate_by_id, str(source), sample_rate, *task, budget, seed, chunk_s,
+                                         list(extra_metrics)) for task in tasks}  # fmt: skip
+            for task, future in futures.items():
+                runs[task] = future.result()
                 bar.update()
+        for clip in scenario_set:
+            entries = {name: runs[clip.id, name][0] for name in names}
+            add_oracle_fractions(entries, clip_context(clip, chunk_s), budget)
+            per_clip[clip.id] = entries, {n: runs[clip.id, n][1] for n in names if runs[clip.id, n][1] is not None}
     bar.close()
     entries = {name: {cid: per_clip[cid][0][name] for cid in scenario_set.ids} for name in names}
     tags = {clip.id: clip.tags for clip in scenario_set}
@@ -228,7 +256,7 @@ def run_evaluation(
         for cid, entry in entries[name].items():
             entry["tags"] = tags[cid]
     strategies = summarize(entries, tags)
-    best = _best_adaptive(strategies, [n for n in names if make_strategy(n).adaptive and strategies[n]["mean"]])
+    best = _best_adaptive(strategies, [n for n in names if made[n].adaptive and strategies[n]["mean"]])
     input_metrics = {clip.id: _final_metrics(clip.noisy, clip, ()) for clip in scenario_set}
     result = {
         "scenarios": scenario_set.name,

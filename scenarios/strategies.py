@@ -56,6 +56,9 @@ class Strategy(ABC):
 
     name = "strategy"
     adaptive = False
+    # expected wall ms per feedback iteration on the built-in clips (the harness JSON's ms_per_iteration),
+    # only to hand the dearest runs out first when clips run in parallel; a wrong value costs balance only
+    relative_cost = 2.0
 
     @abstractmethod
     def run(self, clip, budget: int, seed: int, context: "ClipContext") -> ClipRun:
@@ -92,13 +95,16 @@ class StaticStrategy(Strategy):
 class LoopStrategy(Strategy):
     """A :class:`~feedback_env.FeedbackLoopSystem` with update strategy ``strategy``, one step per chunk.
 
+    :param relative_cost: expected ms per iteration (see :attr:`Strategy.relative_cost`); the search
+        strategies' is about 55, Optuna's TPE adds its sampler's ~165, a bandit's is about 3.
     :param loop_options: extra keyword arguments of :class:`FeedbackLoopSystem` (``strategy_options``...).
     """
 
     adaptive = True
 
-    def __init__(self, name: str, strategy: str, **loop_options: Any):
+    def __init__(self, name: str, strategy: str, relative_cost: float = 55.0, **loop_options: Any):
         self.name, self.strategy, self.loop_options = name, strategy, loop_options
+        self.relative_cost = relative_cost
 
     def make_loop(self, clip, seed: int):
         from feedback_env import FeedbackLoopSystem
@@ -155,6 +161,7 @@ class OracleStrategy(Strategy):
     """
 
     name = "oracle"
+    relative_cost = 500.0
 
     def __init__(self, budget: int = ORACLE_BUDGET, restarts: int = 2, tuned: tuple[str, ...] | None = None):
         from feedback_env.feedback_loop.system import DEFAULT_TUNED
@@ -217,10 +224,10 @@ def make_strategy(name: str) -> Strategy:
         "defaults": lambda: StaticStrategy("defaults", {}),
         "spsa": lambda: LoopStrategy("spsa", "gradient"),
         "cma": lambda: LoopStrategy("cma", "cma"),
-        "optuna": lambda: LoopStrategy("optuna", "bayesian"),
+        "optuna": lambda: LoopStrategy("optuna", "bayesian", relative_cost=220.0),
         "random": lambda: LoopStrategy("random", "random"),
-        "ucb": lambda: LoopStrategy("ucb", "bandit", strategy_options={"bandit": {"policy": "ucb1"}}),
-        "thompson": lambda: LoopStrategy("thompson", "bandit", strategy_options={"bandit": {"policy": "thompson"}}),
+        "ucb": lambda: LoopStrategy("ucb", "bandit", relative_cost=3.0, strategy_options={"bandit": {"policy": "ucb1"}}),
+        "thompson": lambda: LoopStrategy("thompson", "bandit", relative_cost=3.0, strategy_options={"bandit": {"policy": "thompson"}}),
         "noisereduce": NoisereduceStrategy,
         "oracle": OracleStrategy,
     }

@@ -111,20 +111,22 @@ def test_against_the_oracle_an_adaptive_strategy_closes_most_of_the_gap(builtin,
 
 def test_cli_writes_json_csv_plots_and_spreads_clips_over_processes(folder, tmp_path, capsys):
     out = tmp_path / "out" / "result.json"
-    code = evaluate.main([str(folder), "--strategy", "bypass", "--strategy", "defaults", "--budget", "4",
-                          "--json", str(out), "--plots", str(tmp_path / "plots"), "--jobs", "2", "--no-progress"])  # fmt: skip
+    code = evaluate.main([str(folder), "--strategy", "bypass", "--strategy", "defaults", "--strategy", "spsa", "--budget",
+                          "4", "--json", str(out), "--plots", str(tmp_path / "plots"), "--jobs", "2", "--no-progress"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "defaults" in printed and "bypass" in printed
     result = json.loads(out.read_text())
     assert result["strategies"]["defaults"]["clips"]["white_snr+5_f3"]["curve"]
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
-    assert len(rows) == 4 and {r["strategy"] for r in rows} == {"bypass", "defaults"}
+    assert len(rows) == 6 and {r["strategy"] for r in rows} == {"bypass", "defaults", "spsa"}
     assert (tmp_path / "plots" / "quality_over_iterations.png").stat().st_size > 1000
-    # the same numbers as one process
-    single, _ = run_evaluation(str(folder), ["bypass", "defaults"], 4, progress=False)
-    for name in ("bypass", "defaults"):
+    # the same numbers as one process (the processes run one clip and strategy each, the dearest first)
+    single, _ = run_evaluation(str(folder), ["bypass", "defaults", "spsa"], 4, progress=False)
+    for name in ("bypass", "defaults", "spsa"):
         assert result["strategies"][name]["mean"] == pytest.approx(single["strategies"][name]["mean"])
+        for clip_id, entry in single["strategies"][name]["clips"].items():
+            assert result["strategies"][name]["clips"][clip_id]["curve"] == pytest.approx(entry["curve"])
 
 
 def test_cli_names_what_is_wrong(tmp_path, capsys):
