@@ -56,8 +56,9 @@ class Strategy(ABC):
 
     name = "strategy"
     adaptive = False
-    # expected wall ms per feedback iteration on the built-in clips (the harness JSON's ms_per_iteration),
-    # only to hand the dearest runs out first when clips run in parallel; a wrong value costs balance only
+    # expected wall ms per feedback iteration on the built-in clips at --budget 100 (the harness JSON's
+    # ms_per_iteration; wall_seconds / 100 for the oracle), only to hand the dearest runs out first when
+    # clips run in parallel: a wrong value costs balance, never results
     relative_cost = 2.0
 
     @abstractmethod
@@ -96,7 +97,7 @@ class LoopStrategy(Strategy):
     """A :class:`~feedback_env.FeedbackLoopSystem` with update strategy ``strategy``, one step per chunk.
 
     :param relative_cost: expected ms per iteration (see :attr:`Strategy.relative_cost`); the search
-        strategies' is about 55, Optuna's TPE adds its sampler's ~165, a bandit's is about 3.
+        strategies' is about 55, Optuna's TPE adds its sampler's ~165, a bandit's is about 3, a TD3 policy's about 6.
     :param loop_options: extra keyword arguments of :class:`FeedbackLoopSystem` (``strategy_options``...).
     """
 
@@ -210,7 +211,7 @@ def _policy(path: str) -> Strategy:
     if not Path(path).is_file():
         raise ValueError(f"strategy td3:{path}: no model file {path!r} (train one with `python train.py`)")
     options = policy_loop_options(path)
-    return LoopStrategy(f"td3:{path}", options.pop("strategy"), **options)
+    return LoopStrategy(f"td3:{path}", options.pop("strategy"), relative_cost=6.0, **options)
 
 
 def make_strategy(name: str) -> Strategy:
