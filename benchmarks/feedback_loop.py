@@ -4,8 +4,9 @@
 
 * ``collect_feedback`` latency for a 1 s chunk at 16 kHz: metrics given, and metrics computed (the
   reward's cheap set, intrusive with a clean reference and non-intrusive without); p50/p99 in ms.
-* ``update_parameters`` latency per strategy on 0.5 s chunks (and 1 s for ``gradient``, and the 1-pair
-  ``gradient``); p50/p99 in ms. An update is dominated by its 16 re-processings of the chunk.
+* ``update_parameters`` latency per strategy on 0.5 s chunks (and 1 s for ``gradient``, the 1-pair
+  ``gradient``, and ``gradient`` on a hum clip, where the notch bank is on); p50/p99 in ms. An update is
+  dominated by its 16 re-processings of the chunk.
 * RSS after 10k, 100k and 1M records (``collect_feedback`` on 20 ms chunks, metrics given): flat
   memory thanks to the bounded history.
 * Convergence on the built-in set: fraction of the per-clip oracle improvement (the loop's objective,
@@ -83,21 +84,24 @@ def collect_latency(clip, repeats: int) -> dict:
     return out
 
 
-def update_latency(clip, repeats: int) -> dict:
+def update_latency(clip, hum_clip, repeats: int) -> dict:
+    """Per strategy on ``clip``; ``gradient`` also on 1 s chunks, with 1 pair, and on ``hum_clip`` (notches on)."""
     from feedback_env.feedback_loop import FeedbackLoopSystem
     from feedback_env.feedback_loop.objective import chunk_stream
 
     out = {}
-    for name, chunk, options in [(s, 8000, {}) for s in STRATEGIES] + [("gradient", 16000, {}), ("gradient", 8000, {"pairs": 1})]:
+    rows = [(s, 8000, {}, clip, "") for s in STRATEGIES]
+    rows += [("gradient", 16000, {}, clip, ""), ("gradient", 8000, {"pairs": 1}, clip, "_1_pair"),
+             ("gradient", 8000, {}, hum_clip, "_hum")]  # fmt: skip
+    for name, chunk, options, source, suffix in rows:
         loop = FeedbackLoopSystem(seed=0, mode="offline", strategy_options={name: options})
         times = []
-        for x, c in chunk_stream(clip.noisy, clip.clean, chunk, repeats + 1):
+        for x, c in chunk_stream(source.noisy, source.clean, chunk, repeats + 1):
             loop.step(x, c)
             t0 = time.perf_counter()
             loop.update_parameters(name)
             times.append(time.perf_counter() - t0)
-        label = f"{name}_{chunk / 16000:g}s" + ("_1_pair" if options else "")
-        out[label] = percentiles(times[1:])
+        out[f"{name}_{chunk / 16000:g}s{suffix}"] = percentiles(times[1:])
     return out
 
 
@@ -315,7 +319,7 @@ def main() -> None:
     result: dict = {"sample_rate": 16000}
     if "latency" not in args.skip:
         result["collect_feedback_1s"] = collect_latency(clip, args.repeats)
-        result["update_parameters"] = update_latency(clip, args.update_repeats)
+        result["update_parameters"] = update_latency(clip, scenario_set["hum50_snr+15_m3"], args.update_repeats)
     if "memory" not in args.skip:
         result["memory"] = memory(args.records)
     clips = [c.id for c in scenario_set if args.split == "all" or c.split == args.split]

@@ -41,6 +41,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import resample_poly
 
 from feedback_env.audio import SILENCE_RMS, as_audio, check_pipeline_rate, check_same_length
+from feedback_env.cache import SharedCache
 from feedback_env.errors import MetricError
 
 MetricFn = Callable[[np.ndarray, "np.ndarray | None", int], float]
@@ -165,6 +166,20 @@ def _log_power_db(x: np.ndarray, sample_rate: int) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, LSD_POWER_FLOOR))
 
 
+_REFERENCE_SPECTRA = SharedCache(16)  # a search scores many candidates against one reference chunk
+
+
+def _reference_log_power_db(reference: np.ndarray, sample_rate: int) -> np.ndarray:
+    """:func:`_log_power_db` memoized on the samples (hashing them costs a fifth of the spectrum)."""
+    key = (reference.tobytes(), sample_rate)
+    spectrum = _REFERENCE_SPECTRA.get(key)
+    if spectrum is None:
+        spectrum = _log_power_db(reference, sample_rate)
+        spectrum.flags.writeable = False  # shared by every later call with these samples
+        _REFERENCE_SPECTRA.put(key, spectrum)
+    return spectrum
+
+
 def lsd(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
     """Log-spectral distance in dB (lower is better): mean over frames of the RMS over frequency of
     ``10 log10 P_ref(t, f) - 10 log10 P_est(t, f)``.
@@ -176,7 +191,7 @@ def lsd(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
     digital silence the floor dominates, so on noisy speech LSD mostly measures residual noise in
     pauses: it improves with any suppression, over-suppression included.
     """
-    diff = _log_power_db(_f64(reference), sample_rate) - _log_power_db(_f64(estimate), sample_rate)
+    diff = _reference_log_power_db(_f64(reference), sample_rate) - _log_power_db(_f64(estimate), sample_rate)
     per_frame = np.sqrt(np.mean(diff**2, axis=1))
     return float(min(np.mean(per_frame), LSD_MAX_DB))
 

@@ -24,8 +24,8 @@ from typing import Mapping
 import numpy as np
 
 from feedback_env.audio import as_audio, check_pipeline_rate
+from feedback_env.cache import SharedCache
 from feedback_env.parameters import Parameter, ParameterSpace
-from feedback_env.stages.cache import SharedCache
 from feedback_env.stages.dynamics import Dynamics, DynamicsSettings
 from feedback_env.stages.hum import HumRemover
 from feedback_env.stages.noise_reduction import NoiseReducer, NoiseReductionSettings

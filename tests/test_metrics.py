@@ -166,6 +166,17 @@ def test_lsd_zero_for_identical_grows_with_distortion_and_reads_gain_in_db(speec
     assert M.lsd(2.0 * speech, speech, FS) == pytest.approx(20 * np.log10(2.0), abs=0.1)  # a pure 6 dB gain
 
 
+def test_lsd_memoizes_the_reference_spectrum_on_its_samples(speech):
+    """A search scores many estimates against one reference: its spectrum is computed once, and a reference
+    changed in place (same array, other samples) is not served the stale one."""
+    reference, y = speech.copy(), add_white_noise(speech, 10)
+    first = M.lsd(y, reference, FS)
+    assert M.lsd(y, reference, FS) == first
+    reference[: FS // 2] *= 0.25
+    assert M.lsd(y, reference, FS) == pytest.approx(_lsd_loop(y, reference, FS), rel=1e-9)
+    assert M.lsd(y, reference, FS) != pytest.approx(first, rel=1e-3)
+
+
 # --------------------------------------------------------------------------- PESQ, STOI
 def test_pesq_high_for_identical_and_drops_with_noise(speech):
     clean = M.pesq(speech, speech, FS)

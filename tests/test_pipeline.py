@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from scipy.signal import butter, sosfilt, sosfreqz
 
 from conftest import si_sdr_db
+from feedback_env.cache import SharedCache
 from feedback_env.errors import InvalidAudioError, ParameterError
 from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline, transparent_params
-from feedback_env.stages.cache import SharedCache
 from feedback_env.stages.hum import HumRemover
 from feedback_env.stages.spectral_filters import _rbj_biquad, eq_gain
 from feedback_env.audio import resample

@@ -22,7 +22,7 @@ from feedback_env.pipeline import EnhancementPipeline
 def snapshot(pipeline: EnhancementPipeline) -> EnhancementPipeline:
     """A deep copy of ``pipeline`` (its state and parameters) sharing what no call changes: the parameter
     space and the config (sharing the space halves the copy's cost) and, by their own rule, the stages'
-    :class:`~feedback_env.stages.cache.SharedCache` memos."""
+    :class:`~feedback_env.cache.SharedCache` memos."""
     shared = (pipeline.space, pipeline.config)
     return copy.deepcopy(pipeline, {id(obj): obj for obj in shared})
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import iirpeak, sosfilt
 
-from feedback_env.stages.cache import SharedCache
+from feedback_env.cache import SharedCache
 
 CANDIDATES_HZ = (50.0, 60.0)
 NEIGHBOUR_BINS = np.array([-6, -5, -4, -3, 3, 4, 5, 6])  # 6-12 Hz either side, clear of the peak

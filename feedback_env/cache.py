@@ -1,8 +1,10 @@
 """A bounded memo for pure results (filter designs, spectral scores), shared by every copy of its owner.
 
-A replay deep-copies the pipeline once per scored candidate (``feedback_loop.replay.snapshot``); copying a
-cache that a search has filled with hundreds of notch designs made each copy about 20 times dearer. The
-entries depend only on their key, never on the owner's state, so copies may share one cache.
+A search scores many candidates on one chunk: each is a deep copy of the pipeline (``feedback_loop.replay``)
+re-processing the same input against the same reference. What only depends on those (a notch design, a
+block's hum scores, the reference's spectrum) is computed once and memoized. A replay's copy of the
+pipeline shares the memo rather than copying it: copying a cache that a search had filled with hundreds
+of notch designs made each copy about 20 times dearer.
 """
 
 from __future__ import annotations
