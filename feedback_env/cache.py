@@ -14,7 +14,9 @@ from typing import Any, Hashable
 
 class SharedCache:
     """``key -> value`` memo holding at most ``max_entries`` (cleared when full); ``copy.deepcopy`` of an
-    object that holds one shares it rather than copying it. Store only values nobody mutates."""
+    object that holds one shares it rather than copying it. Every caller gets the same value: store only
+    values nobody mutates (mark arrays read-only where their consumers allow it; scipy's ``sosfilt`` wants
+    a writable ``sos``)."""
 
     def __init__(self, max_entries: int):
         self.max_entries = int(max_entries)

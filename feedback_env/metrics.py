@@ -166,16 +166,20 @@ def _log_power_db(x: np.ndarray, sample_rate: int) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, LSD_POWER_FLOOR))
 
 
-_REFERENCE_SPECTRA = SharedCache(16)  # a search scores many candidates against one reference chunk
+_REFERENCE_SPECTRA = SharedCache(8)  # a search scores many candidates against one or two reference chunks
+_MEMOIZED_SAMPLES = 2**16  # longer references (whole clips) are not kept: at most ~8 MB in the memo
 
 
 def _reference_log_power_db(reference: np.ndarray, sample_rate: int) -> np.ndarray:
-    """:func:`_log_power_db` memoized on the samples (hashing them costs a fifth of the spectrum)."""
+    """:func:`_log_power_db` memoized on the samples of chunk-length references (hashing them costs a fifth
+    of the spectrum)."""
+    if reference.size > _MEMOIZED_SAMPLES:
+        return _log_power_db(reference, sample_rate)
     key = (reference.tobytes(), sample_rate)
     spectrum = _REFERENCE_SPECTRA.get(key)
     if spectrum is None:
         spectrum = _log_power_db(reference, sample_rate)
-        spectrum.flags.writeable = False  # shared by every later call with these samples
+        spectrum.flags.writeable = False  # every later call with these samples gets this array
         _REFERENCE_SPECTRA.put(key, spectrum)
     return spectrum
 

@@ -172,6 +172,8 @@ def test_lsd_memoizes_the_reference_spectrum_on_its_samples(speech):
     reference, y = speech.copy(), add_white_noise(speech, 10)
     first = M.lsd(y, reference, FS)
     assert M.lsd(y, reference, FS) == first
+    with pytest.raises(ValueError, match="read-only"):  # every later call gets the memoized array
+        M._reference_log_power_db(M._f64(reference), FS)[0, 0] = 0.0
     reference[: FS // 2] *= 0.25
     assert M.lsd(y, reference, FS) == pytest.approx(_lsd_loop(y, reference, FS), rel=1e-9)
     assert M.lsd(y, reference, FS) != pytest.approx(first, rel=1e-3)

@@ -46,7 +46,7 @@ class HumRemover:
         self._harmonics = {m: np.arange(1, int(self.max_harmonic_hz // m) + 1) * m for m in CANDIDATES_HZ}
         self._bins = {m: np.round(h / resolution).astype(int) for m, h in self._harmonics.items()}
         self._bank_cache = SharedCache(256)  # notch designs: a search asks for a new depth or width each time
-        self._score_cache = SharedCache(32)  # block scores: every replay of a chunk analyses the same blocks
+        self._score_cache = SharedCache(16)  # block scores: every replay of a chunk analyses the same blocks
         self.reset()
 
     def reset(self) -> None:
