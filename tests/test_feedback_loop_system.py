@@ -388,7 +388,8 @@ def test_evaluate_replays_the_last_chunk_without_touching_the_stream(builtin):
 
 def test_replays_share_the_filter_caches_but_not_the_state(builtin):
     """A replay's copy of the pipeline shares the pure caches (the notch designs a search fills; copying them made
-    every snapshot 20 times dearer on hum) and nothing that a replay changes: a replay of the live parameters is the same after them."""
+    every snapshot many times dearer on hum) and nothing that a replay changes: a replay of the live
+    parameters is the same after them."""
     clip = builtin["hum50_snr+15_m3"]
     loop = FeedbackLoopSystem(seed=0, mode="offline", replay_warmup=1)
     run(loop, clip.noisy, clip.clean, 6)
