@@ -56,10 +56,10 @@ class Strategy(ABC):
 
     name = "strategy"
     adaptive = False
-    # expected wall ms per feedback iteration on the built-in clips at --budget 100 (the harness JSON's
-    # ms_per_iteration; wall_seconds / 100 for the oracle), only to hand the dearest runs out first when
-    # clips run in parallel: a wrong value costs balance, never results
-    relative_cost = 2.0
+    # expected wall ms per feedback iteration on the built-in clips at --budget 100 (the harness table's
+    # ms/iter; s per clip / 100 for the oracle), only to hand the dearest runs out first when clips run in
+    # parallel: a wrong value costs balance, never results
+    relative_cost = 1.5
 
     @abstractmethod
     def run(self, clip, budget: int, seed: int, context: "ClipContext") -> ClipRun:
@@ -96,14 +96,14 @@ class StaticStrategy(Strategy):
 class LoopStrategy(Strategy):
     """A :class:`~feedback_env.FeedbackLoopSystem` with update strategy ``strategy``, one step per chunk.
 
-    :param relative_cost: expected ms per iteration (see :attr:`Strategy.relative_cost`); the search
-        strategies' is about 55, Optuna's TPE adds its sampler's ~165, a bandit's is about 3, a TD3 policy's about 6.
+    :param relative_cost: expected ms per iteration (see :attr:`Strategy.relative_cost`): about 50 for the
+        search strategies, 235 for Optuna's TPE (its own sampler ~185 of it), 3 for a bandit, 6 for a TD3 policy.
     :param loop_options: extra keyword arguments of :class:`FeedbackLoopSystem` (``strategy_options``...).
     """
 
     adaptive = True
 
-    def __init__(self, name: str, strategy: str, relative_cost: float = 55.0, **loop_options: Any):
+    def __init__(self, name: str, strategy: str, relative_cost: float = 50.0, **loop_options: Any):
         self.name, self.strategy, self.loop_options = name, strategy, loop_options
         self.relative_cost = relative_cost
 
@@ -162,7 +162,7 @@ class OracleStrategy(Strategy):
     """
 
     name = "oracle"
-    relative_cost = 500.0
+    relative_cost = 350.0
 
     def __init__(self, budget: int = ORACLE_BUDGET, restarts: int = 2, tuned: tuple[str, ...] | None = None):
         from feedback_env.feedback_loop.system import DEFAULT_TUNED
@@ -225,7 +225,7 @@ def make_strategy(name: str) -> Strategy:
         "defaults": lambda: StaticStrategy("defaults", {}),
         "spsa": lambda: LoopStrategy("spsa", "gradient"),
         "cma": lambda: LoopStrategy("cma", "cma"),
-        "optuna": lambda: LoopStrategy("optuna", "bayesian", relative_cost=220.0),
+        "optuna": lambda: LoopStrategy("optuna", "bayesian", relative_cost=235.0),
         "random": lambda: LoopStrategy("random", "random"),
         "ucb": lambda: LoopStrategy("ucb", "bandit", relative_cost=3.0, strategy_options={"bandit": {"policy": "ucb1"}}),
         "thompson": lambda: LoopStrategy("thompson", "bandit", relative_cost=3.0, strategy_options={"bandit": {"policy": "thompson"}}),
