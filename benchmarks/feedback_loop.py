@@ -16,15 +16,17 @@
   loop's objective and whole-clip SI-SDR (the per-chunk reward rewards a pumping leveller/compressor).
 * ``--probe-bias``: what a probe re-processed from the live state sees of a longer noise window
   (0.8 -> 3.0 s on babble_snr+15_m1), after 1, 3 and 7 warm-up chunks, against the objective.
-* ``--ablation``: the gradient strategy with the live parameters on the iterate itself (no averaging), with
-  1 probe pair, without the replay warm-up, scoring one chunk
-  instead of two, and with one scored chunk a 7-chunk (3.5 s) warm-up or 16 probe pairs (as quoted in the
-  ``replay_warmup`` docstring and the learning xfail), and on all 19 parameters, beside
+* ``--ablation``: the gradient strategy with random-sign probes (Spall's Rademacher ``D``) instead of the
+  Hadamard rows, with the live parameters on the iterate itself (no averaging), with 1 probe pair, without the replay warm-up, scoring one chunk
+  instead of two, and with one scored chunk a 7-chunk (3.5 s) warm-up (as quoted in the
+  ``replay_warmup`` docstring and the learning xfail) or 16 probe pairs, and on all 19 parameters, beside
   the default, on the train clips, for each of ``--ablation-seeds`` (default 0 1 2: one seed's count of
   clips at 90 % swings by several clips); ``--ablation-rows`` picks variants.
 * ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
-  30 iterations after the noise changes (40 iterations before it), the default, without the live
-  averaging, and with one scored chunk per evaluation (``replay_scored=1``), seeds 0-2.
+  30 iterations after the noise changes (40 iterations before it), the default, with random-sign probes
+  (``design="rademacher"``), without the live averaging, and with one scored chunk per evaluation
+  (``replay_scored=1``), per seed of ``--adaptation-seed-list`` (default 0 1 2) and pooled over them;
+  ``--adaptation-rows`` picks configurations.
 
 Targets (issue 3): collect p99 < 5 ms with metrics given, gradient update p99 < 10 ms, RSS < 300 MB
 and flat, best strategy >= 95 % of the oracle within 100 iterations and ahead of Optuna TPE.
@@ -179,6 +181,7 @@ def adapt(job: tuple) -> tuple[str, str, int, float]:
 
 ADAPTATION_CONFIGS = {
     "default": {},
+    "rademacher": {"strategy_options": {"gradient": {"design": "rademacher"}}},
     "no_average": {"strategy_options": {"gradient": {"average": 0.0}}},
     "replay_scored_1": {"replay_scored": 1},
 }
@@ -196,11 +199,16 @@ def adaptation_seeds(clips: list[str], configs=ADAPTATION_CONFIGS, seeds=(0, 1, 
         for s in seeds:
             f = {c: v for c, ll, ss, v in rows if ll == label and ss == s}
             out[f"{label}_seed_{s}"] = {"median": float(np.median(list(f.values()))), "min": float(min(f.values())),
+                                        "mean": float(np.mean(list(f.values()))),
                                         "clips_at_90": int(sum(v >= 0.9 for v in f.values())), "per_clip": f}  # fmt: skip
+        pooled = [v for c, ll, ss, v in rows if ll == label]
+        out[f"{label}_pooled"] = {"median": float(np.median(pooled)), "mean": float(np.mean(pooled)), "min": float(min(pooled)),
+                                  "runs_at_90": int(sum(v >= 0.9 for v in pooled)), "runs": len(pooled)}  # fmt: skip
     return out
 
 
 ABLATION = {  # label: (strategy options, loop options), against the default gradient configuration
+    "gradient_rademacher": ({"design": "rademacher"}, {}),
     "gradient_no_average": ({"average": 0.0}, {}),
     "gradient_1_pair": ({"pairs": 1}, {}),
     "gradient_no_replay_warmup": ({}, {"replay_warmup": 0}),
@@ -308,7 +316,9 @@ def main() -> None:
     parser.add_argument("--subset-budget", type=int, default=400)
     parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
     parser.add_argument("--adaptation-seeds", action="store_true",
-                        help="also adaptation over seeds 0-2: default, no averaging, replay_scored=1")
+                        help="also adaptation over seeds (--adaptation-seed-list): default, random-sign probes, no averaging, replay_scored=1")
+    parser.add_argument("--adaptation-seed-list", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
 
@@ -348,7 +358,8 @@ def main() -> None:
         result["probe_bias"] = probe_bias()
     if args.adaptation_seeds:
         changing = [c.id for c in scenario_set if c.tags.get("stationary") is False]
-        result["adaptation_seeds"] = adaptation_seeds(changing, jobs=args.jobs)
+        configs = {label: ADAPTATION_CONFIGS[label] for label in args.adaptation_rows}
+        result["adaptation_seeds"] = adaptation_seeds(changing, configs, args.adaptation_seed_list, args.jobs)
     targets = {}
     if "collect_feedback_1s" in result:
         targets["collect_p99_under_5ms_metrics_given"] = (
