@@ -17,9 +17,10 @@
 * ``--probe-bias``: what a probe re-processed from the live state sees of a longer noise window
   (0.8 -> 3.0 s on babble_snr+15_m1), after 1, 3 and 7 warm-up chunks, against the objective.
 * ``--ablation``: the gradient strategy with random-sign probes (Spall's Rademacher ``D``) instead of the
-  Hadamard rows, with the live parameters on the iterate itself (no averaging), with 1 probe pair, without the replay warm-up, scoring one chunk
-  instead of two, and with one scored chunk a 7-chunk (3.5 s) warm-up (as quoted in the
-  ``replay_warmup`` docstring and the learning xfail) or 16 probe pairs, and on all 19 parameters, beside
+  Hadamard rows, with the live parameters on the iterate itself (no averaging), with 1 probe pair,
+  without the replay warm-up, scoring one chunk instead of two, and with one scored chunk a 7-chunk
+  (3.5 s) warm-up (as quoted in the ``replay_warmup`` docstring and the learning xfail) or 16 probe
+  pairs, and on all 19 parameters, beside
   the default, on the train clips, for each of ``--ablation-seeds`` (default 0 1 2: one seed's count of
   clips at 90 % swings by several clips); ``--ablation-rows`` picks variants.
 * ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
