@@ -28,6 +28,9 @@
   (``design="rademacher"``), without the live averaging, and with one scored chunk per evaluation
   (``replay_scored=1``), per seed of ``--adaptation-seed-list`` (default 0 1 2) and pooled over them;
   ``--adaptation-rows`` picks configurations.
+* ``--curvature``: the convergence analyzer's curvature (spectral radius of its BFGS model) after
+  ``--iterations`` on 4 train clips, with secant pairs averaged over 1, 5, 10 and 20 updates and with
+  Adam's first moment as the gradient, against a finite-difference Hessian of the clip objective.
 
 Targets (issue 3): collect p99 < 5 ms with metrics given, gradient update p99 < 10 ms, RSS < 300 MB
 and flat, best strategy >= 95 % of the oracle within 100 iterations and ahead of Optuna TPE.
@@ -300,6 +303,52 @@ def probe_bias(clip_id: str = "babble_snr+15_m1", name: str = "nr_noise_window_s
     return out
 
 
+CURVATURE_CLIPS = ("white_snr+10_f2", "pink_snr+0_f1", "babble_snr+0_f2", "hum60_snr+0_m2")
+
+
+def curvature_check(clip_id: str, iterations: int = 100, seed: int = 0, blocks: tuple[int, ...] = (1, 5, 10, 20),
+                    h: float = 0.1) -> dict:
+    """Spectral radius of the convergence analyzer's BFGS model after ``iterations`` of ``gradient`` on a
+    train clip, for secant pairs averaged over ``blocks`` updates and for Adam's first moment as the
+    gradient (what the loop fed before stop 19), all from the same run, against the largest |eigenvalue| of
+    a central finite-difference Hessian (step ``h``, unit cube) of the clip objective's loss at the end."""
+    import scenarios
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+    from feedback_env.feedback_loop.convergence import ConvergenceAnalyzer
+    from feedback_env.feedback_loop.objective import chunk_stream
+    from feedback_env.feedback_loop.oracle_cache import objective_for
+
+    clip = scenarios.load("builtin")[clip_id]
+    loop = FeedbackLoopSystem(seed=seed)
+    fed = {f"block_{b}": ConvergenceAnalyzer(loop.learning_rate, curvature_block=b) for b in blocks}
+    fed["adam_moment"] = ConvergenceAnalyzer(loop.learning_rate)
+    own = loop.convergence.update
+
+    def fan_out(x, gradient):
+        strategy = loop.strategies["gradient"]
+        for label, analyzer in fed.items():
+            moment = strategy.m / (1.0 - strategy.beta1**strategy.k)
+            analyzer.update(x, moment if label == "adam_moment" else gradient)
+        return own(x, gradient)
+
+    loop.convergence.update = fan_out
+    for x, c in chunk_stream(clip.noisy, clip.clean, 8000, iterations):
+        loop.step(x, c)
+    objective = objective_for(clip)
+    x0 = np.clip(loop.space.to_unit({n: loop.parameters[n] for n in loop.space.names}, dtype=np.float64), h - 1, 1 - h)
+    loss = lambda u: -objective(loop.space.from_unit(u))  # noqa: E731
+    d, step = x0.size, np.eye(x0.size) * h
+    hessian = np.zeros((d, d))
+    for i in range(d):
+        for j in range(i, d):
+            corners = [loss(x0 + si * step[i] + sj * step[j]) for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+            hessian[i, j] = hessian[j, i] = (corners[0] - corners[1] - corners[2] + corners[3]) / (4 * h * h)
+    truth = float(np.max(np.abs(np.linalg.eigvalsh(hessian))))
+    return {"finite_difference_radius": truth, "fed": {
+        label: {"radius": a.spectral_radius, "ratio": a.spectral_radius / truth, "updates": a.curvature_updates,
+                "skips": a.curvature_skips} for label, a in fed.items()}}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="all", help="train, test or all clips for the convergence table")
@@ -320,6 +369,8 @@ def main() -> None:
                         help="also adaptation over seeds (--adaptation-seed-list): default, random-sign probes, no averaging, replay_scored=1")
     parser.add_argument("--adaptation-seed-list", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
+    parser.add_argument("--curvature", action="store_true",
+                        help="also the BFGS curvature against a finite-difference Hessian on 4 train clips")
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
 
@@ -361,6 +412,8 @@ def main() -> None:
         changing = [c.id for c in scenario_set if c.tags.get("stationary") is False]
         configs = {label: ADAPTATION_CONFIGS[label] for label in args.adaptation_rows}
         result["adaptation_seeds"] = adaptation_seeds(changing, configs, args.adaptation_seed_list, args.jobs)
+    if args.curvature:
+        result["curvature"] = {cid: curvature_check(cid, args.iterations, args.seed) for cid in CURVATURE_CLIPS}
     targets = {}
     if "collect_feedback_1s" in result:
         targets["collect_p99_under_5ms_metrics_given"] = (

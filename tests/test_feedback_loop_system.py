@@ -621,6 +621,32 @@ def test_convergence_analyzer_on_a_quadratic():
     assert decaying.iterations_remaining() == pytest.approx(expected, abs=1.5)
 
 
+def test_loop_curvature_is_the_reward_hessian(monkeypatch):
+    """The gradient strategy feeds the analyzer the gradient at the point it probed (not Adam's moment, an
+    average over past iterates), in blocks: on a quadratic reward its BFGS model finds the true curvature."""
+    tuned = ("nr_oversubtraction", "nr_floor_db", "eq_low_db", "eq_high_db")
+    hessian = np.diag([1.0, 2.0, 4.0, 8.0])  # of the loss -reward, unit cube
+    optimum = np.array([0.3, -0.2, 0.1, 0.25])
+    loop = FeedbackLoopSystem(seed=0, tuned=tuned)
+
+    def quadratic(params):  # d = 4: one update's 8 pairs are a whole Hadamard matrix, the exact gradient
+        d = loop.space.to_unit({n: params.get(n, loop.pipeline.params[n]) for n in tuned}, dtype=np.float64) - optimum
+        return float(-0.5 * d @ hessian @ d)
+
+    monkeypatch.setattr(loop, "evaluate", quadratic)
+    analyzer = loop.convergence
+    assert analyzer.curvature_block > 1
+    for _ in range(analyzer.curvature_block * 12):
+        x_prev, g_prev, updates = analyzer._g_at, analyzer._g, analyzer.curvature_updates
+        loop.update_parameters("gradient")
+        if analyzer.curvature_updates > updates:  # a block closed: B s = y on its mean point and gradient
+            x, g = analyzer._g_at, analyzer._g
+            assert np.allclose(g, -hessian @ (x - optimum))  # the reward gradient at the block's mean point
+            assert np.allclose(analyzer.hessian @ (x - x_prev), -(g - g_prev))
+    assert analyzer.curvature_updates + analyzer.curvature_skips == 11 and analyzer.curvature_updates >= 4
+    assert analyzer.spectral_radius == pytest.approx(8.0, rel=0.05), analyzer.report().explanation
+
+
 def test_oracle_cache_is_reproducible(builtin, oracles):
     """Every cached setting scores what the cache says, and the check entry's search reproduces."""
     for key, entry in oracles.items():

@@ -13,6 +13,11 @@ gradient estimates ``g_k`` of the reward at them:
   ``B`` positive definite; Nocedal & Wright, *Numerical Optimization*, 2nd ed., eq. 6.19), started at
   ``(y.y / s.y) I`` (eq. 6.20). Its spectral radius is the largest curvature; ``contraction_factor``
   ``max_i |1 - eta lambda_i|`` is the linear rate a gradient step ``eta`` would have on that model.
+  With noisy gradients (``curvature_block`` > 1) the pairs are made from the means of ``x`` and ``g`` over
+  consecutive blocks of updates, as in stochastic quasi-Newton methods (Byrd, Hansen, Nocedal & Singer
+  2016): on a quadratic the mean gradient is the gradient at the mean point, so the pairs stay exact,
+  while the noise of ``y`` shrinks with the block and ``s`` spans the block's drift; a block whose mean
+  moved less than ``step_tolerance`` gives no pair (its ``y`` would be noise over a near-zero ``s``).
 """
 
 from __future__ import annotations
@@ -46,25 +51,37 @@ class ConvergenceAnalyzer:
     :param step_tolerance: a step (Euclidean, unit cube) below this counts as small.
     :param patience: consecutive small steps needed (``k``).
     :param window: recent steps used for the decay fit.
+    :param curvature_block: updates whose iterates and gradients are averaged into one end of a secant
+        pair (1: every update's own; see the module docstring).
     """
 
-    def __init__(self, learning_rate: float = 0.01, step_tolerance: float = 0.02, patience: int = 10, window: int = 20):
-        if not (learning_rate > 0 and step_tolerance > 0 and patience >= 1 and window >= 3):
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        step_tolerance: float = 0.02,
+        patience: int = 10,
+        window: int = 20,
+        curvature_block: int = 1,
+    ):
+        if not (learning_rate > 0 and step_tolerance > 0 and patience >= 1 and window >= 3 and curvature_block >= 1):
             raise ValueError(
-                f"need learning_rate > 0, step_tolerance > 0, patience >= 1, window >= 3; got "
-                f"{learning_rate}, {step_tolerance}, {patience}, {window}"
+                f"need learning_rate > 0, step_tolerance > 0, patience >= 1, window >= 3, curvature_block >= 1; got "
+                f"{learning_rate}, {step_tolerance}, {patience}, {window}, {curvature_block}"
             )
         self.learning_rate = float(learning_rate)
         self.step_tolerance = float(step_tolerance)
         self.patience = int(patience)
         self.window = int(window)
+        self.curvature_block = int(curvature_block)
         self.reset()
 
     def reset(self) -> None:
         """Forget the iterates and the curvature (after a rollback or a change of the tuned space)."""
         self.hessian: np.ndarray | None = None
-        self._x: np.ndarray | None = None
-        self._g: np.ndarray | None = None
+        self._x: np.ndarray | None = None  # the last iterate (for the steps)
+        self._g: np.ndarray | None = None  # the mean gradient of the last complete block, at ...
+        self._g_at: np.ndarray | None = None  # ... the mean iterate of that block
+        self._block: list[tuple[np.ndarray, np.ndarray]] = []  # (x, g) of the block being filled
         self.steps: deque[float] = deque(maxlen=max(self.window, self.patience))
         self.curvature_updates = 0
         self.curvature_skips = 0
@@ -77,20 +94,33 @@ class ConvergenceAnalyzer:
     def update(self, x: np.ndarray, gradient: np.ndarray | None) -> bool:
         """Feed the iterate ``x`` and the reward gradient estimated there; True when ``B`` was updated.
 
-        The step ``x - x_previous`` is recorded; with a gradient at both ends, a BFGS update is made if
-        the curvature condition holds.
+        The step ``x - x_previous`` is recorded. Each gradient joins the current block; when the block is
+        full, its means and the previous block's make a BFGS pair (used if the curvature condition holds).
+        A missing gradient breaks the chain: the partial block and the previous block are dropped.
         """
         x = np.asarray(x, dtype=np.float64).copy()
         g = None if gradient is None else np.asarray(gradient, dtype=np.float64).copy()
         if g is not None and (g.shape != x.shape or not np.all(np.isfinite(g))):
             g = None
-        updated = False
         if self._x is not None and self._x.shape == x.shape:
-            s = x - self._x
-            self.steps.append(float(np.linalg.norm(s)))
-            if g is not None and self._g is not None:
-                updated = self._bfgs(s, -(g - self._g))
-        self._x, self._g = x, g
+            self.steps.append(float(np.linalg.norm(x - self._x)))
+        self._x = x
+        if g is None or (self._g_at is not None and self._g_at.shape != x.shape):
+            self._block, self._g, self._g_at = [], None, None
+            return False
+        self._block.append((x, g))
+        if len(self._block) < self.curvature_block:
+            return False
+        x_mean, g_mean = (np.mean(v, axis=0) for v in zip(*self._block))
+        self._block = []
+        updated = False
+        if self._g is not None:
+            s = x_mean - self._g_at
+            if self.curvature_block > 1 and np.linalg.norm(s) < self.step_tolerance:
+                self.curvature_skips += 1  # the block did not move: its gradient difference is noise
+            else:
+                updated = self._bfgs(s, -(g_mean - self._g))
+        self._g, self._g_at = g_mean, x_mean
         return updated
 
     def _bfgs(self, s: np.ndarray, y: np.ndarray) -> bool:
@@ -169,7 +199,7 @@ class ConvergenceAnalyzer:
             f"{'converged' if converged else 'not converged'}: {self.small_steps()}/{self.patience} steps "
             f"< {self.step_tolerance:g} (last {last:.3g}), trend {trend}; ~{remaining:g} iterations left; "
             f"curvature: spectral radius {self.spectral_radius:.3g}, contraction {self.contraction_factor:.3g} "
-            f"({self.curvature_updates} BFGS updates, {self.curvature_skips} skipped for s.y <= 0)"
+            f"({self.curvature_updates} BFGS updates, {self.curvature_skips} skipped: s.y <= 0 or a block that did not move)"
         )
         return ConvergenceReport(
             converged, remaining, self.spectral_radius, self.contraction_factor, last,
@@ -182,6 +212,8 @@ class ConvergenceAnalyzer:
             "hessian": None if self.hessian is None else self.hessian.tolist(),
             "x": None if self._x is None else self._x.tolist(),
             "g": None if self._g is None else self._g.tolist(),
+            "g_at": None if self._g_at is None else self._g_at.tolist(),
+            "block": [[x.tolist(), g.tolist()] for x, g in self._block],
             "steps": list(self.steps),
             "curvature_updates": self.curvature_updates,
             "curvature_skips": self.curvature_skips,
@@ -190,6 +222,9 @@ class ConvergenceAnalyzer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         arr = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
         self.hessian, self._x, self._g = arr(state["hessian"]), arr(state["x"]), arr(state["g"])
+        # files saved before the blocks: the last gradient was taken at the last iterate
+        self._g_at = arr(state["g_at"]) if "g_at" in state else (None if self._g is None else self._x)
+        self._block = [(arr(x), arr(g)) for x, g in state.get("block", [])]
         self.steps = deque(state["steps"], maxlen=max(self.window, self.patience))
         self.curvature_updates = int(state["curvature_updates"])
         self.curvature_skips = int(state["curvature_skips"])

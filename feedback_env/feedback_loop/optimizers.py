@@ -182,7 +182,7 @@ class GradientStrategy:
             explanation,
             {"expected_gain": expected, "gradient_norm": float(np.linalg.norm(g)), "confidence": confidence,
              "perturbation": c, "step_size": rate},
-            gradient=m_hat.copy(),
+            gradient=g.copy(),  # the estimate at ``center`` (Adam's m_hat averages past iterates' gradients)
             gradient_at=center.copy(),
         )  # fmt: skip
 
