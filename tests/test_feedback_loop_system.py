@@ -555,6 +555,37 @@ def test_save_load_resumes_where_it_was(builtin, tmp_path):
     assert path.read_bytes() == good_bytes and list(tmp_path.iterdir()) == [path]  # old file intact, no debris
 
 
+def _damage_compression_method(data: bytearray) -> None:
+    data[data.index(b"PK\x01\x02") + 10] = 99  # central directory: an unknown compression method
+
+
+def _damage_npy_header(data: bytearray) -> None:
+    data[data.index(b"}", data.index(b"\x93NUMPY"))] = ord("(")  # the first array's header dict never closes
+
+
+def _damage_encrypted_flag(data: bytearray) -> None:
+    data[data.index(b"PK\x01\x02") + 8] |= 1  # central directory: the member claims to be encrypted
+
+
+@pytest.mark.parametrize("damage", [_damage_compression_method, _damage_npy_header, _damage_encrypted_flag])
+def test_a_damaged_file_loads_as_one_loop_file_error(tmp_path, damage):
+    """One-byte damages that made zipfile/numpy raise NotImplementedError, TokenError or RuntimeError.
+
+    The column is large (a 100,000-record history) so that numpy parses the damaged header before the
+    zip CRC of the member is checked."""
+    from feedback_env.feedback_loop import LoopFileError
+    from feedback_env.feedback_loop.storage import read_checked, write_atomic
+
+    path = write_atomic(tmp_path / "loop.npz", {"history.reward": np.arange(100_000.0)}, {})
+    data = bytearray(path.read_bytes())
+    damage(data)
+    path.write_bytes(bytes(data))
+    for read in (read_checked, FeedbackLoopSystem.load):
+        with pytest.raises(LoopFileError, match="loop.npz: damaged") as info:
+            read(path)
+        assert info.value.__cause__ is not None  # the zip or numpy error is chained
+
+
 def test_history_is_bounded_and_exports_a_dataframe(builtin):
     clip = builtin["pink_snr+15_m2"]
     loop = FeedbackLoopSystem(seed=0, history_size=10, mode="offline")

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -68,7 +67,10 @@ def read_checked(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     try:
         with np.load(source, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}  # reads every member: zip CRCs are checked here
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:
+        # zipfile and numpy's header parser raise many types on damaged bytes (BadZipFile, EOFError,
+        # ValueError, NotImplementedError for an unknown compression method, RuntimeError for an
+        # "encrypted" member, tokenize.TokenError or SyntaxError for a broken .npy header, ...)
         raise LoopFileError(f"{source}: damaged or not a feedback-loop file ({type(exc).__name__}: {exc})") from exc
     if _META not in arrays:
         raise LoopFileError(f"{source}: not a feedback-loop file (no metadata record)")
