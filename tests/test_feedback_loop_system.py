@@ -586,6 +586,21 @@ def test_a_damaged_file_loads_as_one_loop_file_error(tmp_path, damage):
         assert info.value.__cause__ is not None  # the zip or numpy error is chained
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_get_the_mode_open_would_give(tmp_path, umask):
+    """Like open(): 0o666 minus the umask (mkstemp's 0o600 kept other users from reading a checkpoint)."""
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        path = FeedbackLoopSystem(seed=0).save(tmp_path / "loop.npz")
+    finally:
+        os.umask(previous)
+    assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(0o666 & ~umask)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
 def test_history_is_bounded_and_exports_a_dataframe(builtin):
     clip = builtin["pink_snr+15_m2"]
     loop = FeedbackLoopSystem(seed=0, history_size=10, mode="offline")
