@@ -611,6 +611,37 @@ def test_history_is_bounded_and_exports_a_dataframe(builtin):
     assert {"reward", "params.nr_floor_db", "metrics.si_sdr", "baseline.lsd", "features.snr_estimate_db"} <= set(frame)
 
 
+def test_a_failed_history_append_leaves_the_history_unchanged():
+    """A record that fails validation part way (features, params, metrics) writes nothing: the slot it
+    would take in a full buffer still holds the oldest kept record."""
+    from feedback_env.feedback_loop.history import ProcessingHistory
+    from feedback_env.feedback_loop.records import FeedbackRecord
+
+    def record(i, **changes):
+        fields = dict(index=i, time=float(i), params={"a": float(i)}, metrics={"m": float(i)}, baseline={"m": 0.0},
+                      reward=i / 10, features=np.full(2, i, np.float32), ok=i % 4 != 0, error=None if i % 4 else f"e{i}")  # fmt: skip
+        return FeedbackRecord(**{**fields, **changes})
+
+    history = ProcessingHistory(3, ["a"], ["f0", "f1"])
+    for i in range(7):
+        history.append(record(i))
+    before = history.to_dataframe()
+    bad = [
+        (dict(features=np.zeros(5, np.float32)), r"features.*\(5,\).*expected \(2,\)"),
+        (dict(features=np.float32(1.0)), r"features.*\(\).*expected \(2,\)"),  # would broadcast silently
+        (dict(params={"a": 1.0, "b": 2.0}), r"unknown parameter 'b'"),
+        (dict(metrics={"m": 1.0, "new": "loud"}), r"metrics\['new'\]"),
+        (dict(baseline={"m": None}), r"baseline\['m'\]"),
+    ]
+    for changes, message in bad:
+        with pytest.raises(ValueError, match=message):
+            history.append(record(99, reward=9.9, **changes))
+        assert history.total == 7 and history.metric_names == ("m",)
+        assert history.to_dataframe().equals(before), changes
+    history.append(record(7))
+    assert list(history.indices()) == [5, 6, 7]
+
+
 def test_offline_mode_proposes_from_the_history_alone(builtin):
     clip = builtin["white_snr+10_f2"]
     objective = objective_for(clip)
