@@ -11,6 +11,7 @@ scored) first reaches 95 % of that improvement (null if never), rollbacks, and t
 
 from __future__ import annotations
 
+import numbers
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -149,6 +150,17 @@ def _mean(values: Iterable[float]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _tag_key(value: Any) -> str:
+    """The group of a tag value: equal numbers share one (10, 10.0 and 10.00 -> "10"; 0 and -0.0 -> "0");
+    booleans and every other value keep their ``str``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
 def _median_reached(reached: Sequence[int | None]) -> float | None:
     """Median iterations to 95 % over clips; a clip that never reached counts as beyond the budget, so the
     median is None both without an oracle (no clips) and when half or more of the clips never reached."""
@@ -173,7 +185,7 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
             groups: dict[str, list[str]] = {}
             for cid in good:
                 if tag in tags.get(cid, {}):
-                    groups.setdefault(str(tags[cid][tag]), []).append(cid)
+                    groups.setdefault(_tag_key(tags[cid][tag]), []).append(cid)
             if groups:
                 by_tag[tag] = {
                     value: {m: _mean(good[c]["final"].get(m) for c in ids) for m in metrics} for value, ids in groups.items()

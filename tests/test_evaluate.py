@@ -203,3 +203,17 @@ def test_a_budget_shorter_than_one_pass_scores_iterations_like_the_fraction():
     assert [entries[n]["fraction_of_oracle"] for n in ("oracle", "defaults", "spsa")] == pytest.approx([1.0, 0.0, 0.96])
     assert [entries[n]["iterations_to_95"] for n in ("oracle", "defaults", "spsa")] == [5, None, 5]
 
+
+def test_means_by_tag_put_equal_numbers_in_one_group():
+    """Tags 10 and 10.0 are one group ("10"), not two; booleans and strings keep their own groups."""
+    from scenarios.harness import summarize
+
+    def entry(value):
+        return {"final": {"si_sdr": value}, "curve": [], "iterations_to_95": None}
+
+    entries = {"defaults": {"a": entry(10.0), "b": entry(20.0), "c": entry(1.0), "d": entry(3.0), "e": entry(5.0)}}
+    tags = {"a": {"snr_db": 10}, "b": {"snr_db": 10.0}, "c": {"snr_db": 2.5}, "d": {"snr_db": -0.0, "stationary": True},
+            "e": {"snr_db": 0, "stationary": 1}}  # fmt: skip
+    by_tag = summarize(entries, tags)["defaults"]["mean_by_tag"]
+    assert by_tag["snr_db"] == {"10": {"si_sdr": 15.0}, "2.5": {"si_sdr": 1.0}, "0": {"si_sdr": 4.0}}
+    assert by_tag["stationary"] == {"True": {"si_sdr": 3.0}, "1": {"si_sdr": 5.0}}
