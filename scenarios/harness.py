@@ -5,11 +5,13 @@ Per clip and strategy: final metrics of the clip rendered with the strategy's la
 schedule (intrusive ones when the clip has a clean reference, non-intrusive always), the reward curve,
 the loop objective reached (mean reward over the last pass of the clip), the fraction of the oracle's
 improvement over the defaults on that objective, the iterations until the moving mean of the reward
-(one pass wide) first reaches 95 % of that improvement, rollbacks, and time per iteration.
+(one pass wide; the whole curve when the budget is shorter than one pass, as the objective is then
+scored) first reaches 95 % of that improvement (null if never), rollbacks, and time per iteration.
 """
 
 from __future__ import annotations
 
+import numbers
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -48,13 +50,16 @@ def _final_metrics(output: np.ndarray, clip, extra: Iterable[str]) -> dict[str, 
     return metrics
 
 
-def iterations_to_reach(curve: Sequence[float], target: float, window: int) -> int | None:
-    """First iteration (1-based) where the mean of the last ``window`` rewards reaches ``target``."""
-    c = np.asarray(curve, dtype=float)
-    if c.size < window or not np.all(np.isfinite(c)):
-        c = np.nan_to_num(c, nan=-np.inf)
-    if c.size < window:
+def iterations_to_reach(curve: Sequence[float | None], target: float, window: int) -> int | None:
+    """First iteration (1-based) where the mean of the last ``window`` rewards reaches ``target``.
+
+    A failed iteration (NaN or None) never counts. A curve shorter than ``window`` (a budget shorter
+    than one pass) is averaged over all of it, as :func:`~scenarios.strategies.last_pass_mean` scores it.
+    """
+    c = np.nan_to_num(np.asarray(curve, dtype=float), nan=-np.inf)
+    if c.size == 0:
         return None
+    window = min(window, c.size)
     moving = np.convolve(c, np.ones(window) / window, mode="valid")
     hits = np.flatnonzero(moving >= target)
     return int(hits[0] + window) if hits.size else None
@@ -78,7 +83,7 @@ def evaluate_strategy(clip, name: str, budget: int, seed: int, context: ClipCont
             clip.noisy, run.schedule, context.chunk, clip.sample_rate)  # fmt: skip
         entry = {
             "final": _final_metrics(output, clip, extra_metrics),
-            "curve": run.curve,
+            "curve": [float(r) if np.isfinite(r) else None for r in run.curve],  # null: a failed iteration
             "objective": run.objective,
             "rollbacks": run.rollbacks,
             "ms_per_iteration": None if run.seconds_per_iteration is None else 1e3 * run.seconds_per_iteration,
@@ -145,8 +150,32 @@ def _mean(values: Iterable[float]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _tag_key(value: Any) -> str:
+    """The group of a tag value: equal numbers share one (10, 10.0 and 10.00 -> "10"; 0 and -0.0 -> "0");
+    booleans and every other value keep their ``str``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+def _median_reached(reached: Sequence[int | None]) -> float | None:
+    """Median iterations to 95 % over clips; a clip that never reached counts as beyond the budget, so the
+    median is None both without an oracle (no clips) and when half or more of the clips never reached."""
+    if not reached:
+        return None
+    median = float(np.median([np.inf if r is None else r for r in reached]))
+    return median if np.isfinite(median) else None
+
+
 def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dict[str, dict]:
-    """Per strategy: means over clips, means by tag, median fraction of the oracle, rollbacks, timing."""
+    """Per strategy: means over clips, means by tag, median fraction of the oracle, rollbacks, timing.
+
+    ``median_iterations_to_95`` is null when half or more of the clips never reached 95 % of the oracle
+    within the budget (and without an oracle in the run); ``median_fraction_of_oracle`` tells the two apart.
+    """
     out = {}
     for name, clips in entries.items():
         good = {cid: c for cid, c in clips.items() if "error" not in c}
@@ -156,7 +185,7 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
             groups: dict[str, list[str]] = {}
             for cid in good:
                 if tag in tags.get(cid, {}):
-                    groups.setdefault(str(tags[cid][tag]), []).append(cid)
+                    groups.setdefault(_tag_key(tags[cid][tag]), []).append(cid)
             if groups:
                 by_tag[tag] = {
                     value: {m: _mean(good[c]["final"].get(m) for c in ids) for m in metrics} for value, ids in groups.items()
@@ -169,8 +198,7 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
             "mean": {m: _mean(c["final"].get(m) for c in good.values()) for m in metrics},
             "mean_by_tag": by_tag,
             "median_fraction_of_oracle": float(np.median(fractions)) if fractions else None,
-            # a clip that never reached 95 % counts as beyond the budget (infinite) in the median
-            "median_iterations_to_95": float(np.median([np.inf if r is None else r for r in reached])) if reached else None,
+            "median_iterations_to_95": _median_reached(reached),
             "rollbacks": int(sum(c.get("rollbacks", 0) for c in good.values())),
             "ms_per_iteration": float(np.median(timing)) if timing else None,
             "wall_seconds": float(sum(c.get("wall_seconds", 0.0) for c in clips.values())),

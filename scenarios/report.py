@@ -2,7 +2,9 @@
 
 The JSON follows DESIGN.md: ``{"strategies": {NAME: {"clips": {ID: {"final": {metric: value},
 "curve": [reward per iteration], "iterations_to_95": int | null, ...}}, "mean": {metric: value}, ...}}}``
-with extra keys (rollbacks, timing, means by tag, unreadable clips) beside the fixed ones.
+with extra keys (rollbacks, timing, means by tag, unreadable clips) beside the fixed ones. Strict JSON:
+a failed iteration's reward is null in ``curve``, and ``iterations_to_95`` / ``median_iterations_to_95``
+are null when 95 % of the oracle was not reached within the budget (the table prints ``>budget``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,26 @@ import numpy as np
 TABLE_METRICS = ("si_sdr", "pesq", "stoi", "estoi", "wada_snr")
 
 
+def _non_finite(value: Any, where: str = "result") -> str | None:
+    """Where the first NaN or infinite float in ``value`` is (``result.strategies.spsa.mean.si_sdr``)."""
+    if isinstance(value, dict):
+        found = (_non_finite(v, f"{where}.{k}") for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        found = (_non_finite(v, f"{where}[{i}]") for i, v in enumerate(value))
+    else:
+        is_float = isinstance(value, (float, np.floating))
+        return f"{where} = {value}" if is_float and not np.isfinite(value) else None
+    return next((f for f in found if f is not None), None)
+
+
 def write_json(result: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(result, indent=2, default=float))
+    """Strict JSON: a NaN or infinite value raises :class:`ValueError` naming it, and nothing is written
+    (the harness writes null where a value does not exist: a failed iteration, a median never reached)."""
+    try:
+        text = json.dumps(result, indent=2, default=float, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not written, {_non_finite(result) or exc} has no JSON form") from exc
+    Path(path).write_text(text)
 
 
 def write_csv(result: dict[str, Any], path: str | Path) -> None:
@@ -54,7 +74,7 @@ def print_table(result: dict[str, Any]) -> None:
         reached = s.get("median_iterations_to_95")
         cells += [
             "-" if share is None else f"{100 * share:.0f}%",
-            "-" if reached is None else f"{reached:.0f}",
+            ("-" if share is None else f">{result['budget']}") if reached is None else f"{reached:.0f}",
             str(s.get("rollbacks", 0)),
             "-" if s.get("ms_per_iteration") is None else f"{s['ms_per_iteration']:.1f}",
             f"{s.get('wall_seconds', 0.0):.0f}",

@@ -134,3 +134,86 @@ def test_cli_names_what_is_wrong(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate.main(["builtin", "--budget", "0", "--json", str(tmp_path / "r.json")])
+
+
+def _strict_json(text: str):
+    """``json.loads`` that refuses the non-JSON constants ``NaN``, ``Infinity`` and ``-Infinity``."""
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _clip_entry(reached):
+    return {"final": {"si_sdr": 5.0}, "curve": [0.1, 0.2], "objective": 0.2, "rollbacks": 0, "ms_per_iteration": 1.0,
+            "fraction_of_oracle": 0.5, "iterations_to_95": reached}  # fmt: skip
+
+
+def test_a_median_never_reached_is_null_and_the_json_is_strict(tmp_path):
+    """Two of three clips never reaching 95 % of the oracle made the median inf, written as ``Infinity``."""
+    from scenarios.harness import summarize
+    from scenarios.report import write_json
+
+    entries = {"spsa": {"a": _clip_entry(None), "b": _clip_entry(None), "c": _clip_entry(40)},
+               "cma": {"a": _clip_entry(None), "b": _clip_entry(30), "c": _clip_entry(40)}}  # fmt: skip
+    strategies = summarize(entries, {"a": {}, "b": {}, "c": {}})
+    assert strategies["spsa"]["median_iterations_to_95"] is None
+    assert strategies["cma"]["median_iterations_to_95"] == 40  # a clip never reaching counts beyond the budget
+    path = tmp_path / "result.json"
+    write_json({"strategies": strategies}, path)
+    assert _strict_json(path.read_text())["strategies"]["spsa"]["median_iterations_to_95"] is None
+    with pytest.raises(ValueError, match=r"strategies\.spsa\.mean\.si_sdr = nan"):  # any other fails loudly
+        write_json({"strategies": {"spsa": {"mean": {"si_sdr": float("nan")}}}}, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_a_failed_iteration_is_null_in_the_curve(builtin, monkeypatch, tmp_path):
+    """A failed loop step's reward (NaN in the strategy's curve) is written as null, not ``NaN``."""
+    from scenarios import harness
+    from scenarios.report import write_json
+    from scenarios.strategies import ClipRun, Strategy
+
+    clip = builtin["white_snr+5_f3"]
+
+    class Failing(Strategy):
+        def run(self, clip, budget, seed, context):
+            return ClipRun([0.1, float("nan"), 0.3], final_output=clip.noisy, objective=0.2)
+
+    monkeypatch.setattr(harness, "make_strategy", lambda name: Failing())
+    entry, _ = harness.evaluate_strategy(clip, "failing", 3, 0, harness.clip_context(clip, 0.5), ())
+    assert entry["curve"] == [0.1, None, 0.3]
+    path = tmp_path / "result.json"
+    write_json({"strategies": {"failing": {"clips": {clip.id: entry}}}}, path)
+    assert _strict_json(path.read_text())["strategies"]["failing"]["clips"][clip.id]["curve"] == [0.1, None, 0.3]
+    assert iterations_to_reach(entry["curve"], 0.1, window=1) == 1 and iterations_to_reach(entry["curve"], 0.2, 2) is None
+
+
+def test_a_budget_shorter_than_one_pass_scores_iterations_like_the_fraction():
+    """With fewer iterations than chunks per pass the fraction of the oracle is scored on the partial
+    pass; the iterations to 95 % use the same window, so the oracle reaches it at the budget."""
+    from types import SimpleNamespace
+
+    from scenarios.harness import add_oracle_fractions
+
+    assert iterations_to_reach([1.0] * 5, 1.0, window=8) == 5
+    assert iterations_to_reach([], 0.0, window=8) is None
+    entries = {name: {"objective": value, "curve": [value] * 5} for name, value in (("oracle", 1.0), ("defaults", 0.0), ("spsa", 0.96))}
+    add_oracle_fractions(entries, SimpleNamespace(n_chunks=8), budget=5)
+    assert [entries[n]["fraction_of_oracle"] for n in ("oracle", "defaults", "spsa")] == pytest.approx([1.0, 0.0, 0.96])
+    assert [entries[n]["iterations_to_95"] for n in ("oracle", "defaults", "spsa")] == [5, None, 5]
+
+
+def test_means_by_tag_put_equal_numbers_in_one_group():
+    """Tags 10 and 10.0 are one group ("10"), not two; booleans and strings keep their own groups."""
+    from scenarios.harness import summarize
+
+    def entry(value):
+        return {"final": {"si_sdr": value}, "curve": [], "iterations_to_95": None}
+
+    entries = {"defaults": {"a": entry(10.0), "b": entry(20.0), "c": entry(1.0), "d": entry(3.0), "e": entry(5.0)}}
+    tags = {"a": {"snr_db": 10}, "b": {"snr_db": 10.0}, "c": {"snr_db": 2.5}, "d": {"snr_db": -0.0, "stationary": True},
+            "e": {"snr_db": 0, "stationary": 1}}  # fmt: skip
+    by_tag = summarize(entries, tags)["defaults"]["mean_by_tag"]
+    assert by_tag["snr_db"] == {"10": {"si_sdr": 15.0}, "2.5": {"si_sdr": 1.0}, "0": {"si_sdr": 4.0}}
+    assert by_tag["stationary"] == {"True": {"si_sdr": 3.0}, "1": {"si_sdr": 5.0}}

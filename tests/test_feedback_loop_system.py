@@ -555,6 +555,52 @@ def test_save_load_resumes_where_it_was(builtin, tmp_path):
     assert path.read_bytes() == good_bytes and list(tmp_path.iterdir()) == [path]  # old file intact, no debris
 
 
+def _damage_compression_method(data: bytearray) -> None:
+    data[data.index(b"PK\x01\x02") + 10] = 99  # central directory: an unknown compression method
+
+
+def _damage_npy_header(data: bytearray) -> None:
+    data[data.index(b"}", data.index(b"\x93NUMPY"))] = ord("(")  # the first array's header dict never closes
+
+
+def _damage_encrypted_flag(data: bytearray) -> None:
+    data[data.index(b"PK\x01\x02") + 8] |= 1  # central directory: the member claims to be encrypted
+
+
+@pytest.mark.parametrize("damage", [_damage_compression_method, _damage_npy_header, _damage_encrypted_flag])
+def test_a_damaged_file_loads_as_one_loop_file_error(tmp_path, damage):
+    """One-byte damages that made zipfile/numpy raise NotImplementedError, TokenError or RuntimeError.
+
+    The column is large (a 100,000-record history) so that numpy parses the damaged header before the
+    zip CRC of the member is checked."""
+    from feedback_env.feedback_loop import LoopFileError
+    from feedback_env.feedback_loop.storage import read_checked, write_atomic
+
+    path = write_atomic(tmp_path / "loop.npz", {"history.reward": np.arange(100_000.0)}, {})
+    data = bytearray(path.read_bytes())
+    damage(data)
+    path.write_bytes(bytes(data))
+    for read in (read_checked, FeedbackLoopSystem.load):
+        with pytest.raises(LoopFileError, match="loop.npz: damaged") as info:
+            read(path)
+        assert info.value.__cause__ is not None  # the zip or numpy error is chained
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_get_the_mode_open_would_give(tmp_path, umask):
+    """Like open(): 0o666 minus the umask (mkstemp's 0o600 kept other users from reading a checkpoint)."""
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        path = FeedbackLoopSystem(seed=0).save(tmp_path / "loop.npz")
+    finally:
+        os.umask(previous)
+    assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(0o666 & ~umask)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
 def test_history_is_bounded_and_exports_a_dataframe(builtin):
     clip = builtin["pink_snr+15_m2"]
     loop = FeedbackLoopSystem(seed=0, history_size=10, mode="offline")
@@ -563,6 +609,37 @@ def test_history_is_bounded_and_exports_a_dataframe(builtin):
     frame = loop.history.to_dataframe()
     assert list(frame["index"]) == list(range(15, 25))
     assert {"reward", "params.nr_floor_db", "metrics.si_sdr", "baseline.lsd", "features.snr_estimate_db"} <= set(frame)
+
+
+def test_a_failed_history_append_leaves_the_history_unchanged():
+    """A record that fails validation part way (features, params, metrics) writes nothing: the slot it
+    would take in a full buffer still holds the oldest kept record."""
+    from feedback_env.feedback_loop.history import ProcessingHistory
+    from feedback_env.feedback_loop.records import FeedbackRecord
+
+    def record(i, **changes):
+        fields = dict(index=i, time=float(i), params={"a": float(i)}, metrics={"m": float(i)}, baseline={"m": 0.0},
+                      reward=i / 10, features=np.full(2, i, np.float32), ok=i % 4 != 0, error=None if i % 4 else f"e{i}")  # fmt: skip
+        return FeedbackRecord(**{**fields, **changes})
+
+    history = ProcessingHistory(3, ["a"], ["f0", "f1"])
+    for i in range(7):
+        history.append(record(i))
+    before = history.to_dataframe()
+    bad = [
+        (dict(features=np.zeros(5, np.float32)), r"features.*\(5,\).*expected \(2,\)"),
+        (dict(features=np.float32(1.0)), r"features.*\(\).*expected \(2,\)"),  # would broadcast silently
+        (dict(params={"a": 1.0, "b": 2.0}), r"unknown parameter 'b'"),
+        (dict(metrics={"m": 1.0, "new": "loud"}), r"metrics\['new'\]"),
+        (dict(baseline={"m": None}), r"baseline\['m'\]"),
+    ]
+    for changes, message in bad:
+        with pytest.raises(ValueError, match=message):
+            history.append(record(99, reward=9.9, **changes))
+        assert history.total == 7 and history.metric_names == ("m",)
+        assert history.to_dataframe().equals(before), changes
+    history.append(record(7))
+    assert list(history.indices()) == [5, 6, 7]
 
 
 def test_offline_mode_proposes_from_the_history_alone(builtin):

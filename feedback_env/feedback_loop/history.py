@@ -15,6 +15,14 @@ from feedback_env.feedback_loop.records import FeedbackRecord
 from feedback_env.feedback_loop.storage import LoopFileError
 
 
+def _number(value: Any, field: str) -> float:
+    """``value`` as a float, or a :class:`ValueError` naming ``field``."""
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{field} must be a number, got {value!r}") from exc
+
+
 class ProcessingHistory:
     """The last ``capacity`` records, column-wise.
 
@@ -53,25 +61,41 @@ class ProcessingHistory:
         return table[name]
 
     def append(self, record: FeedbackRecord) -> None:
-        """Store ``record`` (its ``index`` is kept as given), overwriting the oldest when full."""
-        slot = self.total % self.capacity
-        self._index[slot] = record.index
-        self._time[slot] = record.time
-        self._reward[slot] = np.nan if record.reward is None else record.reward
-        self._ok[slot] = record.ok
-        self._intrusive[slot] = record.intrusive
-        row = self._params[slot]
-        row[:] = np.nan
+        """Store ``record`` (its ``index`` is kept as given), overwriting the oldest when full.
+
+        Everything is checked and converted before anything is written: a bad record raises
+        :class:`ValueError` and leaves the history as it was."""
+        index = int(record.index)
+        where = f"record {index}: "
+        when = _number(record.time, where + "time")
+        reward = np.nan if record.reward is None else _number(record.reward, where + "reward")
+        row = np.full(len(self.param_names), np.nan)
         for name, value in record.params.items():
-            row[self._param_col[name]] = value
-        self._features[slot] = record.features
-        for table, values in ((self._metrics, record.metrics), (self._baseline, record.baseline)):
+            if name not in self._param_col:
+                raise ValueError(f"{where}unknown parameter {name!r} (known: {', '.join(self.param_names)})")
+            row[self._param_col[name]] = _number(value, f"{where}params[{name!r}]")
+        features = np.asarray(record.features, dtype=np.float32)
+        if features.shape != (len(self.feature_names),):
+            raise ValueError(f"{where}features of shape {features.shape}, expected ({len(self.feature_names)},)")
+        columns = []
+        for table, label in ((self._metrics, "metrics"), (self._baseline, "baseline")):
+            values = getattr(record, label).items()
+            columns.append((table, {n: _number(v, f"{where}{label}[{n!r}]") for n, v in values}))
+        slot = self.total % self.capacity
+        self._index[slot] = index
+        self._time[slot] = when
+        self._reward[slot] = reward
+        self._ok[slot] = bool(record.ok)
+        self._intrusive[slot] = bool(record.intrusive)
+        self._params[slot] = row
+        self._features[slot] = features
+        for table, values in columns:
             for column in table.values():
                 column[slot] = np.nan
             for name, value in values.items():
                 self._column(table, name)[slot] = value
         if record.error is not None:
-            self._errors[slot] = record.error
+            self._errors[slot] = str(record.error)
         else:
             self._errors.pop(slot, None)
         self.total += 1

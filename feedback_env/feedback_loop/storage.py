@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import zipfile
+import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,6 +38,21 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def _create_temporary(target: Path) -> tuple[int, str]:
+    """A new, uniquely named file beside ``target``, opened for writing: ``(fd, path)``.
+
+    Created with mode 0o666 so that the umask applies as for :func:`open` (``tempfile.mkstemp`` always
+    gives 0o600, which :func:`os.replace` would keep)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
+
+
 def write_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
     """Write ``arrays`` and JSON-serializable ``meta`` to ``path`` atomically; returns the path."""
     target = Path(path)
@@ -47,7 +61,7 @@ def write_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta
         raise ValueError(f"array name {_META!r} is reserved")
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     header = {"format": FORMAT, "sha256": _digest(payload), "meta": meta}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temporary(target)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload, **{_META: np.array(json.dumps(header))})
@@ -68,7 +82,10 @@ def read_checked(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     try:
         with np.load(source, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}  # reads every member: zip CRCs are checked here
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:
+        # zipfile and numpy's header parser raise many types on damaged bytes (BadZipFile, EOFError,
+        # ValueError, NotImplementedError for an unknown compression method, RuntimeError for an
+        # "encrypted" member, tokenize.TokenError or SyntaxError for a broken .npy header, ...)
         raise LoopFileError(f"{source}: damaged or not a feedback-loop file ({type(exc).__name__}: {exc})") from exc
     if _META not in arrays:
         raise LoopFileError(f"{source}: not a feedback-loop file (no metadata record)")
