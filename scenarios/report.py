@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +21,29 @@ import numpy as np
 TABLE_METRICS = ("si_sdr", "pesq", "stoi", "estoi", "wada_snr")
 
 
-def _non_finite(value: Any, where: str = "result") -> str | None:
-    """Where the first NaN or infinite float in ``value`` is (``result.strategies.spsa.mean.si_sdr``)."""
+def _finite_or_null(value: Any, where: str, found: list[str]) -> Any:
+    """``value`` with every NaN or infinite float replaced by None; ``found`` gets where each was
+    (``result.strategies.spsa.mean.si_sdr = nan``)."""
     if isinstance(value, dict):
-        found = (_non_finite(v, f"{where}.{k}") for k, v in value.items())
-    elif isinstance(value, (list, tuple)):
-        found = (_non_finite(v, f"{where}[{i}]") for i, v in enumerate(value))
-    else:
-        is_float = isinstance(value, (float, np.floating))
-        return f"{where} = {value}" if is_float and not np.isfinite(value) else None
-    return next((f for f in found if f is not None), None)
+        return {k: _finite_or_null(v, f"{where}.{k}", found) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v, f"{where}[{i}]", found) for i, v in enumerate(value)]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        found.append(f"{where} = {value}")
+        return None
+    return value
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:
-    """Strict JSON: a NaN or infinite value raises :class:`ValueError` naming it, and nothing is written
-    (the harness writes null where a value does not exist: a failed iteration, a median never reached)."""
-    try:
-        text = json.dumps(result, indent=2, default=float, allow_nan=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not written, {_non_finite(result) or exc} has no JSON form") from exc
-    Path(path).write_text(text)
+    """Strict JSON (no ``NaN`` or ``Infinity``). The harness writes null where a value does not exist (a
+    failed iteration, a median never reached); any other non-finite value is written as null too, with a
+    warning naming it, so that a long run's results are never lost to one bad number."""
+    found: list[str] = []
+    clean = _finite_or_null(result, "result", found)
+    if found:
+        warnings.warn(f"{path}: non-finite values written as null: {', '.join(found[:5])}"
+                      + (f" and {len(found) - 5} more" if len(found) > 5 else ""), stacklevel=2)  # fmt: skip
+    Path(path).write_text(json.dumps(clean, indent=2, default=float, allow_nan=False))
 
 
 def write_csv(result: dict[str, Any], path: str | Path) -> None:
