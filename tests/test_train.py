@@ -150,6 +150,25 @@ def test_a_td3_run_of_two_members_acts_with_the_mean_action_of_both_and_resumes_
     assert set(json.loads((tmp_path / "evaluation.json").read_text())["mean"]) == {"bypass", "defaults", "best_static", "policy"}
 
 
+def test_resume_without_timesteps_keeps_the_runs_own_and_leaves_finished_members_alone(tiny_set, tmp_path, monkeypatch):
+    """``train.py --resume --out DIR`` trains to the run's own step count, not to the flag's default (40,000)."""
+    import agents.training
+
+    assert train.main([*args(tiny_set, tmp_path, 40), "--members", "2", "--ensemble", "0"]) == 0
+    finished = [(tmp_path / f"member_{k}" / "model.zip").stat().st_mtime_ns for k in (0, 1)]
+    real_run = agents.training.run
+
+    def run(config, resume, progress_bar):
+        assert config.timesteps == 40, f"the resumed run trains to {config.timesteps} steps"  # fail at once, not after them
+        return real_run(config, resume, progress_bar)
+
+    monkeypatch.setattr(agents.training, "run", run)
+    assert train.main(["--resume", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert [(tmp_path / f"member_{k}" / "model.zip").stat().st_mtime_ns for k in (0, 1)] == finished  # taken as they are
+    assert json.loads((tmp_path / "run.json").read_text())["timesteps"] == 40
+    assert json.loads((tmp_path / "model.config.json").read_text())["timesteps"] == 40
+
+
 def _state_and_parent(pid: int) -> tuple[str, int]:
     """A process's state letter and parent pid, from /proc (OSError once it is gone)."""
     state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
