@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--algo", choices=["td3", "sac", "ppo"], default=defaults.algo)
     p.add_argument("--env", dest="env_id", default=defaults.env_id, help="environment id (absolute or delta env)")
     p.add_argument("--scenarios", default=defaults.scenarios, help="scenario folder or built-in set name")
-    p.add_argument("--timesteps", type=int, default=defaults.timesteps, help="env steps (chunks) in total")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help=f"env steps (chunks) in total (default {defaults.timesteps}); with --resume, the run's own unless given")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--n-envs", type=int, default=defaults.n_envs, help="parallel envs (SubprocVecEnv when > 1)")
     p.add_argument("--out", default=defaults.out, help="output folder")
@@ -79,7 +80,8 @@ def config_from_args(args: argparse.Namespace):
 
     tuned = list(PARAMETER_SPACE.names) if args.tuned == "all" else [t for t in args.tuned.split(",") if t]
     augment = None if args.augment.lower() in ("none", "null", "") else _json_flag("--augment", args.augment)
-    values = {**vars(args), "tuned": tuned, "hyperparameters": _json_flag("--hyper", args.hyper), "augment": augment}
+    given = {k: v for k, v in vars(args).items() if not (k == "timesteps" and v is None)}  # None: RunConfig's default
+    values = {**given, "tuned": tuned, "hyperparameters": _json_flag("--hyper", args.hyper), "augment": augment}
     return RunConfig(**{f.name: values[f.name] for f in fields(RunConfig) if f.name in values})
 
 
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     saved = Path(config.out) / "run.json"
     if args.resume and saved.exists():
         previous = RunConfig.load(saved)
-        previous.timesteps = config.timesteps  # --timesteps may extend a resumed run; the rest is the run's own
+        if args.timesteps is not None:  # a given --timesteps may extend a resumed run; the rest is the run's own
+            previous.timesteps = args.timesteps
         config = previous
     run(config, resume=args.resume, progress_bar=not args.no_progress)
     return 0

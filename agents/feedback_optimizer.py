@@ -25,6 +25,10 @@ from stable_baselines3.common.logger import Logger
 from agents.factory import load_agent, make_agent, save_agent
 from agents.prioritized import PrioritizedTD3
 
+HORIZON = 40_000
+"""Default ``horizon`` of :class:`RLFeedbackOptimizer`: gradient updates from the start of training to its end,
+as many as a default ``train.py`` run takes steps (``RunConfig.timesteps``, one update per step)."""
+
 
 class _SpacesOnly(gym.Env):
     """Carries the spaces into SB3's constructor: the optimizer is fed transitions, it never steps an env."""
@@ -47,6 +51,12 @@ def _box(space_or_dim: spaces.Box | int, name: str) -> spaces.Box:
     raise TypeError(f"{name} must be a gymnasium Box or a positive int, got {space_or_dim!r}")
 
 
+def _check_horizon(horizon: int) -> int:
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon <= 0:
+        raise ValueError(f"horizon must be a positive number of updates, got {horizon!r}")
+    return int(horizon)
+
+
 class RLFeedbackOptimizer:
     """Online TD3 with prioritized replay: choose parameters, store what happened, learn a step.
 
@@ -54,6 +64,10 @@ class RLFeedbackOptimizer:
     :param action_space: a Box in [-1, 1], or the action dimension.
     :param seed: seeds SB3 (networks, replay sampling) and the exploration noise.
     :param prioritized: use :class:`~agents.prioritized.PrioritizedReplayBuffer` (the seed's choice).
+    :param horizon: gradient updates over which training runs from start to end: each
+        :meth:`update_policy` advances SB3's progress (``1 - _current_progress_remaining``) by ``1 / horizon``,
+        so the prioritized replay's importance exponent goes from ``beta`` to 1 in ``horizon`` updates (SB3's
+        ``learn`` does this by env steps; this class never calls it). Default :data:`HORIZON`.
     :param hyperparameters: TD3 hyperparameters of :data:`agents.factory.DEFAULTS` (e.g. ``gamma``).
 
     ``select_action`` adds its own noise, so the model's action noise is off. With an ``env`` already
@@ -67,35 +81,42 @@ class RLFeedbackOptimizer:
         *,
         seed: int = 0,
         prioritized: bool = True,
+        horizon: int = HORIZON,
         **hyperparameters: Any,
     ):
+        _check_horizon(horizon)
         env = _SpacesOnly(_box(observation_space, "observation_space"), _box(action_space, "action_space"))
         model = make_agent("td3", env, seed=seed, **{"prioritized": prioritized, "action_noise_std": 0.0, **hyperparameters})
-        self._attach(model, seed)
+        self._attach(model, seed, horizon)
 
-    def _attach(self, model: PrioritizedTD3, seed: int) -> None:
+    def _attach(self, model: PrioritizedTD3, seed: int, horizon: int) -> None:
         if not isinstance(model, PrioritizedTD3):
             raise TypeError(f"RLFeedbackOptimizer needs an agents PrioritizedTD3 model, got {type(model).__name__}")
         self.model = model
         if getattr(model, "_logger", None) is None:
             model.set_logger(Logger(folder=None, output_formats=[]))  # silent: losses are read back, not printed
         self._rng = np.random.default_rng(seed)
+        self.horizon = _check_horizon(horizon)
         self.updates = 0
 
     @classmethod
-    def from_model(cls, model: PrioritizedTD3, seed: int = 0) -> "RLFeedbackOptimizer":
-        """Wrap a TD3 model made by :func:`agents.make_agent` (trained or not)."""
+    def from_model(cls, model: PrioritizedTD3, seed: int = 0, horizon: int = HORIZON) -> "RLFeedbackOptimizer":
+        """Wrap a TD3 model made by :func:`agents.make_agent` (trained or not); updates go on from its
+        training progress (a finished ``train.py`` run's: the end, importance exponent 1)."""
         self = cls.__new__(cls)
-        self._attach(model, seed)
+        self._attach(model, seed, horizon)
         return self
 
     @classmethod
-    def load(cls, path: str | Path, replay_buffer: str | Path | None = None, seed: int = 0) -> "RLFeedbackOptimizer":
-        """Load a TD3 model saved by :func:`agents.save_agent` (and optionally its replay buffer .pkl)."""
+    def load(
+        cls, path: str | Path, replay_buffer: str | Path | None = None, seed: int = 0, horizon: int = HORIZON
+    ) -> "RLFeedbackOptimizer":
+        """Load a TD3 model saved by :func:`agents.save_agent` (and optionally its replay buffer .pkl);
+        the model keeps its training progress, so updates go on annealing from where it was saved."""
         model = load_agent(path)
         if replay_buffer is not None:
             model.load_replay_buffer(replay_buffer)
-        return cls.from_model(model, seed)
+        return cls.from_model(model, seed, horizon)
 
     @property
     def observation_space(self) -> spaces.Box:
@@ -136,12 +157,15 @@ class RLFeedbackOptimizer:
 
     def update_policy(self, batch_size: int = 64) -> dict[str, float] | None:
         """One TD3 gradient step on a prioritized batch; None while the buffer holds fewer than ``batch_size``.
+        Each step advances the training progress by ``1 / horizon`` (see the class's ``horizon``).
 
         :return: the critic loss (importance-weighted) and, on policy-update steps, the actor loss.
         """
         if self.model.replay_buffer.size() < batch_size:
             return None
         self.model.train(gradient_steps=1, batch_size=batch_size)
+        # what SB3's learn() does by env steps: the importance exponent (and any schedule) follow this progress
+        self.model._current_progress_remaining = max(0.0, self.model._current_progress_remaining - 1.0 / self.horizon)
         self.updates += 1
         values = self.model.logger.name_to_value
         out = {"critic_loss": float(values["train/critic_loss"])}

@@ -123,6 +123,8 @@ class PrioritizedTD3(TD3):
     and which feeds the TD errors back as priorities. With any other buffer it is SB3's TD3.
 
     :param beta_final: the importance exponent reached at the end of training (1 = full correction).
+        Training progress is SB3's ``_current_progress_remaining``: set by ``learn`` from env steps, and by
+        :class:`~agents.feedback_optimizer.RLFeedbackOptimizer` from its gradient updates (its ``horizon``).
     """
 
     def __init__(self, *args: Any, beta_final: float = 1.0, **kwargs: Any):

@@ -235,6 +235,17 @@ def make_vec_env(config: RunConfig) -> VecEnv:
     return venv
 
 
+def resume_seed(seed: int, num_timesteps: int) -> int:
+    """The seed of a run resumed at step ``num_timesteps``: a 32-bit draw of ``SeedSequence((seed, num_timesteps))``.
+
+    Reseeding with the run's own seed would replay the env draws (clips, augmentations) and the replay and
+    noise samples of step 0; this one gives new draws, the same each time the run resumes at that step.
+    """
+    if seed < 0 or num_timesteps < 0:
+        raise ValueError(f"seed and num_timesteps must be >= 0, got {seed} and {num_timesteps}")
+    return int(np.random.SeedSequence((seed, num_timesteps)).generate_state(1)[0])
+
+
 def split_ids(scenario_set, split: str) -> list[str]:
     """Clip ids of ``split`` that have a clean reference (every clip with a reference if none is tagged so)."""
     clips = [c for c in scenario_set if c.clean is not None]
@@ -347,13 +358,16 @@ def _train_members(members: list[RunConfig], resume: bool, progress_bar: bool) -
 
 
 def _train_one(config: RunConfig, resume: bool, progress_bar: bool) -> BaseAlgorithm:
-    """Train (or continue) one agent; saves ``model.zip`` (with its checkpoint ensemble) under ``config.out``."""
+    """Train (or continue) one agent; saves ``model.zip`` (with its checkpoint ensemble) under ``config.out``.
+    A continued run reseeds its envs and generators with :func:`resume_seed` of its seed and step count."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "run.json")
     venv = make_vec_env(config)
     model = _resume(config, venv) if resume else None
     resumed = model is not None
+    if resumed:  # SB3's load reseeded everything with the run's seed, which would replay the first episodes
+        model.set_random_seed(resume_seed(config.seed, model.num_timesteps))
     if resume and not resumed:
         print(f"--resume: no readable checkpoint under {out / 'checkpoints'}; starting from scratch")
     if not resumed:

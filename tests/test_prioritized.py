@@ -105,3 +105,27 @@ def test_optimizer_checks_its_inputs(tmp_path):
     path = opt.save(tmp_path / "opt.zip", replay_buffer=tmp_path / "buffer.pkl")
     loaded = RLFeedbackOptimizer.load(path, replay_buffer=tmp_path / "buffer.pkl")
     np.testing.assert_array_equal(loaded.select_action(state, 0.0), opt.select_action(state, 0.0))
+
+
+def test_online_updates_anneal_beta_to_one_over_the_horizon(tmp_path):
+    """update_policy moves SB3's training progress by 1/horizon per update, so PER's importance exponent goes
+    from beta (0.4) to 1 over ``horizon`` updates, as under ``learn``; a saved and loaded optimizer goes on from there."""
+    opt = RLFeedbackOptimizer(3, 1, seed=0, learning_starts=0, horizon=10)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        state = rng.uniform(-1, 1, 3).astype(np.float32)
+        opt.store(state, rng.uniform(-1, 1, 1), float(rng.normal()), state, done=True)
+    buffer = opt.model.replay_buffer
+    betas = []
+    for _ in range(5):
+        opt.update_policy(batch_size=4)
+        betas.append(buffer.beta)  # the exponent this update's weights were computed with
+    np.testing.assert_allclose(betas, 0.4 + 0.06 * np.arange(5), atol=1e-9)
+    opt.save(tmp_path / "opt.zip", replay_buffer=tmp_path / "buffer.pkl")
+    loaded = RLFeedbackOptimizer.load(tmp_path / "opt.zip", replay_buffer=tmp_path / "buffer.pkl", horizon=10)
+    for _ in range(7):
+        loaded.update_policy(batch_size=4)
+        betas.append(loaded.model.replay_buffer.beta)
+    np.testing.assert_allclose(betas, np.minimum(0.4 + 0.06 * np.arange(12), 1.0), atol=1e-9)
+    with pytest.raises(ValueError, match="horizon must be a positive number of updates, got 0"):
+        RLFeedbackOptimizer(3, 1, horizon=0)

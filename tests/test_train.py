@@ -150,6 +150,66 @@ def test_a_td3_run_of_two_members_acts_with_the_mean_action_of_both_and_resumes_
     assert set(json.loads((tmp_path / "evaluation.json").read_text())["mean"]) == {"bypass", "defaults", "best_static", "policy"}
 
 
+def test_resume_without_timesteps_keeps_the_runs_own_and_leaves_finished_members_alone(tiny_set, tmp_path, monkeypatch):
+    """``train.py --resume --out DIR`` trains to the run's own step count, not to the flag's default (40,000)."""
+    import agents.training
+
+    assert train.main([*args(tiny_set, tmp_path, 40), "--members", "2", "--ensemble", "0"]) == 0
+    finished = [(tmp_path / f"member_{k}" / "model.zip").stat().st_mtime_ns for k in (0, 1)]
+    real_run = agents.training.run
+
+    def run(config, resume, progress_bar):
+        assert config.timesteps == 40, f"the resumed run trains to {config.timesteps} steps"  # fail at once, not after them
+        return real_run(config, resume, progress_bar)
+
+    monkeypatch.setattr(agents.training, "run", run)
+    assert train.main(["--resume", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert [(tmp_path / f"member_{k}" / "model.zip").stat().st_mtime_ns for k in (0, 1)] == finished  # taken as they are
+    assert json.loads((tmp_path / "run.json").read_text())["timesteps"] == 40
+    assert json.loads((tmp_path / "model.config.json").read_text())["timesteps"] == 40
+
+
+def test_a_resumed_run_draws_new_episodes_and_a_second_resume_at_the_same_step_repeats_it(tiny_set, tmp_path, monkeypatch):
+    """Resumed at step N, a run seeds its envs and generators from (seed, N): the episodes after the resume
+    are not a replay of the run's first ones, and resuming at N twice gives the same episodes and weights."""
+    import shutil
+
+    import torch
+
+    from agents.training import RunConfig
+    from agents.training import train as train_run
+    from feedback_env.envs.audio_enhancement import AudioEnhancementEnv
+
+    episodes = []
+    original = AudioEnhancementEnv.reset
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = original(self, seed=seed, options=options)
+        episodes.append(info["clip"])  # the clip variant drawn: shift, splice, new noise
+        return obs, info
+
+    monkeypatch.setattr(AudioEnhancementEnv, "reset", reset)
+
+    def config(out, steps):
+        return RunConfig(scenarios=str(tiny_set), timesteps=steps, seed=1, out=str(out), members=1, ensemble=0, average_from=None,
+                         checkpoint_freq=40, eval_freq=10**6, hyperparameters={"learning_starts": 20, "batch_size": 16})  # fmt: skip
+
+    train_run(config(tmp_path / "a", 40), progress_bar=False)  # 'killed' after its checkpoint at step 40
+    first, resumed = list(episodes), []
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    models = []
+    for run in ("a", "b"):
+        episodes.clear()
+        models.append(train_run(config(tmp_path / run, 80), resume=True, progress_bar=False))
+        assert models[-1].num_timesteps == 80
+        resumed.append(list(episodes))
+    n = min(len(first), len(resumed[0]))
+    assert n >= 3 and resumed[0][:n] != first[:n], f"the resumed run replays the first episodes: {resumed[0][:n]}"
+    assert resumed[0] == resumed[1]
+    weights = [torch.cat([p.detach().flatten() for p in m.policy.parameters()]) for m in models]
+    assert torch.equal(weights[0], weights[1])
+
+
 def _state_and_parent(pid: int) -> tuple[str, int]:
     """A process's state letter and parent pid, from /proc (OSError once it is gone)."""
     state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
