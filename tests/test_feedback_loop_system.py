@@ -87,6 +87,31 @@ def test_quality_tracking(builtin):
     assert "trend" in improving.summary()
 
 
+def test_patterns_and_shared_conditions_keep_their_rate_under_the_null():
+    """Success patterns (11 parameters x 4 ranges) and the worst records' shared conditions (13 features)
+    are many tests per analysis: with rewards independent of both, an analysis reports anything at most at
+    the stated 5 % (Benjamini-Hochberg over the tests: 6 and 9 of these 200; uncorrected, 148 and 106)."""
+    from feedback_env.feedback_loop.analysis import analyze
+    from feedback_env.feedback_loop.history import ProcessingHistory
+    from feedback_env.feedback_loop.records import FeedbackRecord
+
+    loop = FeedbackLoopSystem(seed=0)
+    rng = np.random.default_rng(0)
+    runs, n, patterns, conditions = 200, 100, 0, 0
+    for _ in range(runs):
+        history = ProcessingHistory(n, loop.full_space.names, loop.features.names)
+        for i in range(n):
+            params = loop.space.from_unit(rng.uniform(-1.0, 1.0, loop.space.dim))
+            features = rng.normal(size=len(loop.features.names)).astype(np.float32)
+            history.append(FeedbackRecord(index=i, time=float(i), params=params, metrics={}, baseline={},
+                                          reward=float(rng.normal()), features=features, intrusive=True, ok=True))  # fmt: skip
+        analysis = analyze(history, n, loop.space, loop.rewards)
+        patterns += bool(analysis.success_patterns)
+        conditions += bool(analysis.error_analysis["shared_conditions"])
+    limit = stats.binom.ppf(0.99, runs, 0.05)  # 5 % of the analyses, with room for the draw
+    assert patterns <= limit and conditions <= limit, (patterns, conditions, limit)
+
+
 def test_parameter_adjustment(builtin):
     """Updates from a poor setting raise quality on a real clip and respect the trust region."""
     clip = builtin["white_snr-5_m1"]
