@@ -10,8 +10,9 @@
   Both are many tests per analysis (13 features; 4 ranges of each tuned parameter), so their p-values
   are adjusted by Benjamini-Hochberg (``scipy.stats.false_discovery_control``) before the 0.05 cut:
   a reported finding is a false discovery at most 5 % of the time, and with no effect at all an
-  analysis reports anything at most 5 % of the time (``test_patterns_and_shared_conditions_keep_their_rate
-  _under_the_null``: patterns in 6 and shared conditions in 9 of 200 such analyses; uncorrected 148 and 106).
+  analysis reports anything at most 5 % of the time (measured by the null test in
+  ``tests/test_feedback_loop_system.py``: patterns in 6 and shared conditions in 9 of 200 such analyses;
+  uncorrected, 148 and 106).
 * Correlations: Spearman's rho between each varying parameter and the reward and each metric.
 * Pareto front: the non-dominated records over the reward's objectives (normalized improvements).
 """
