@@ -21,6 +21,9 @@ import numpy as np
 from feedback_env.envs.actions import DeltaAction
 from feedback_env.safety import DegradationDetector
 
+SAME_SETTING = 1e-6
+"""Unit-cube widths within which two settings count as the same (above float64 round-trip error)."""
+
 
 class SafetyWrapper(gym.Wrapper):
     """
@@ -29,17 +32,23 @@ class SafetyWrapper(gym.Wrapper):
     Each step's ``(reward, params)`` waits ``confirm_steps`` steps; if no alarm came meanwhile, the reward
     joins the detector's baseline (the latest ``baseline_size``) and the parameters become the known-good
     ones. So a setting is trusted only after it has run ``confirm_steps`` chunks without a detected drop,
-    and rewards of a degradation caught within that delay never enter the baseline. The test may alarm
-    once ``min_samples`` rewards are confirmed; it alarms on a stationary stream at
-    ``false_alarm_rate`` per step (CUSUM threshold from Siegmund's approximation, corrected for the
-    baseline's estimation error: :mod:`feedback_env.safety`).
+    and rewards of a degradation caught within that delay never enter the baseline. Rewards produced by
+    the known-good setting itself (the same tuned parameters, within ``1e-6`` unit-cube widths) join the
+    baseline whether or not an alarm came: such an alarm is false by construction (the rollback changes
+    nothing), and dropping those rewards would drop exactly the low ones, so that the baseline's mean
+    would drift up and its spread shrink, and the test would alarm ever more often (2-3x the stated rate
+    on i.i.d. rewards). The test may alarm once ``min_samples`` rewards are confirmed; while the setting
+    stays put on a stationary stream it alarms at ``false_alarm_rate`` per step (CUSUM threshold from
+    Siegmund's approximation, corrected for the baseline's estimation error: :mod:`feedback_env.safety`).
+    An alarm after the setting changed is blamed on the change, and its rewards are left out.
 
     On an alarm: with the delta env the known-good parameters are restored at once (the observation
     returned shows them and the next change starts from them); with the absolute env the known-good
     action replaces the agent's for the next ``hold_steps`` chunks. The test then restarts (the
-    baseline is kept) and the pending, unconfirmed steps are dropped. Whenever the action that ran is
-    not the agent's (substituted, or limited by ``max_change``), ``info["applied_action"]`` holds it,
-    so that a learner can credit the reward to it (:class:`agents.prioritized.PrioritizedTD3` does).
+    baseline is kept) and the pending, unconfirmed steps of other settings are dropped. Whenever the
+    action that ran is not the agent's (substituted, or limited by ``max_change``),
+    ``info["applied_action"]`` holds it, so that a learner can credit the reward to it
+    (:class:`agents.prioritized.PrioritizedTD3` does).
 
     ``info`` gains ``rollback`` (bool: rolled back at this step), ``rollbacks`` (count since the
     wrapper was made), ``cost`` (quality lost: ``max(0, baseline mean - reward)``, in reward units,
@@ -93,6 +102,13 @@ class SafetyWrapper(gym.Wrapper):
     def _unit(self, params: dict[str, float]) -> np.ndarray:
         return self.tuned.to_unit({n: params[n] for n in self.tuned.names})
 
+    def _is_known_good(self, params: dict[str, float]) -> bool:
+        """True when ``params`` is the known-good setting (tuned parameters within ``SAME_SETTING`` widths)."""
+        names = self.tuned.names
+        here = self.tuned.to_unit({n: params[n] for n in names}, dtype=np.float64)
+        good = self.tuned.to_unit({n: self.known_good[n] for n in names}, dtype=np.float64)
+        return bool(np.max(np.abs(here - good)) <= SAME_SETTING)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         if self.reset_on_episode or self.known_good is None:
@@ -131,7 +147,9 @@ class SafetyWrapper(gym.Wrapper):
             self.rollbacks += 1
             extra["safety"] = f"rolled back to the known-good parameters: {detector.explain()}"
             detector.reset(keep_baseline=True)
-            self._pending.clear()
+            # rewards of the known-good setting stay (a value-independent rule, so the baseline is not censored)
+            ran = [*self._pending, (float(reward), dict(info["params"]))]
+            self._pending = deque(item for item in ran if self._is_known_good(item[1]))
             if self.is_delta:
                 obs = self.env.unwrapped.restore_params(self.known_good)
             else:
