@@ -21,6 +21,9 @@ import numpy as np
 from feedback_env.envs.actions import DeltaAction
 from feedback_env.safety import DegradationDetector
 
+SAME_SETTING = 1e-6
+"""Unit-cube widths within which two settings count as the same (above float64 round-trip error)."""
+
 
 class SafetyWrapper(gym.Wrapper):
     """
@@ -29,17 +32,23 @@ class SafetyWrapper(gym.Wrapper):
     Each step's ``(reward, params)`` waits ``confirm_steps`` steps; if no alarm came meanwhile, the reward
     joins the detector's baseline (the latest ``baseline_size``) and the parameters become the known-good
     ones. So a setting is trusted only after it has run ``confirm_steps`` chunks without a detected drop,
-    and rewards of a degradation caught within that delay never enter the baseline. The test may alarm
-    once ``min_samples`` rewards are confirmed; it alarms on a stationary stream at
-    ``false_alarm_rate`` per step (CUSUM threshold from Siegmund's approximation, corrected for the
-    baseline's estimation error: :mod:`feedback_env.safety`).
+    and rewards of a degradation caught within that delay never enter the baseline. Rewards produced by
+    the known-good setting itself (the same tuned parameters, within ``1e-6`` unit-cube widths) join the
+    baseline whether or not an alarm came: such an alarm is false by construction (the rollback changes
+    nothing), and dropping those rewards would drop exactly the low ones, so that the baseline's mean
+    would drift up and its spread shrink, and the test would alarm ever more often (2-3x the stated rate
+    on i.i.d. rewards). The test may alarm once ``min_samples`` rewards are confirmed; while the setting
+    stays put on a stationary stream it alarms at ``false_alarm_rate`` per step (CUSUM threshold from
+    Siegmund's approximation, corrected for the baseline's estimation error: :mod:`feedback_env.safety`).
+    An alarm after the setting changed is blamed on the change, and its rewards are left out.
 
     On an alarm: with the delta env the known-good parameters are restored at once (the observation
-    returned shows them and the next change starts from them); with the absolute env the known-good
-    action replaces the agent's for the next ``hold_steps`` chunks. The test then restarts (the
-    baseline is kept) and the pending, unconfirmed steps are dropped. Whenever the action that ran is
-    not the agent's (substituted, or limited by ``max_change``), ``info["applied_action"]`` holds it,
-    so that a learner can credit the reward to it (:class:`agents.prioritized.PrioritizedTD3` does).
+    returned shows them and the next change starts from them); with the absolute env the action that
+    sets the known-good parameters (mapped back through the env's action centre and radius) replaces the
+    agent's for the next ``hold_steps`` chunks. The test then restarts (the baseline is kept) and the
+    pending, unconfirmed steps of other settings are dropped. Whenever the action that ran is not the
+    agent's (substituted, or limited by ``max_change``), ``info["applied_action"]`` holds it, so that a
+    learner can credit the reward to it (:class:`agents.prioritized.PrioritizedTD3` does).
 
     ``info`` gains ``rollback`` (bool: rolled back at this step), ``rollbacks`` (count since the
     wrapper was made), ``cost`` (quality lost: ``max(0, baseline mean - reward)``, in reward units,
@@ -47,13 +56,14 @@ class SafetyWrapper(gym.Wrapper):
     action ran instead of the agent's) and, on a rollback, ``safety`` (why, in words).
 
     :param env: an ``AudioEnhancement-v0`` or ``AudioEnhancementDelta-v0`` env (possibly wrapped).
-    :param false_alarm_rate: rollbacks per step on a stationary stream.
+    :param false_alarm_rate: rollbacks per step on a stationary stream while the setting stays put.
     :param min_shift: smallest drop to catch quickly, in baseline standard deviations.
     :param min_samples: confirmed rewards needed before the test may alarm.
     :param confirm_steps: chunks a setting must run without an alarm to become known-good.
     :param hold_steps: absolute env: chunks the known-good action is substituted after a rollback.
     :param max_change: optional limit on the change of each tuned parameter per step, in unit-cube
-        widths (the cube is 2 wide); None for no limit.
+        widths (the cube is 2 wide); None for no limit. With the absolute env the position the action
+        sets is clipped; ValueError if no action within the env's action radius keeps to the limit.
     :param reset_on_episode: start the baseline and the known-good parameters afresh at each reset.
     :param baseline_size: how many confirmed rewards form the baseline.
     """
@@ -91,7 +101,12 @@ class SafetyWrapper(gym.Wrapper):
         self._hold = 0
 
     def _unit(self, params: dict[str, float]) -> np.ndarray:
-        return self.tuned.to_unit({n: params[n] for n in self.tuned.names})
+        """Unit-cube position (float64, shape (d,)) of the tuned parameters in ``params``."""
+        return self.tuned.to_unit({n: params[n] for n in self.tuned.names}, dtype=np.float64)
+
+    def _is_known_good(self, params: dict[str, float]) -> bool:
+        """True when ``params`` is the known-good setting (tuned parameters within ``SAME_SETTING`` widths)."""
+        return bool(np.max(np.abs(self._unit(params) - self._unit(self.known_good))) <= SAME_SETTING)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -103,15 +118,26 @@ class SafetyWrapper(gym.Wrapper):
         return obs, {**info, "rollback": False, "rollbacks": self.rollbacks, "cost": 0.0, "substituted": False}
 
     def _limit(self, action: np.ndarray) -> np.ndarray:
-        """Clip ``action`` so that no tuned parameter moves more than ``max_change`` this step."""
+        """Clip ``action`` so that no tuned parameter moves more than ``max_change`` this step.
+
+        Absolute env: the clip is on the position the action sets (the env's own map, with its action
+        centre and radius), and the clipped position is mapped back to an action.
+        """
         action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
         if self.max_change is None:
             return action
+        action_type = self.env.unwrapped.action_type
         if self.is_delta:
-            bound = self.max_change / self.env.unwrapped.action_type.max_step
+            bound = self.max_change / action_type.max_step
             return np.clip(action, -bound, bound).astype(np.float32)
-        current = self._unit(self.env.unwrapped.params)
-        return np.clip(action, current - self.max_change, current + self.max_change).astype(np.float32)
+        current, wanted = self._unit(self.env.unwrapped.params), action_type.position(action)
+        position = np.clip(wanted, current - self.max_change, current + self.max_change)
+        if np.array_equal(position, wanted):
+            return action  # within the limit: the agent's own action, bit for bit
+        try:
+            return action_type.action_for(position).astype(np.float32)
+        except ValueError as err:
+            raise ValueError(f"no action keeps every tuned parameter within max_change={self.max_change}: {err}") from err
 
     def step(self, action):
         proposed = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
@@ -119,7 +145,10 @@ class SafetyWrapper(gym.Wrapper):
         if substituted:  # only the absolute env holds; restoring first makes any action low-pass exact
             self._hold -= 1
             self.env.unwrapped.restore_params(self.known_good)
-            action = self._unit(self.known_good)
+            try:  # the action that sets the known-good position through the env's own map (centre, radius)
+                action = self.env.unwrapped.action_type.action_for(self._unit(self.known_good))
+            except ValueError as err:
+                raise ValueError(f"no action restores the known-good parameters: {err}") from err
         else:
             action = self._limit(proposed)
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -131,7 +160,9 @@ class SafetyWrapper(gym.Wrapper):
             self.rollbacks += 1
             extra["safety"] = f"rolled back to the known-good parameters: {detector.explain()}"
             detector.reset(keep_baseline=True)
-            self._pending.clear()
+            # rewards of the known-good setting stay (a value-independent rule, so the baseline is not censored)
+            ran = [*self._pending, (float(reward), dict(info["params"]))]
+            self._pending = deque(item for item in ran if self._is_known_good(item[1]))
             if self.is_delta:
                 obs = self.env.unwrapped.restore_params(self.known_good)
             else:

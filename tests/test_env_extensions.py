@@ -166,3 +166,16 @@ def test_env_with_feature_context_passes_both_checkers_and_shows_the_average():
     for _ in range(4):
         obs, *_ = env.step(env.action_space.sample())
     assert not np.array_equal(obs[:13], obs[13:26])
+
+
+def test_centred_action_map_inverts_and_names_positions_out_of_reach():
+    from feedback_env.envs.actions import AbsoluteAction, DeltaAction
+
+    action_type = AbsoluteAction(PARAMETER_SPACE, list(CENTER), center=CENTER, radius=0.25)
+    action = np.array([0.3, -1.0, 0.7])
+    np.testing.assert_allclose(action_type.action_for(action_type.position(action)), action, atol=1e-12)
+    far = action_type.position(np.zeros(3)) + np.array([0.0, 0.3, 0.0])  # 0.3 unit widths from the centre
+    with pytest.raises(ValueError, match=f"{list(CENTER)[1]}.*out of the action's reach"):
+        action_type.action_for(far)
+    with pytest.raises(TypeError, match="delta action"):
+        DeltaAction(PARAMETER_SPACE, list(CENTER)).action_for(far)

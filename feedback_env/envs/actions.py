@@ -55,8 +55,30 @@ class AbsoluteAction:
     def _current(self, params: dict[str, float]) -> np.ndarray:
         return self.tuned.to_unit({n: params[n] for n in self.tuned.names})
 
+    def position(self, action: np.ndarray) -> np.ndarray:
+        """Unit-cube position (float64, shape (d,)) that ``action`` sets, before smoothing."""
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return np.clip(self.center + self.radius * action, -1.0, 1.0)
+
+    def action_for(self, position: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+        """The action (float64, shape (d,)) whose :meth:`position` is ``position`` (unit cube).
+
+        Raises ValueError when ``position`` is out of reach (beyond ``center +- radius`` by more than
+        ``tol`` unit-cube widths).
+        """
+        position = np.asarray(position, dtype=np.float64)
+        action = (position - self.center) / self.radius
+        out = np.flatnonzero(np.abs(action) > 1.0 + tol / self.radius)
+        if out.size:
+            names = [self.tuned.names[i] for i in out]
+            raise ValueError(
+                f"unit-cube position {position[out].round(4).tolist()} of {names} is out of the action's reach "
+                f"(center {self.center[out].round(4).tolist()} +- radius {self.radius})"
+            )
+        return np.clip(action, -1.0, 1.0)
+
     def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
-        target = np.clip(self.center + self.radius * np.clip(action, -1.0, 1.0), -1.0, 1.0)
+        target = self.position(action)
         if self.smoothing:
             target = self.smoothing * self._current(params) + (1.0 - self.smoothing) * target
         return {**params, **self.tuned.from_unit(target)}
@@ -73,6 +95,12 @@ class DeltaAction(AbsoluteAction):
         if not 0.0 < max_step <= 2.0:
             raise ValueError(f"max_step must be in (0, 2], got {max_step}")
         self.max_step = max_step
+
+    def position(self, action: np.ndarray) -> np.ndarray:
+        raise TypeError("a delta action moves the parameters from where they are; it sets no fixed position")
+
+    def action_for(self, position: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+        raise TypeError("a delta action moves the parameters from where they are; it sets no fixed position")
 
     def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
         moved = np.clip(self._current(params) + self.max_step * np.clip(action, -1.0, 1.0), -1.0, 1.0)
