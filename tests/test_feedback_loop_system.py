@@ -546,10 +546,13 @@ def test_search_strategies_improve_on_the_defaults(builtin, name):
 def test_save_load_resumes_where_it_was(builtin, tmp_path):
     clip = builtin["brown_snr+5_f1"]
     loop = FeedbackLoopSystem(seed=3, history_size=50, replay_warmup=2, replay_scored=3)
-    run(loop, clip.noisy, clip.clean, 30)
+    run(loop, clip.noisy, clip.clean, 29)
+    loop.rollback()  # an event (and a rollback record) to carry over
+    run(loop, clip.noisy, clip.clean, 1)
     path = loop.save(tmp_path / "loop.npz")
     restored = FeedbackLoopSystem.load(path)
     assert restored.parameters == loop.parameters and restored.checkpoint == loop.checkpoint
+    assert list(restored.events) == list(loop.events) and loop.events and len(restored.rollbacks) == 1
     assert (restored.replay_warmup, restored.replay_scored) == (2, 3)
     assert restored.history.total == 30 and restored.history.to_dataframe().equals(loop.history.to_dataframe())
     # the same next updates: the stream restarts in both, and the random state and moments were kept

@@ -564,6 +564,7 @@ class FeedbackLoopSystem:
             "evaluations": self.evaluations,
             "updates": [u.to_dict() for u in self.updates],
             "rollbacks": [r.to_dict() for r in self.rollbacks],
+            "events": list(self.events),
         }
         return write_atomic(path, arrays, _jsonable(meta))
 
@@ -575,7 +576,7 @@ class FeedbackLoopSystem:
         objectives: QualityReward | Sequence[Objective] | None = None,
         blind_objectives: QualityReward | Sequence[Objective] | None = None,
     ) -> "FeedbackLoopSystem":
-        """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, strategy states.
+        """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, strategy states, events.
 
         The pipeline's streaming state is not saved (a restarted process starts a new stream).
         Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
@@ -630,6 +631,7 @@ class FeedbackLoopSystem:
             loop.evaluations = int(meta["evaluations"])
             loop.updates.extend(UpdateRecord(**{**u, "damped": tuple(u["damped"])}) for u in meta["updates"])
             loop.rollbacks.extend(RollbackEvent(**r) for r in meta["rollbacks"])
+            loop.events.extend(meta.get("events", []))  # files from before the events were saved have none
             for name, state in meta["strategies"].items():
                 strategy = loop.strategy(name)
                 loader = getattr(strategy, "load_state_dict", None)
