@@ -69,18 +69,24 @@ def test_delta_env_restores_known_good_parameters_when_the_agent_drifts_into_dam
     assert recovered > trace[-1][0]
 
 
+def episode_alarms(env, action, **reset) -> tuple[int, int]:
+    """One episode of ``action``: (steps at which the test could alarm, rollbacks)."""
+    env.reset(**reset)
+    monitored = alarms = 0
+    truncated = False
+    while not truncated:
+        ready = env.detector.ready
+        *_, truncated, info = env.step(action)
+        monitored += ready
+        alarms += info["rollback"]
+    return monitored, alarms
+
+
 def test_false_rollbacks_on_stationary_streams_within_the_stated_rate(streams):
     rate = 0.05  # high enough that a few hundred steps can tell it from twice that rate
-    monitored = alarms = 0
-    for clip in ("white_stream_0", "pink_stream_1", "fan_stream_2"):
-        env = wrapped(ABSOLUTE, streams, false_alarm_rate=rate)
-        env.reset(seed=0, options={"clip": clip})
-        truncated = False
-        while not truncated:
-            ready = env.detector.ready
-            *_, truncated, info = env.step(DEFAULT)
-            monitored += ready
-            alarms += info["rollback"]
+    counts = [episode_alarms(wrapped(ABSOLUTE, streams, false_alarm_rate=rate), DEFAULT, seed=0, options={"clip": clip})
+              for clip in ("white_stream_0", "pink_stream_1", "fan_stream_2")]  # fmt: skip
+    monitored, alarms = np.sum(counts, axis=0)
     assert monitored >= 200
     # one-sided: at most the 99th percentile of the stated rate's count (2x the rate fails this)
     assert alarms <= poisson.ppf(0.99, rate * monitored), f"{alarms} false rollbacks in {monitored} steps at a stated {rate}"
@@ -148,16 +154,7 @@ def test_false_rollbacks_on_iid_rewards_within_the_stated_rate(rate):
     # 100 episodes of 200 steps under one setting: the baseline must not be censored by the alarms
     # (dropping the alarmed rewards made it 2.2x the stated rate at 0.02 and 2.5x at 0.05; now 1.05x, 1.00x)
     env = SafetyWrapper(_IidRewardEnv(200, np.random.default_rng(0)), false_alarm_rate=rate)
-    action = np.zeros(1, np.float32)
-    monitored = alarms = 0
-    for _ in range(100):
-        env.reset()
-        truncated = False
-        while not truncated:
-            ready = env.detector.ready
-            *_, truncated, info = env.step(action)
-            monitored += ready
-            alarms += info["rollback"]
+    monitored, alarms = np.sum([episode_alarms(env, np.zeros(1, np.float32)) for _ in range(100)], axis=0)
     assert monitored >= 15_000
     assert alarms <= poisson.ppf(0.99, rate * monitored), f"{alarms} false rollbacks in {monitored} steps at a stated {rate}"
 
