@@ -36,6 +36,7 @@ class EXP3(Policy):
     """
 
     unit_rewards = True
+    one_update_per_choice = True
 
     def __init__(
         self,

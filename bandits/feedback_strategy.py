@@ -103,20 +103,41 @@ class BanditStrategy:
 
         A record whose parameters are no preset of this strategy (another strategy's, or a rollback)
         teaches nothing and is counted in :attr:`ignored`; so is one for a contextual policy when the
-        context of its choice is unknown (it was not this strategy's last proposal).
+        context of its choice is unknown (it was not this strategy's last proposal), and, for a policy
+        that takes one update per choice (EXP3's importance weights), any record but the first of the
+        preset just proposed (with ``update_every`` > 1 one choice makes several records).
         """
         arm = self._arm_of(loop, record.params)
         if arm is None:
             self.ignored += 1
             return
         pending = self._pending
-        x = pending[1] if pending is not None and pending[0] == arm else None
-        if self.policy.contextual and x is None:
+        chosen = pending is not None and pending[0] == arm
+        if (self.policy.contextual or self.policy.one_update_per_choice) and not chosen:
             self.ignored += 1
             return
+        x = pending[1] if chosen else None
         reward = float(record.reward)
         self.policy.update(arm, self.adapter(reward) if self.policy.unit_rewards else reward, x)
         self._pending = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready state (saved by ``FeedbackLoopSystem.save``): the policy's statistics and random state,
+        the pending choice and its context, the ignored count."""
+        pending = None
+        if self._pending is not None:
+            arm, x = self._pending
+            pending = [arm, None if x is None else x.tolist()]
+        return {"policy": self.policy.state_dict(), "pending": pending, "ignored": self.ignored}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output of a strategy with the same policy and presets."""
+        self.policy.load_state_dict(state["policy"])
+        pending = state.get("pending")
+        if pending is not None:
+            pending = (int(pending[0]), None if pending[1] is None else np.asarray(pending[1], dtype=np.float64))
+        self._pending = pending
+        self.ignored = int(state.get("ignored", 0))
 
     def _arm_of(self, loop: Any, params: Mapping[str, float]) -> int | None:
         candidates = self._arm_params(loop)
@@ -126,6 +147,7 @@ class BanditStrategy:
             order.insert(0, self._pending[0])
         for arm in order:
             preset = candidates[arm]
-            if all(k in preset and _close(v, preset[k]) for k, v in params.items()):
+            # on the preset's own keys: records carry every parameter, a preset only the tuned ones
+            if all(k in params and _close(params[k], v) for k, v in preset.items()):
                 return arm
         return None

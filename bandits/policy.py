@@ -30,6 +30,9 @@ class Policy(ABC):
 
     unit_rewards: bool = False
     contextual: bool = False
+    #: True when an update is an importance-weighted estimate of the choice just drawn (EXP3): a caller must
+    #: update once per :meth:`select`, for the arm selected, never for records the choice did not draw
+    one_update_per_choice: bool = False
     #: how the statistics forget (see :class:`~bandits.state.StatsSpec`); set before ``__init__`` runs
     stats_discount: float | None = None
     stats_window: int | None = None

@@ -175,3 +175,49 @@ def test_records_of_other_parameters_teach_nothing(builtin):
     proposal = strategy.propose(loop)
     strategy.observe(loop, loop.evaluate(proposal.params))
     assert strategy.policy.store.read().updates == 1
+
+
+@pytest.mark.parametrize("policy", ["ucb1", "linucb"])
+def test_the_real_loop_credits_every_chunk_to_its_preset_and_keeps_the_bandit_across_save_load(builtin, tmp_path, policy):
+    """On FeedbackLoopSystem with its default tuned parameters (11 of 19; records carry all 19), every
+    chunk after the first proposal is credited to the preset that made it, and save/load keeps what the
+    bandit learnt (its statistics and random state: the restored loop chooses as the original does)."""
+    from feedback_env import FeedbackLoopSystem
+    from feedback_env.feedback_loop.objective import chunk_stream
+
+    clip = builtin["pink_snr+20_m3"]
+    loop = FeedbackLoopSystem(seed=0, strategy="bandit", strategy_options={"bandit": {"policy": policy}})
+    stream = list(chunk_stream(clip.noisy, clip.clean, 8000, 30))
+    for x, c in stream[:24]:
+        loop.step(x, c)
+    strategy = loop.strategy("bandit")
+    stats = strategy.policy.store.read()
+    assert strategy.ignored == 0 and stats.updates == 23, (strategy.ignored, stats.updates)  # the first chunk ran the defaults
+    if policy == "ucb1":
+        assert stats["count"].min() >= 1  # UCB1 tried every preset once, then learnt
+
+    restored = FeedbackLoopSystem.load(loop.save(tmp_path / "loop.npz"))
+    again = restored.strategy("bandit").policy.store.read()
+    assert again.updates == 23 and np.array_equal(again["count"], stats["count"])
+    for lp in (loop, restored):
+        lp.reset_stream()
+        for x, c in stream[24:]:
+            lp.step(x, c)
+    assert restored.parameters == loop.parameters
+
+
+def test_exp3_takes_one_update_per_draw(builtin):
+    """With ``update_every`` > 1 one choice makes several records; EXP3's importance weight 1/p belongs to
+    the one draw, so only the first record of the preset drawn updates it (four did: 4x the weight)."""
+    from bandits import EXP3
+
+    loop = FakeLoop(builtin["white_snr+5_f3"])
+    strategy = BanditStrategy(EXP3(6, gamma=0.3, seed=0))
+    proposal = strategy.propose(loop)
+    arm = int(proposal.estimate["arm"])
+    for _ in range(4):
+        strategy.observe(loop, loop.evaluate(proposal.params))
+    assert strategy.policy.store.read()["count"][arm] == 1 and strategy.ignored == 3
+    other = preset_params(PRESETS_LIST[(arm + 1) % 6])  # a preset it did not draw: no importance weight for it
+    strategy.observe(loop, loop.evaluate(other))
+    assert strategy.policy.store.read().updates == 1 and strategy.ignored == 4
