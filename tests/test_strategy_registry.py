@@ -72,3 +72,20 @@ def test_policy_strategy_needs_a_model():
     loop = FeedbackLoopSystem(seed=0, strategy="policy")
     with pytest.raises(ValueError, match="needs a trained model"):
         loop.strategy("policy")
+
+
+def test_a_failed_import_of_the_builtins_is_not_remembered(monkeypatch):
+    """An ImportError while registering the built-ins propagates, and the next call registers them: the
+    registry was marked done before the import, so every later call said 'unknown strategy'."""
+    import sys
+
+    from feedback_env.feedback_loop import strategies
+
+    monkeypatch.setattr(strategies, "_BUILTINS_DONE", False)  # a fresh registry (both restored after the test)
+    monkeypatch.setattr(strategies, "_REGISTRY", {})
+    with monkeypatch.context() as broken:
+        broken.setitem(sys.modules, "feedback_env.feedback_loop.optimizers", None)  # the import fails
+        broken.delattr(feedback_env.feedback_loop, "optimizers", raising=False)  # (not found on the package either)
+        with pytest.raises(ImportError):
+            available_strategies()
+    assert {"gradient", "cma", "bayesian", "random"} <= set(available_strategies())  # the cause is gone

@@ -162,8 +162,7 @@ def _register_builtins() -> None:
     global _BUILTINS_DONE
     if _BUILTINS_DONE:
         return
-    _BUILTINS_DONE = True
-    from feedback_env.feedback_loop import offline, optimizers
+    from feedback_env.feedback_loop import offline, optimizers  # may fail: then the next call tries again
 
     for name, factory in (
         ("gradient", optimizers.GradientStrategy),
@@ -177,3 +176,4 @@ def _register_builtins() -> None:
         ("policy", _policy_strategy),
     ):
         _REGISTRY.setdefault(name, factory)
+    _BUILTINS_DONE = True
