@@ -220,6 +220,10 @@ class _PairedSearch:
         if int(candidates) < 1:
             raise ValueError(f"{self.name}: candidates per update must be at least 1, got {candidates}")
         self.candidates = int(candidates)
+        self.start(loop)
+
+    def start(self, loop: "FeedbackLoopSystem") -> None:
+        """Begin the search at the live parameters: they are the reference and the first incumbent."""
         self.reference = {n: loop.parameters[n] for n in loop.space.names}
         self.evaluated = 0
         self.best_gain = 0.0
@@ -227,6 +231,11 @@ class _PairedSearch:
 
     def observe(self, loop: "FeedbackLoopSystem", record: "FeedbackRecord") -> None:
         """The search learns from its own paired evaluations; the live records add nothing."""
+
+    def on_rollback(self, loop: "FeedbackLoopSystem") -> None:
+        """Start again from the restored parameters: the incumbent had led to the setting rolled back from
+        (kept, the search walked straight back to it: random search in 5 updates, TPE in 6)."""
+        self.start(loop)
 
     def propose(self, loop: "FeedbackLoopSystem") -> Proposal:
         x_old = _unit(loop)
@@ -270,11 +279,17 @@ class CMAStrategy(_PairedSearch):
     def __init__(self, loop: "FeedbackLoopSystem", candidates: int = 15, sigma0: float = 0.3, popsize: int | None = None):
         import cma
 
+        self.sigma0, self.popsize = float(sigma0), popsize
         super().__init__(loop, candidates)
+
+    def start(self, loop: "FeedbackLoopSystem") -> None:
+        """A new CMA-ES run centred on the live parameters."""
+        import cma
+
+        super().start(loop)
         options = {"bounds": [-1.0, 1.0], "seed": int(loop.rng.integers(1, 2**31 - 1)), "verbose": -9}
-        if popsize:
-            options["popsize"] = int(popsize)
-        self.sigma0 = float(sigma0)
+        if self.popsize:
+            options["popsize"] = int(self.popsize)
         self.es = cma.CMAEvolutionStrategy(_unit(loop), self.sigma0, options)
         self._pending: list[np.ndarray] = []
         self._scored: list[tuple[np.ndarray, float]] = []
@@ -304,11 +319,16 @@ class BayesianStrategy(_PairedSearch):
     label = "Optuna TPE"
 
     def __init__(self, loop: "FeedbackLoopSystem", candidates: int = 15, **sampler_options: Any):
+        self.sampler_options = sampler_options
+        super().__init__(loop, candidates)
+
+    def start(self, loop: "FeedbackLoopSystem") -> None:
+        """A new study whose first trial is the live parameters."""
         import optuna
 
-        super().__init__(loop, candidates)
+        super().start(loop)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.TPESampler(seed=int(loop.rng.integers(0, 2**31 - 1)), **sampler_options)
+        sampler = optuna.samplers.TPESampler(seed=int(loop.rng.integers(0, 2**31 - 1)), **self.sampler_options)
         self.study = optuna.create_study(direction="maximize", sampler=sampler)
         self.names = loop.space.names
         self.distributions = {n: optuna.distributions.FloatDistribution(-1.0, 1.0) for n in self.names}

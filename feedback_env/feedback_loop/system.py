@@ -206,7 +206,7 @@ class FeedbackLoopSystem:
             )
         self.replay_scored = int(replay_scored)
         self._recent_scores: deque[tuple[np.ndarray | None, dict] | None] = deque(maxlen=self.replay_scored)
-        self._scratch = EnhancementPipeline(self.sample_rate, space=self.full_space)
+        self._scratch = EnhancementPipeline(self.sample_rate, space=self.full_space, config=self.pipeline.config)
         self._coming: np.ndarray | None = None
         self._since_update = 0
         self._noisy_delay = DelayLine(self.pipeline.latency)
