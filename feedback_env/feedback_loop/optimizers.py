@@ -234,7 +234,7 @@ class _PairedSearch:
 
     def on_rollback(self, loop: "FeedbackLoopSystem") -> None:
         """Start again from the restored parameters: the incumbent had led to the setting rolled back from
-        (kept, the search walked straight back to it: random search in 5 updates, TPE in 6)."""
+        (kept, the search walks straight back to it)."""
         self.start(loop)
 
     def propose(self, loop: "FeedbackLoopSystem") -> Proposal:

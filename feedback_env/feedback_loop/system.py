@@ -576,7 +576,9 @@ class FeedbackLoopSystem:
         objectives: QualityReward | Sequence[Objective] | None = None,
         blind_objectives: QualityReward | Sequence[Objective] | None = None,
     ) -> "FeedbackLoopSystem":
-        """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, strategy states, events.
+        """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, events, and the
+        states of the strategies that have one (``gradient``, ``bandit``); ``cma``, ``bayesian`` and ``random``
+        start a new search at the restored parameters (their CMA-ES and Optuna objects are not saved).
 
         The pipeline's streaming state is not saved (a restarted process starts a new stream).
         Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
