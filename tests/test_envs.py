@@ -199,3 +199,36 @@ def test_reward_is_finite_for_any_action_and_audio(odd_set, clip, actions, env_i
         assert all(np.isfinite(v) for v in info["metrics"].values())
         if truncated:
             break
+
+
+def _episode_state(env):
+    return (env._scenario_name, env._stream.clip_id, env._t, dict(env.params), env.pipeline.params,
+            env._last.copy(), env.np_random.bit_generator.state)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_a_failed_reset_changes_nothing(env_id):
+    """A bad options["scenarios"], clip or params, or options that are not a mapping, raise before
+    anything is replaced: the episode goes on where it was, and the next plain reset works."""
+    from feedback_env.errors import ParameterError, ScenarioError
+
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0, options={"clip": CLIP})
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    before = _episode_state(env)
+    bad = [
+        ({"scenarios": "/nonexistent"}, ScenarioError, "/nonexistent"),
+        ({"clip": "pink_snr+0_f1", "params": {"highpass_hz": 1}}, ParameterError, "highpass_hz"),
+        ({"params": {"highpass_hz": 1}}, ParameterError, "highpass_hz"),
+        ({"clip": "nope"}, ScenarioError, "nope"),
+        (["clip"], TypeError, "options must be a mapping"),
+    ]
+    for options, error, message in bad:
+        with pytest.raises(error, match=message):
+            env.reset(seed=1, options=options)
+        after = _episode_state(env)
+        assert after[:5] == before[:5] and np.array_equal(after[5], before[5]) and after[6] == before[6], options
+    info = env.step(env.action_space.sample())[4]
+    assert info["clip"] == CLIP and info["chunk"] == 3
+    assert env.reset(seed=0)[1]["chunk"] == 0 and env._scenario_name == "builtin"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -225,8 +225,8 @@ class AudioEnhancementEnv(gym.Env):
         clean_chunks = None if clean is None else cut(aligned(clean, latency))
         return _ClipStream(clip_id, noisy_chunks, clean_chunks, cut(aligned(noisy, latency)), feats, {})
 
-    def _stream_for(self, scenario_set, clip_id: str) -> _ClipStream:
-        key = (self._scenario_name, clip_id)
+    def _stream_for(self, scenario_name: str, scenario_set, clip_id: str) -> _ClipStream:
+        key = (scenario_name, clip_id)
         if key not in self._streams:
             clip = scenario_set[clip_id]
             self._streams[key] = self._make_stream(clip.id, clip.noisy, clip.clean)
@@ -263,26 +263,39 @@ class AudioEnhancementEnv(gym.Env):
 
     # ----------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
-        if "scenarios" in options:
-            self._scenario_name = str(options["scenarios"])
-        scenario_set = _load_scenarios(self._scenario_name, self.sample_rate)
+        """Start an episode. Every option is checked (the scenario set loaded, the clip looked up, the
+        parameters validated) before anything is replaced: a failed reset leaves the env as it was.
+
+        :param options: ``{"scenarios": name or path, "clip": id, "params": {name: physical value}}``,
+            each optional.
+        """
+        options = {} if options is None else options
+        if not isinstance(options, Mapping):
+            raise TypeError(f"options must be a mapping (dict), got {type(options).__name__}")
+        scenario_name = str(options.get("scenarios", self._scenario_name))
+        scenario_set = _load_scenarios(scenario_name, self.sample_rate)
+        extra = self.param_space.validate(options["params"]) if "params" in options else {}
         if "clip" in options:
             clip_id = str(options["clip"])
             scenario_set[clip_id]  # raises a clear error for an unknown id
-            self._stream = self._stream_for(scenario_set, clip_id)
+            ids = None
         else:
             ids = self._clip_ids(scenario_set)
+        super().reset(seed=seed)
+        if ids is None:
+            stream = self._stream_for(scenario_name, scenario_set, clip_id)
+        else:
             clip_id = ids[int(self.np_random.integers(len(ids)))]
             augmented = self.config["augment"] is not None
-            self._stream = self._augmented_stream(scenario_set, clip_id, ids) if augmented else self._stream_for(scenario_set, clip_id)
-            clip_id = self._stream.clip_id
-        self._t = 0
+            stream = (
+                self._augmented_stream(scenario_set, clip_id, ids)
+                if augmented
+                else self._stream_for(scenario_name, scenario_set, clip_id)
+            )
+            clip_id = stream.clip_id
+        self._scenario_name, self._stream, self._t = scenario_name, stream, 0
         self.pipeline.reset()
-        self.params = self.action_type.reset(dict(self.start_params))
-        if "params" in options:
-            self.params = {**self.params, **self.param_space.validate(options["params"])}
+        self.params = {**self.action_type.reset(dict(self.start_params)), **extra}
         self.pipeline.set_params(self.params)
         self._last = feedback_vector(None, None, None, 0.0, self._n_objectives)
         self._episode_in: list[np.ndarray] = []
