@@ -232,3 +232,47 @@ def test_a_failed_reset_changes_nothing(env_id):
     info = env.step(env.action_space.sample())[4]
     assert info["clip"] == CLIP and info["chunk"] == 3
     assert env.reset(seed=0)[1]["chunk"] == 0 and env._scenario_name == "builtin"
+
+
+@pytest.mark.parametrize("env_id", IDS[:2])
+def test_box_actions_of_the_wrong_shape_or_type_are_named(env_id):
+    """A Box action has exactly d entries: a scalar or a (1,) action is not broadcast to every parameter."""
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0, options={"clip": CLIP})
+    d = env.action_space.shape[0]
+    before = dict(env.params)
+    for action in (0.5, np.array([0.9]), np.zeros(3), np.zeros(d + 1), np.zeros((2, d))):
+        shape = str(np.shape(action)).replace("(", r"\(").replace(")", r"\)")
+        with pytest.raises(ValueError, match=rf"action must have shape \({d},\), got shape {shape}"):
+            env.step(action)
+    with pytest.raises(ValueError, match="action must be numbers"):
+        env.step("x")
+    with pytest.raises(ValueError, match="action has non-finite entries"):
+        env.step(np.full(d, np.nan, np.float32))
+    assert env.params == before and env._t == 0
+    for action in (np.zeros(d, np.float32), np.zeros((1, d)), [0.0] * d):  # SB3's (d,) float32, and the like
+        env.step(action)
+    assert env._t == 3
+
+
+def test_strategy_actions_must_be_one_whole_preset_index():
+    """2.7, True, [1, 5] or "1" are not preset indices; numpy ints, 0-d and (1,) int arrays (VecEnvs) are."""
+    env = gym.make(IDS[2]).unwrapped
+    env.reset(seed=0, options={"clip": CLIP})
+    bad = [
+        (2.7, "got 2.7"),
+        (np.nan, "got nan"),
+        (True, "got True"),
+        ("1", "got '1'"),
+        ([1, 5], r"got shape \(2,\)"),
+        (7, r"action 7 is not a preset index in \[0, 6\)"),
+        (-1, r"action -1 is not a preset index in \[0, 6\)"),
+    ]
+    for action, message in bad:
+        with pytest.raises(ValueError, match=message):
+            env.step(action)
+    assert env._t == 0
+    names = list(PRESETS)
+    for index, action in enumerate((1, np.int64(2), np.array(3), np.array([4], np.int32), np.float32(5.0)), start=1):
+        assert env.step(action)[4]["params"] == pytest.approx(preset_params(names[index]))
+    assert env._t == 5
