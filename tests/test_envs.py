@@ -276,3 +276,18 @@ def test_strategy_actions_must_be_one_whole_preset_index():
     for index, action in enumerate((1, np.int64(2), np.array(3), np.array([4], np.int32), np.float32(5.0)), start=1):
         assert env.step(action)[4]["params"] == pytest.approx(preset_params(names[index]))
     assert env._t == 5
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_step_after_the_episode_ended_says_to_reset(env_id):
+    env = gym.make(env_id, config={"chunk_s": 4.0}).unwrapped  # the clips are 6 s: 2 chunks
+    env.reset(seed=0, options={"clip": CLIP})
+    truncated = False
+    while not truncated:
+        truncated = env.step(env.action_space.sample())[3]
+    params = dict(env.params)
+    with pytest.raises(RuntimeError, match=r"episode is over .*call reset\(\)"):
+        env.step(env.action_space.sample())
+    assert env.params == params
+    env.reset(seed=0)
+    env.step(env.action_space.sample())

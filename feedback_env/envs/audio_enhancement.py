@@ -333,6 +333,10 @@ class AudioEnhancementEnv(gym.Env):
         if self._stream is None:
             raise RuntimeError("call reset() before step()")
         s, t = self._stream, self._t
+        if t >= len(s.noisy_chunks):
+            raise RuntimeError(
+                f"the episode is over (truncated after chunk {t - 1} of clip {s.clip_id!r}); call reset()"
+            )
         self.params = self.action_type.apply(action, self.params)
         output = self.pipeline.process(s.noisy_chunks[t], self.params)
         reward_fn = self._reward_for()
