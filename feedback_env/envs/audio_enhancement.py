@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -71,10 +72,39 @@ AUGMENT_KEYS = ("snr_shift_db", "splice", "fresh_noise")
 """The keys of ``config["augment"]`` (see :class:`AudioEnhancementEnv`)."""
 
 
-def check_augment(augment: dict[str, Any] | None) -> None:
-    """Raise ``ValueError`` naming any key of ``augment`` that is not in :data:`AUGMENT_KEYS`."""
-    if unknown := set(augment or {}) - set(AUGMENT_KEYS):
+def check_augment(augment: Mapping[str, Any] | None) -> None:
+    """Raise ``ValueError`` naming the key of ``augment`` that is unknown or has a bad value.
+
+    ``snr_shift_db``: a pair ``(lo, hi)`` of finite dB with ``lo <= hi``; ``splice`` and
+    ``fresh_noise``: probabilities in [0, 1].
+    """
+    if augment is None:
+        return
+    if not isinstance(augment, Mapping):
+        raise ValueError(f"augment must be a dict with keys among {list(AUGMENT_KEYS)} or None, got {type(augment).__name__}")
+    if unknown := set(augment) - set(AUGMENT_KEYS):
         raise ValueError(f"unknown augment keys {sorted(unknown)}; known: {list(AUGMENT_KEYS)}")
+    if "snr_shift_db" in augment:
+        value = augment["snr_shift_db"]
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"augment['snr_shift_db'] must be a pair (lo, hi) of numbers in dB, got {value!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"augment['snr_shift_db'] must be finite dB, got {value!r}")
+        if lo > hi:
+            raise ValueError(f"augment['snr_shift_db'] must be (lo, hi) with lo <= hi, got {tuple(value)!r}")
+    for key in ("splice", "fresh_noise"):
+        if key in augment:
+            value = augment[key]
+            try:
+                p = float(value)
+            except (TypeError, ValueError):
+                p = float("nan")
+            if isinstance(value, (str, bytes)) or not 0.0 <= p <= 1.0:
+                raise ValueError(f"augment[{key!r}] must be a probability in [0, 1], got {value!r}")
 
 
 class AudioEnhancementEnv(gym.Env):
