@@ -291,3 +291,32 @@ def test_step_after_the_episode_ended_says_to_reset(env_id):
     assert env.params == params
     env.reset(seed=0)
     env.step(env.action_space.sample())
+
+
+@pytest.mark.parametrize(
+    "env_id, config, message",
+    [
+        (IDS[0], {"chunk_s": float("nan")}, "chunk_s must be a positive number of seconds, got nan"),
+        (IDS[0], {"chunk_s": 0.0}, "chunk_s must be a positive number of seconds, got 0.0"),
+        (IDS[0], {"chunk_s": "0.5"}, "chunk_s must be a positive number of seconds, got '0.5'"),
+        (IDS[2], {"presets": []}, "presets: at least one preset is needed"),
+        (IDS[2], {"presets": ["gentle", "nope"]}, "presets: unknown preset 'nope'; known: bypass"),
+        (IDS[2], {"presets": "gentle"}, "presets must be a list of preset names"),
+        (IDS[0], {"max_step": 0.1}, "config key 'max_step' is not used by AudioEnhancementEnv"),
+        (IDS[0], {"presets": ["gentle"]}, "config key 'presets' is not used by AudioEnhancementEnv"),
+        (IDS[1], {"smoothing": 0.9}, "config key 'smoothing' is not used by AudioEnhancementDeltaEnv"),
+        (IDS[1], {"action_center": {"highpass_hz": 100.0}}, "config key 'action_center' is not used"),
+        (IDS[1], {"action_radius": 0.1}, "config key 'action_radius' is not used"),
+        (IDS[2], {"tuned": ["highpass_hz"]}, "config key 'tuned' is not used by StrategySelectionEnv"),
+        (IDS[2], {"smoothing": 0.5}, "config key 'smoothing' is not used by StrategySelectionEnv"),
+    ],
+)
+def test_bad_or_unused_config_values_name_the_key(env_id, config, message):
+    """A key the env ignores is an error unless it has its default value (shared config builders pass those)."""
+    with pytest.raises(ValueError, match=message):
+        gym.make(env_id, config=config)
+
+
+def test_unused_config_keys_at_their_defaults_are_accepted():
+    gym.make(IDS[1], config={"smoothing": 0.0, "action_center": None, "action_radius": 1.0, "presets": list(PRESETS)})
+    gym.make(IDS[2], config={"tuned": None, "max_step": 0.2})

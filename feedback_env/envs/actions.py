@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from feedback_env.errors import ParameterError
 from feedback_env.parameters import ParameterSpace
-from feedback_env.presets import preset_params
+from feedback_env.presets import PRESETS, preset_params
 
 
 def box_action(action: object, dim: int) -> np.ndarray:
@@ -136,6 +136,12 @@ class PresetAction:
     """Discrete(k): one of the named presets for the coming chunk."""
 
     def __init__(self, space: ParameterSpace, presets: Sequence[str]):
+        if isinstance(presets, (str, bytes)) or not isinstance(presets, Sequence):
+            raise ValueError(f"presets must be a list of preset names, got {presets!r:.80}")
+        if not presets:
+            raise ValueError(f"presets: at least one preset is needed; known: {', '.join(PRESETS)}")
+        if unknown := [name for name in presets if name not in PRESETS]:
+            raise ValueError(f"presets: unknown preset {unknown[0]!r}; known: {', '.join(PRESETS)}")
         self.space, self.presets = space, tuple(presets)
         self.tuned = space
         self._params = [preset_params(name, space) for name in self.presets]

@@ -107,6 +107,14 @@ def check_augment(augment: Mapping[str, Any] | None) -> None:
                 raise ValueError(f"augment[{key!r}] must be a probability in [0, 1], got {value!r}")
 
 
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` for config values (lists, dicts, None, numbers), False where it is not a plain bool."""
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. an array compared with None
+        return False
+
+
 class AudioEnhancementEnv(gym.Env):
     """
     ## Description
@@ -168,7 +176,9 @@ class AudioEnhancementEnv(gym.Env):
 
     ## Arguments
     ``gym.make("feedback_env/AudioEnhancement-v0", config={...}, render_mode=None)``; see
-    :meth:`default_config` for every key and its default. ``render_mode="rgb_array"`` returns the
+    :meth:`default_config` for every key and its default. A key only another of the three envs uses
+    (here ``max_step`` and ``presets``; see ``unused_config_keys``) raises ``ValueError`` unless it has
+    its default value. ``render_mode="rgb_array"`` returns the
     spectrogram of the unprocessed episode so far above that of the enhanced one; ``"ansi"`` a line.
 
     ## Version History
@@ -176,6 +186,8 @@ class AudioEnhancementEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
+    unused_config_keys: tuple[str, ...] = ("max_step", "presets")
+    """Keys of :meth:`default_config` this env ignores: giving one a non-default value is an error."""
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -204,6 +216,13 @@ class AudioEnhancementEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(self.default_config())}")
         self.config = {**self.default_config(), **(config or {}), **kwargs}
+        defaults = self.default_config()
+        for key in self.unused_config_keys:
+            if key in self.config and not _same(self.config[key], defaults[key]):
+                raise ValueError(
+                    f"config key {key!r} is not used by {type(self).__name__} (got {self.config[key]!r:.80}); "
+                    "leave it out or use the env it applies to"
+                )
         check_augment(self.config["augment"])
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} not in {self.metadata['render_modes']}")
@@ -212,9 +231,14 @@ class AudioEnhancementEnv(gym.Env):
         self.sample_rate = int(c["sample_rate"])
         self.param_space = PARAMETER_SPACE
         self.pipeline = EnhancementPipeline(self.sample_rate)
-        self.chunk_size = int(round(c["chunk_s"] * self.sample_rate))
+        chunk_s = c["chunk_s"]
+        if isinstance(chunk_s, (str, bytes, bool)) or not isinstance(chunk_s, (int, float, np.number)) or not (
+            math.isfinite(chunk_s) and chunk_s > 0
+        ):
+            raise ValueError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
+        self.chunk_size = int(round(chunk_s * self.sample_rate))
         if self.chunk_size <= 0:
-            raise ValueError(f"chunk_s must be positive, got {c['chunk_s']}")
+            raise ValueError(f"chunk_s must be at least one sample (1 / {self.sample_rate} s), got {chunk_s!r}")
         self.start_params = {**self.param_space.defaults(), **self.param_space.validate(c["fixed"])}
         tuned = list(c["tuned"]) if c["tuned"] else list(self.param_space.names)
         self.action_type = self._make_action_type(tuned)
@@ -413,6 +437,8 @@ class AudioEnhancementDeltaEnv(AudioEnhancementEnv):
     ``options["params"]``).
     """
 
+    unused_config_keys = ("smoothing", "action_center", "action_radius", "presets")
+
     def _make_action_type(self, tuned: list[str]):
         return DeltaAction(self.param_space, tuned, self.config["max_step"])
 
@@ -424,6 +450,8 @@ class StrategySelectionEnv(AudioEnhancementEnv):
     bypass, gentle, strong_denoise, hum_removal, fast_tracking, voice_focus by default), applied to the
     coming chunk. The observation's parameter entries show the preset last applied, over all parameters.
     """
+
+    unused_config_keys = ("tuned", "smoothing", "action_center", "action_radius", "max_step")
 
     def _make_action_type(self, tuned: list[str]):
         return PresetAction(self.param_space, self.config["presets"])
