@@ -320,3 +320,14 @@ def test_bad_or_unused_config_values_name_the_key(env_id, config, message):
 def test_unused_config_keys_at_their_defaults_are_accepted():
     gym.make(IDS[1], config={"smoothing": 0.0, "action_center": None, "action_radius": 1.0, "presets": list(PRESETS)})
     gym.make(IDS[2], config={"tuned": None, "max_step": 0.2})
+
+
+@pytest.mark.parametrize("config", [{}, {"tuned": ["highpass_hz", "nr_floor_db"]}, {"feature_context": 0.8}])
+def test_observation_size_is_the_documented_13_plus_d_plus_m_plus_1(config):
+    """The class docstring's ``Box(-1, 1, (13 + d + m + 1,))``: d tuned parameters, m objectives (2 by
+    default), the last reward; 13 more with ``feature_context``."""
+    env = gym.make(IDS[0], config=config).unwrapped
+    assert "(13 + d + m + 1,)" in type(env).__doc__ and "| then m + 1 " in type(env).__doc__
+    d, m = env.action_space.shape[0], env._n_objectives
+    context = 13 if config.get("feature_context") else 0
+    assert env.observation_space.shape == (13 + context + d + m + 1,)

@@ -133,7 +133,9 @@ class AudioEnhancementEnv(gym.Env):
     -1, 1)`` in the unit cube (a residual action space around, e.g., the best static setting).
 
     ## Observation Space
-    ``Box(-1, 1, (13 + d + m,), float32)``, every entry normalized and clipped to [-1, 1]. With
+    ``Box(-1, 1, (13 + d + m + 1,), float32)``, every entry normalized and clipped to [-1, 1]: 13 features,
+    the d tuned parameters, the reward's m objectives (2 by default, so 35 entries with all 19
+    parameters tuned) and the last reward. With
     ``config["feature_context"]`` a in (0, 1), the 13 features are followed by 13 more, their running mean
     over the episode's chunks (``mean = a * mean + (1 - a) * features``), and the rest shifts by 13:
 
@@ -148,7 +150,7 @@ class AudioEnhancementEnv(gym.Env):
     | 11         | spectral flatness, ``2 f - 1``                                                    |
     | 12         | clipping ratio, ``2 min(1, 100 r) - 1``                                           |
     | 13..13+d-1 | current tuned parameters in the unit cube                                         |
-    | then m     | last step: each objective's normalized improvement, then the last reward / 2      |
+    | then m + 1 | last step: each objective's normalized improvement, then the last reward / 2      |
 
     ## Rewards
     ``QualityReward`` (see :mod:`feedback_env.objectives`): by default the weighted improvement of the
