@@ -331,3 +331,13 @@ def test_observation_size_is_the_documented_13_plus_d_plus_m_plus_1(config):
     d, m = env.action_space.shape[0], env._n_objectives
     context = 13 if config.get("feature_context") else 0
     assert env.observation_space.shape == (13 + context + d + m + 1,)
+
+
+def test_render_before_reset_shows_an_empty_episode():
+    """The unwrapped env (gym.make's OrderEnforcing would refuse the call) renders no step yet."""
+    from feedback_env.envs.audio_enhancement import AudioEnhancementEnv
+
+    image = AudioEnhancementEnv(render_mode="rgb_array").render()
+    assert image.dtype == np.uint8 and image.ndim == 3
+    assert AudioEnhancementEnv(render_mode="ansi").render() == "clip -: no step yet"
+    assert AudioEnhancementEnv().render() is None

@@ -256,6 +256,9 @@ class AudioEnhancementEnv(gym.Env):
         self._scenario_name = str(c["scenarios"])
         self._streams: dict[tuple[str, str], _ClipStream] = {}
         self._stream: _ClipStream | None = None
+        self._episode_in: list[np.ndarray] = []  # for render(): unprocessed and enhanced chunks so far
+        self._episode_out: list[np.ndarray] = []
+        self._last_info: dict[str, Any] = {}
 
     def _make_action_type(self, tuned: list[str]):
         c = self.config
@@ -354,9 +357,7 @@ class AudioEnhancementEnv(gym.Env):
         self.params = {**self.action_type.reset(dict(self.start_params)), **extra}
         self.pipeline.set_params(self.params)
         self._last = feedback_vector(None, None, None, 0.0, self._n_objectives)
-        self._episode_in: list[np.ndarray] = []
-        self._episode_out: list[np.ndarray] = []
-        self._last_info: dict[str, Any] = {}
+        self._episode_in, self._episode_out, self._last_info = [], [], {}
         return self._observation(), {"clip": clip_id, "chunk": 0, "params": dict(self.params), "metrics": {}}
 
     def _observation(self) -> np.ndarray:
