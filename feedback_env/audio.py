@@ -29,7 +29,8 @@ def as_audio(
 ) -> np.ndarray:
     """Validate a mono signal and return it as float32 ``(n,)``.
 
-    :param x: array-like of samples, shape ``(n,)``; a column ``(n, 1)`` is accepted.
+    :param x: float samples in about [-1, 1], shape ``(n,)``; a column ``(n, 1)`` is accepted.
+        Integer PCM and bool arrays are rejected (int16 PCM: pass ``x / 32768``).
     :param name: what to call it in error messages.
     :param allow_silent: accept all-zero audio (a pipeline input may be silent; a reference may not).
     :param allow_empty: accept ``n == 0``.
@@ -40,6 +41,21 @@ def as_audio(
         raise InvalidAudioError(f"{name}: cannot be read as an array ({exc})") from exc
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InvalidAudioError(f"{name}: expected numeric samples, got dtype {arr.dtype}")
+    if arr.dtype == bool:
+        raise InvalidAudioError(
+            f"{name}: bool samples (dtype bool) are not audio; convert to float in [-1, 1] first"
+        )
+    if np.issubdtype(arr.dtype, np.integer):
+        # PCM read as float would be up to 2**(bits-1) times full scale
+        bits = 8 * arr.dtype.itemsize
+        hint = (
+            f"x / {2 ** (bits - 1)}"
+            if np.issubdtype(arr.dtype, np.signedinteger)
+            else f"(x - {2 ** (bits - 1)}) / {2 ** (bits - 1)}"
+        )
+        raise InvalidAudioError(
+            f"{name}: integer PCM samples (dtype {arr.dtype}); convert to float in [-1, 1] first, e.g. {hint}"
+        )
     if np.iscomplexobj(arr):
         raise InvalidAudioError(f"{name}: expected real samples, got complex dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[1] == 1:

@@ -18,6 +18,24 @@ from feedback_env.errors import ParameterError
 Scale = Literal["linear", "log"]
 
 
+def _number(name: str, value: object) -> float:
+    """``value`` as a float; a real number or a one-element numeric array, never a string or None."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ParameterError(f"parameter {name!r}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"parameter {name!r}: expected a number, got {value!r:.80}") from None
+
+
+def _mapping(params: object) -> Mapping:
+    if not isinstance(params, Mapping):
+        raise ParameterError(
+            f"parameters must be a mapping of name to physical value, got {type(params).__name__}"
+        )
+    return params
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One continuous parameter.
@@ -114,9 +132,9 @@ class ParameterSpace:
         :param complete: require every parameter of the space to be present.
         """
         out: dict[str, float] = {}
-        for name, value in params.items():
+        for name, value in _mapping(params).items():
             p = self[name]
-            v = float(value)
+            v = _number(name, value)
             if not math.isfinite(v):
                 raise ParameterError(f"parameter {name!r} is {v}; a finite value is needed")
             tol = 1e-9 * max(1.0, abs(p.high - p.low))
@@ -153,9 +171,9 @@ class ParameterSpace:
     def clip(self, params: Mapping[str, float]) -> dict[str, float]:
         """Clip each known value into its bounds (NaN raises)."""
         out = {}
-        for name, value in params.items():
+        for name, value in _mapping(params).items():
             p = self[name]
-            v = float(value)
+            v = _number(name, value)
             if math.isnan(v):
                 raise ParameterError(f"parameter {name!r} is NaN")
             out[name] = min(max(v, p.low), p.high)

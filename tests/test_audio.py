@@ -59,3 +59,34 @@ def test_resample_rates():
     assert resample(x, 16000, 48000).shape == (48000,)
     with pytest.raises(InvalidAudioError, match="from_rate"):
         resample(x, 0, 16000)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.uint8, np.bool_])
+def test_integer_and_bool_pcm_is_rejected_with_its_dtype(dtype):
+    """int16 PCM read as float would be ~32768 times full scale; it must be converted first."""
+    pcm = (np.sin(np.arange(800) / 5.0) * 100).astype(dtype)
+    with pytest.raises(InvalidAudioError, match=rf"chunk: .*dtype {np.dtype(dtype)}.*convert to float in \[-1, 1\]"):
+        as_audio(pcm, "chunk")
+    if dtype is np.int16:
+        with pytest.raises(InvalidAudioError, match="x / 32768"):
+            as_audio(pcm, "chunk")
+
+
+def test_integer_pcm_is_rejected_by_the_pipeline_metrics_and_loop_without_touching_state():
+    from feedback_env import FeedbackLoopSystem
+    from feedback_env.metrics import compute_metrics
+    from feedback_env.pipeline import EnhancementPipeline
+
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+    pcm = (x * 32767).astype(np.int16)
+    with pytest.raises(InvalidAudioError, match="int16"):
+        EnhancementPipeline().process(pcm)
+    with pytest.raises(InvalidAudioError, match="reference: .*int16"):
+        compute_metrics(x, pcm, 16000, ["si_sdr"])
+    loop = FeedbackLoopSystem(seed=0)
+    loop.step(x, x)
+    n, params = loop.history.total, loop.parameters
+    with pytest.raises(InvalidAudioError, match="noisy_chunk: .*int16"):
+        loop.step(pcm, x)
+    assert loop.history.total == n and loop.parameters == params

@@ -60,6 +60,32 @@ def test_an_unknown_augment_key_is_named():
         gym.make(ENV, config={"augment": {"splcie": 1.0}})
 
 
+@pytest.mark.parametrize(
+    "augment, message",
+    [
+        ({"snr_shift_db": (5.0, -5.0)}, r"augment\['snr_shift_db'\].*lo <= hi.*\(5.0, -5.0\)"),
+        ({"snr_shift_db": 3}, r"augment\['snr_shift_db'\].*\(lo, hi\).*got 3"),
+        ({"snr_shift_db": (0.0, float("inf"))}, r"augment\['snr_shift_db'\].*finite"),
+        ({"snr_shift_db": ("a", "b")}, r"augment\['snr_shift_db'\]"),
+        ({"snr_shift_db": "12"}, r"augment\['snr_shift_db'\].*got '12'"),
+        ({"splice": 2}, r"augment\['splice'\].*probability in \[0, 1\].*got 2"),
+        ({"fresh_noise": -0.1}, r"augment\['fresh_noise'\].*probability in \[0, 1\].*got -0.1"),
+        ({"fresh_noise": float("nan")}, r"augment\['fresh_noise'\].*got nan"),
+        ({"splice": "half"}, r"augment\['splice'\].*got 'half'"),
+        ([("splice", 0.5)], r"augment must be a dict.*got list"),
+    ],
+)
+def test_bad_augment_values_are_named(augment, message):
+    """Checked when the env is made, not at the first reset (a reversed range was numpy's 'high - low < 0')."""
+    with pytest.raises(ValueError, match=message):
+        gym.make(ENV, config={"augment": augment})
+
+
+def test_good_augment_values_pass():
+    for augment in ({}, {"snr_shift_db": [-10, 10], "splice": 0, "fresh_noise": 1}, {"snr_shift_db": (3.0, 3.0)}):
+        gym.make(ENV, config={"augment": augment}).reset(seed=0)
+
+
 def test_explicit_clips_are_never_augmented():
     env = gym.make(ENV, config={"augment": {"snr_shift_db": (-10.0, 10.0), "splice": 1.0}})
     _, info = env.reset(seed=0, options={"clip": "pink_snr+0_f1"})

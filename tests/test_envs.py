@@ -199,3 +199,145 @@ def test_reward_is_finite_for_any_action_and_audio(odd_set, clip, actions, env_i
         assert all(np.isfinite(v) for v in info["metrics"].values())
         if truncated:
             break
+
+
+def _episode_state(env):
+    return (env._scenario_name, env._stream.clip_id, env._t, dict(env.params), env.pipeline.params,
+            env._last.copy(), env.np_random.bit_generator.state)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_a_failed_reset_changes_nothing(env_id):
+    """A bad options["scenarios"], clip or params, or options that are not a mapping, raise before
+    anything is replaced: the episode goes on where it was, and the next plain reset works."""
+    from feedback_env.errors import ParameterError, ScenarioError
+
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0, options={"clip": CLIP})
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    before = _episode_state(env)
+    bad = [
+        ({"scenarios": "/nonexistent"}, ScenarioError, "/nonexistent"),
+        ({"clip": "pink_snr+0_f1", "params": {"highpass_hz": 1}}, ParameterError, "highpass_hz"),
+        ({"params": {"highpass_hz": 1}}, ParameterError, "highpass_hz"),
+        ({"clip": "nope"}, ScenarioError, "nope"),
+        (["clip"], TypeError, "options must be a mapping"),
+    ]
+    for options, error, message in bad:
+        with pytest.raises(error, match=message):
+            env.reset(seed=1, options=options)
+        after = _episode_state(env)
+        assert after[:5] == before[:5] and np.array_equal(after[5], before[5]) and after[6] == before[6], options
+    info = env.step(env.action_space.sample())[4]
+    assert info["clip"] == CLIP and info["chunk"] == 3
+    assert env.reset(seed=0)[1]["chunk"] == 0 and env._scenario_name == "builtin"
+
+
+@pytest.mark.parametrize("env_id", IDS[:2])
+def test_box_actions_of_the_wrong_shape_or_type_are_named(env_id):
+    """A Box action has exactly d entries: a scalar or a (1,) action is not broadcast to every parameter."""
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0, options={"clip": CLIP})
+    d = env.action_space.shape[0]
+    before = dict(env.params)
+    for action in (0.5, np.array([0.9]), np.zeros(3), np.zeros(d + 1), np.zeros((2, d))):
+        shape = str(np.shape(action)).replace("(", r"\(").replace(")", r"\)")
+        with pytest.raises(ValueError, match=rf"action must have shape \({d},\), got shape {shape}"):
+            env.step(action)
+    with pytest.raises(ValueError, match="action must be numbers"):
+        env.step("x")
+    with pytest.raises(ValueError, match="action has non-finite entries"):
+        env.step(np.full(d, np.nan, np.float32))
+    assert env.params == before and env._t == 0
+    for action in (np.zeros(d, np.float32), np.zeros((1, d)), [0.0] * d):  # SB3's (d,) float32, and the like
+        env.step(action)
+    assert env._t == 3
+
+
+def test_strategy_actions_must_be_one_whole_preset_index():
+    """2.7, True, [1, 5] or "1" are not preset indices; numpy ints, 0-d and (1,) int arrays (VecEnvs) are."""
+    env = gym.make(IDS[2]).unwrapped
+    env.reset(seed=0, options={"clip": CLIP})
+    bad = [
+        (2.7, "got 2.7"),
+        (np.nan, "got nan"),
+        (True, "got True"),
+        ("1", "got '1'"),
+        ([1, 5], r"got shape \(2,\)"),
+        (7, r"action 7 is not a preset index in \[0, 6\)"),
+        (-1, r"action -1 is not a preset index in \[0, 6\)"),
+    ]
+    for action, message in bad:
+        with pytest.raises(ValueError, match=message):
+            env.step(action)
+    assert env._t == 0
+    names = list(PRESETS)
+    for index, action in enumerate((1, np.int64(2), np.array(3), np.array([4], np.int32), np.float32(5.0)), start=1):
+        assert env.step(action)[4]["params"] == pytest.approx(preset_params(names[index]))
+    assert env._t == 5
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_step_after_the_episode_ended_says_to_reset(env_id):
+    env = gym.make(env_id, config={"chunk_s": 4.0}).unwrapped  # the clips are 6 s: 2 chunks
+    env.reset(seed=0, options={"clip": CLIP})
+    truncated = False
+    while not truncated:
+        truncated = env.step(env.action_space.sample())[3]
+    params = dict(env.params)
+    with pytest.raises(RuntimeError, match=r"episode is over .*call reset\(\)"):
+        env.step(env.action_space.sample())
+    assert env.params == params
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+
+
+@pytest.mark.parametrize(
+    "env_id, config, message",
+    [
+        (IDS[0], {"chunk_s": float("nan")}, "chunk_s must be a positive number of seconds, got nan"),
+        (IDS[0], {"chunk_s": 0.0}, "chunk_s must be a positive number of seconds, got 0.0"),
+        (IDS[0], {"chunk_s": "0.5"}, "chunk_s must be a positive number of seconds, got '0.5'"),
+        (IDS[2], {"presets": []}, "presets: at least one preset is needed"),
+        (IDS[2], {"presets": ["gentle", "nope"]}, "presets: unknown preset 'nope'; known: bypass"),
+        (IDS[2], {"presets": "gentle"}, "presets must be a list of preset names"),
+        (IDS[0], {"max_step": 0.1}, "config key 'max_step' is not used by AudioEnhancementEnv"),
+        (IDS[0], {"presets": ["gentle"]}, "config key 'presets' is not used by AudioEnhancementEnv"),
+        (IDS[1], {"smoothing": 0.9}, "config key 'smoothing' is not used by AudioEnhancementDeltaEnv"),
+        (IDS[1], {"action_center": {"highpass_hz": 100.0}}, "config key 'action_center' is not used"),
+        (IDS[1], {"action_radius": 0.1}, "config key 'action_radius' is not used"),
+        (IDS[2], {"tuned": ["highpass_hz"]}, "config key 'tuned' is not used by StrategySelectionEnv"),
+        (IDS[2], {"smoothing": 0.5}, "config key 'smoothing' is not used by StrategySelectionEnv"),
+    ],
+)
+def test_bad_or_unused_config_values_name_the_key(env_id, config, message):
+    """A key the env ignores is an error unless it has its default value (shared config builders pass those)."""
+    with pytest.raises(ValueError, match=message):
+        gym.make(env_id, config=config)
+
+
+def test_unused_config_keys_at_their_defaults_are_accepted():
+    gym.make(IDS[1], config={"smoothing": 0.0, "action_center": None, "action_radius": 1.0, "presets": list(PRESETS)})
+    gym.make(IDS[2], config={"tuned": None, "max_step": 0.2})
+
+
+@pytest.mark.parametrize("config", [{}, {"tuned": ["highpass_hz", "nr_floor_db"]}, {"feature_context": 0.8}])
+def test_observation_size_is_the_documented_13_plus_d_plus_m_plus_1(config):
+    """The class docstring's ``Box(-1, 1, (13 + d + m + 1,))``: d tuned parameters, m objectives (2 by
+    default), the last reward; 13 more with ``feature_context``."""
+    env = gym.make(IDS[0], config=config).unwrapped
+    assert "(13 + d + m + 1,)" in type(env).__doc__ and "| then m + 1 " in type(env).__doc__
+    d, m = env.action_space.shape[0], env._n_objectives
+    context = 13 if config.get("feature_context") else 0
+    assert env.observation_space.shape == (13 + context + d + m + 1,)
+
+
+def test_render_before_reset_shows_an_empty_episode():
+    """The unwrapped env (gym.make's OrderEnforcing would refuse the call) renders no step yet."""
+    from feedback_env.envs.audio_enhancement import AudioEnhancementEnv
+
+    image = AudioEnhancementEnv(render_mode="rgb_array").render()
+    assert image.dtype == np.uint8 and image.ndim == 3
+    assert AudioEnhancementEnv(render_mode="ansi").render() == "clip -: no step yet"
+    assert AudioEnhancementEnv().render() is None

@@ -362,6 +362,27 @@ def test_stability_checks(builtin):
     assert all(p.low <= loop.parameters[p.name] <= p.high for p in loop.full_space.parameters)
 
 
+def test_collect_feedback_records_metrics_outside_their_valid_range_as_failures(builtin):
+    """A given metric beyond its registry ``valid_range`` (si_sdr 1e308 dB, lsd -5 dB) fails the record
+    like NaN does, naming the metric and its range; the analysis stays finite."""
+    from feedback_env.metrics import METRICS
+
+    clip = builtin["white_snr+10_f2"]
+    loop = FeedbackLoopSystem(seed=0)
+    run(loop, clip.noisy, clip.clean, 4)
+    x, c = clip.noisy[4 * CHUNK : 5 * CHUNK], clip.clean[4 * CHUNK : 5 * CHUNK]
+    huge = loop.collect_feedback(x, x * 0.5, metrics={"si_sdr": 1e308}, clean_audio=c)
+    negative = loop.collect_feedback(x, x * 0.5, metrics={"lsd": -5.0}, clean_audio=c)
+    lo, hi = METRICS["si_sdr"].valid_range
+    assert not huge.ok and huge.reward is None and f"metric 'si_sdr' = 1e+308 is outside [{lo}, {hi}]" in huge.error
+    assert not negative.ok and negative.reward is None and "metric 'lsd' = -5.0 is outside" in negative.error
+    edge = loop.collect_feedback(x, x * 0.5, metrics={"si_sdr": hi, "lsd": 0.0}, clean_audio=c)
+    assert edge.ok and np.isfinite(edge.reward)
+    analysis = loop.analyze_performance(window=10)
+    assert analysis.n_failures == 2
+    assert all(np.isfinite(v) for row in analysis.metric_summaries.values() for v in row.values() if isinstance(v, float))
+
+
 def test_rollback_mechanism(builtin):
     """Injected degradations are detected within 10 iterations and the known-good parameters come back;
     a stationary stream of 1,000 iterations has no more false rollbacks than the stated rate allows."""

@@ -74,3 +74,23 @@ def test_subspace_and_defaults():
         ParameterSpace([Parameter("a", 0, 1, 0.5), Parameter("a", 0, 1, 0.5)])
     with pytest.raises(ParameterError, match="log scale"):
         Parameter("b", 0.0, 1.0, 0.5, "log")
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"highpass_hz": None}, r"parameter 'highpass_hz': expected a number, got None"),
+        ({"highpass_hz": np.array([100.0, 200.0])}, r"parameter 'highpass_hz': expected a number, got array"),
+        ({"highpass_hz": "100"}, r"parameter 'highpass_hz': expected a number, got '100'"),
+        (None, r"parameters must be a mapping of name to physical value, got NoneType"),
+        ([("highpass_hz", 100.0)], r"parameters must be a mapping .* got list"),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_named(params, message):
+    with pytest.raises(ParameterError, match=message):
+        PARAMETER_SPACE.validate(params)
+    if isinstance(params, dict):
+        with pytest.raises(ParameterError, match=message):
+            PARAMETER_SPACE.clip(params)
+    assert PARAMETER_SPACE.validate({"highpass_hz": np.float32(100.0)}) == {"highpass_hz": 100.0}
+    assert PARAMETER_SPACE.validate({"highpass_hz": np.array(100)}) == {"highpass_hz": 100.0}

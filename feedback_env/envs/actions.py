@@ -11,8 +11,31 @@ from typing import Mapping, Sequence
 import numpy as np
 from gymnasium import spaces
 
+from feedback_env.errors import ParameterError
 from feedback_env.parameters import ParameterSpace
-from feedback_env.presets import preset_params
+from feedback_env.presets import PRESETS, preset_params
+
+
+def box_action(action: object, dim: int) -> np.ndarray:
+    """``action`` as float64 of shape ``(dim,)``; raise ``ValueError`` naming the expected shape.
+
+    Exactly ``dim`` numbers are needed: ``(dim,)`` or, as a batch of one, ``(1, dim)``. A scalar or a
+    ``(1,)`` action is never broadcast to every parameter. Non-finite entries raise
+    :class:`~feedback_env.errors.ParameterError` (a ``ValueError``).
+    """
+    try:
+        arr = np.asarray(action)
+        numeric = arr.dtype.kind in "iuf"
+    except Exception:  # ragged sequences and other objects numpy cannot turn into an array
+        numeric = False
+    if not numeric:
+        raise ValueError(f"action must be numbers, an array of shape ({dim},), got {action!r:.80}")
+    if arr.size != dim or sum(n != 1 for n in arr.shape) > 1:
+        raise ValueError(f"action must have shape ({dim},), got shape {arr.shape}")
+    a = arr.astype(np.float64).reshape(dim)
+    if not np.all(np.isfinite(a)):
+        raise ParameterError(f"action has non-finite entries: {a.tolist()}")
+    return a
 
 
 class AbsoluteAction:
@@ -56,8 +79,9 @@ class AbsoluteAction:
         return self.tuned.to_unit({n: params[n] for n in self.tuned.names})
 
     def position(self, action: np.ndarray) -> np.ndarray:
-        """Unit-cube position (float64, shape (d,)) that ``action`` sets, before smoothing."""
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        """Unit-cube position (float64, shape (d,)) that ``action`` (shape (d,), in [-1, 1]; clipped) sets,
+        before smoothing. Raises ``ValueError`` for any other shape or a non-finite entry."""
+        action = np.clip(box_action(action, self.tuned.dim), -1.0, 1.0)
         return np.clip(self.center + self.radius * action, -1.0, 1.0)
 
     def action_for(self, position: np.ndarray, tol: float = 1e-9) -> np.ndarray:
@@ -103,7 +127,8 @@ class DeltaAction(AbsoluteAction):
         raise TypeError("a delta action moves the parameters from where they are; it sets no fixed position")
 
     def apply(self, action: np.ndarray, params: dict[str, float]) -> dict[str, float]:
-        moved = np.clip(self._current(params) + self.max_step * np.clip(action, -1.0, 1.0), -1.0, 1.0)
+        step = self.max_step * np.clip(box_action(action, self.tuned.dim), -1.0, 1.0)
+        moved = np.clip(self._current(params) + step, -1.0, 1.0)
         return {**params, **self.tuned.from_unit(moved)}
 
 
@@ -111,6 +136,12 @@ class PresetAction:
     """Discrete(k): one of the named presets for the coming chunk."""
 
     def __init__(self, space: ParameterSpace, presets: Sequence[str]):
+        if isinstance(presets, (str, bytes)) or not isinstance(presets, Sequence):
+            raise ValueError(f"presets must be a list of preset names, got {presets!r:.80}")
+        if not presets:
+            raise ValueError(f"presets: at least one preset is needed; known: {', '.join(PRESETS)}")
+        if unknown := [name for name in presets if name not in PRESETS]:
+            raise ValueError(f"presets: unknown preset {unknown[0]!r}; known: {', '.join(PRESETS)}")
         self.space, self.presets = space, tuple(presets)
         self.tuned = space
         self._params = [preset_params(name, space) for name in self.presets]
@@ -120,7 +151,22 @@ class PresetAction:
         return dict(params)
 
     def apply(self, action: int | np.integer | np.ndarray, params: dict[str, float]) -> dict[str, float]:
-        index = int(np.asarray(action).reshape(-1)[0])
-        if not 0 <= index < len(self.presets):
+        """The parameters of preset ``action``: one whole number in [0, k), e.g. an int, a numpy integer,
+        or a 0-d or ``(1,)`` array (as VecEnvs pass it). Raises ``ValueError`` for anything else."""
+        k = len(self.presets)
+        try:
+            arr = np.asarray(action)
+            numeric = arr.dtype.kind in "iuf"
+        except Exception:  # ragged sequences and other objects numpy cannot turn into an array
+            numeric = False
+        if not numeric:
+            raise ValueError(f"action must be a preset index in [0, {k}), got {action!r:.80}")
+        if arr.size != 1:
+            raise ValueError(f"action must be one preset index in [0, {k}), got shape {arr.shape}")
+        value = arr.reshape(-1)[0].item()
+        if not float(value).is_integer():
+            raise ValueError(f"action must be a whole preset index in [0, {k}), got {value}")
+        index = int(value)
+        if not 0 <= index < k:
             raise ValueError(f"action {index} is not a preset index in [0, {len(self.presets)})")
         return dict(self._params[index])

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -71,10 +72,47 @@ AUGMENT_KEYS = ("snr_shift_db", "splice", "fresh_noise")
 """The keys of ``config["augment"]`` (see :class:`AudioEnhancementEnv`)."""
 
 
-def check_augment(augment: dict[str, Any] | None) -> None:
-    """Raise ``ValueError`` naming any key of ``augment`` that is not in :data:`AUGMENT_KEYS`."""
-    if unknown := set(augment or {}) - set(AUGMENT_KEYS):
+def check_augment(augment: Mapping[str, Any] | None) -> None:
+    """Raise ``ValueError`` naming the key of ``augment`` that is unknown or has a bad value.
+
+    ``snr_shift_db``: a pair ``(lo, hi)`` of finite dB with ``lo <= hi``; ``splice`` and
+    ``fresh_noise``: probabilities in [0, 1].
+    """
+    if augment is None:
+        return
+    if not isinstance(augment, Mapping):
+        raise ValueError(f"augment must be a dict with keys among {list(AUGMENT_KEYS)} or None, got {type(augment).__name__}")
+    if unknown := set(augment) - set(AUGMENT_KEYS):
         raise ValueError(f"unknown augment keys {sorted(unknown)}; known: {list(AUGMENT_KEYS)}")
+    if "snr_shift_db" in augment:
+        value = augment["snr_shift_db"]
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"augment['snr_shift_db'] must be a pair (lo, hi) of numbers in dB, got {value!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"augment['snr_shift_db'] must be finite dB, got {value!r}")
+        if lo > hi:
+            raise ValueError(f"augment['snr_shift_db'] must be (lo, hi) with lo <= hi, got {tuple(value)!r}")
+    for key in ("splice", "fresh_noise"):
+        if key in augment:
+            value = augment[key]
+            try:
+                p = float(value)
+            except (TypeError, ValueError):
+                p = float("nan")
+            if isinstance(value, (str, bytes)) or not 0.0 <= p <= 1.0:
+                raise ValueError(f"augment[{key!r}] must be a probability in [0, 1], got {value!r}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` for config values (lists, dicts, None, numbers), False where it is not a plain bool."""
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. an array compared with None
+        return False
 
 
 class AudioEnhancementEnv(gym.Env):
@@ -95,7 +133,9 @@ class AudioEnhancementEnv(gym.Env):
     -1, 1)`` in the unit cube (a residual action space around, e.g., the best static setting).
 
     ## Observation Space
-    ``Box(-1, 1, (13 + d + m,), float32)``, every entry normalized and clipped to [-1, 1]. With
+    ``Box(-1, 1, (13 + d + m + 1,), float32)``, every entry normalized and clipped to [-1, 1]: 13 features,
+    the d tuned parameters, the reward's m objectives (2 by default, so 35 entries with all 19
+    parameters tuned) and the last reward. With
     ``config["feature_context"]`` a in (0, 1), the 13 features are followed by 13 more, their running mean
     over the episode's chunks (``mean = a * mean + (1 - a) * features``), and the rest shifts by 13:
 
@@ -110,7 +150,7 @@ class AudioEnhancementEnv(gym.Env):
     | 11         | spectral flatness, ``2 f - 1``                                                    |
     | 12         | clipping ratio, ``2 min(1, 100 r) - 1``                                           |
     | 13..13+d-1 | current tuned parameters in the unit cube                                         |
-    | then m     | last step: each objective's normalized improvement, then the last reward / 2      |
+    | then m + 1 | last step: each objective's normalized improvement, then the last reward / 2      |
 
     ## Rewards
     ``QualityReward`` (see :mod:`feedback_env.objectives`): by default the weighted improvement of the
@@ -138,7 +178,9 @@ class AudioEnhancementEnv(gym.Env):
 
     ## Arguments
     ``gym.make("feedback_env/AudioEnhancement-v0", config={...}, render_mode=None)``; see
-    :meth:`default_config` for every key and its default. ``render_mode="rgb_array"`` returns the
+    :meth:`default_config` for every key and its default. A key only another of the three envs uses
+    (here ``max_step`` and ``presets``; see ``unused_config_keys``) raises ``ValueError`` unless it has
+    its default value. ``render_mode="rgb_array"`` returns the
     spectrogram of the unprocessed episode so far above that of the enhanced one; ``"ansi"`` a line.
 
     ## Version History
@@ -146,6 +188,8 @@ class AudioEnhancementEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
+    unused_config_keys: tuple[str, ...] = ("max_step", "presets")
+    """Keys of :meth:`default_config` this env ignores: giving one a non-default value is an error."""
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -174,6 +218,13 @@ class AudioEnhancementEnv(gym.Env):
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(self.default_config())}")
         self.config = {**self.default_config(), **(config or {}), **kwargs}
+        defaults = self.default_config()
+        for key in self.unused_config_keys:
+            if key in self.config and not _same(self.config[key], defaults[key]):
+                raise ValueError(
+                    f"config key {key!r} is not used by {type(self).__name__} (got {self.config[key]!r:.80}); "
+                    "leave it out or use the env it applies to"
+                )
         check_augment(self.config["augment"])
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} not in {self.metadata['render_modes']}")
@@ -182,9 +233,14 @@ class AudioEnhancementEnv(gym.Env):
         self.sample_rate = int(c["sample_rate"])
         self.param_space = PARAMETER_SPACE
         self.pipeline = EnhancementPipeline(self.sample_rate)
-        self.chunk_size = int(round(c["chunk_s"] * self.sample_rate))
+        chunk_s = c["chunk_s"]
+        if isinstance(chunk_s, (str, bytes, bool)) or not isinstance(chunk_s, (int, float, np.number)) or not (
+            math.isfinite(chunk_s) and chunk_s > 0
+        ):
+            raise ValueError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
+        self.chunk_size = int(round(chunk_s * self.sample_rate))
         if self.chunk_size <= 0:
-            raise ValueError(f"chunk_s must be positive, got {c['chunk_s']}")
+            raise ValueError(f"chunk_s must be at least one sample (1 / {self.sample_rate} s), got {chunk_s!r}")
         self.start_params = {**self.param_space.defaults(), **self.param_space.validate(c["fixed"])}
         tuned = list(c["tuned"]) if c["tuned"] else list(self.param_space.names)
         self.action_type = self._make_action_type(tuned)
@@ -200,6 +256,9 @@ class AudioEnhancementEnv(gym.Env):
         self._scenario_name = str(c["scenarios"])
         self._streams: dict[tuple[str, str], _ClipStream] = {}
         self._stream: _ClipStream | None = None
+        self._episode_in: list[np.ndarray] = []  # for render(): unprocessed and enhanced chunks so far
+        self._episode_out: list[np.ndarray] = []
+        self._last_info: dict[str, Any] = {}
 
     def _make_action_type(self, tuned: list[str]):
         c = self.config
@@ -225,8 +284,8 @@ class AudioEnhancementEnv(gym.Env):
         clean_chunks = None if clean is None else cut(aligned(clean, latency))
         return _ClipStream(clip_id, noisy_chunks, clean_chunks, cut(aligned(noisy, latency)), feats, {})
 
-    def _stream_for(self, scenario_set, clip_id: str) -> _ClipStream:
-        key = (self._scenario_name, clip_id)
+    def _stream_for(self, scenario_name: str, scenario_set, clip_id: str) -> _ClipStream:
+        key = (scenario_name, clip_id)
         if key not in self._streams:
             clip = scenario_set[clip_id]
             self._streams[key] = self._make_stream(clip.id, clip.noisy, clip.clean)
@@ -263,31 +322,42 @@ class AudioEnhancementEnv(gym.Env):
 
     # ----------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
-        if "scenarios" in options:
-            self._scenario_name = str(options["scenarios"])
-        scenario_set = _load_scenarios(self._scenario_name, self.sample_rate)
+        """Start an episode. Every option is checked (the scenario set loaded, the clip looked up, the
+        parameters validated) before anything is replaced: a failed reset leaves the env as it was.
+
+        :param options: ``{"scenarios": name or path, "clip": id, "params": {name: physical value}}``,
+            each optional.
+        """
+        options = {} if options is None else options
+        if not isinstance(options, Mapping):
+            raise TypeError(f"options must be a mapping (dict), got {type(options).__name__}")
+        scenario_name = str(options.get("scenarios", self._scenario_name))
+        scenario_set = _load_scenarios(scenario_name, self.sample_rate)
+        extra = self.param_space.validate(options["params"]) if "params" in options else {}
         if "clip" in options:
             clip_id = str(options["clip"])
             scenario_set[clip_id]  # raises a clear error for an unknown id
-            self._stream = self._stream_for(scenario_set, clip_id)
+            ids = None
         else:
             ids = self._clip_ids(scenario_set)
+        super().reset(seed=seed)
+        if ids is None:
+            stream = self._stream_for(scenario_name, scenario_set, clip_id)
+        else:
             clip_id = ids[int(self.np_random.integers(len(ids)))]
             augmented = self.config["augment"] is not None
-            self._stream = self._augmented_stream(scenario_set, clip_id, ids) if augmented else self._stream_for(scenario_set, clip_id)
-            clip_id = self._stream.clip_id
-        self._t = 0
+            stream = (
+                self._augmented_stream(scenario_set, clip_id, ids)
+                if augmented
+                else self._stream_for(scenario_name, scenario_set, clip_id)
+            )
+            clip_id = stream.clip_id
+        self._scenario_name, self._stream, self._t = scenario_name, stream, 0
         self.pipeline.reset()
-        self.params = self.action_type.reset(dict(self.start_params))
-        if "params" in options:
-            self.params = {**self.params, **self.param_space.validate(options["params"])}
+        self.params = {**self.action_type.reset(dict(self.start_params)), **extra}
         self.pipeline.set_params(self.params)
         self._last = feedback_vector(None, None, None, 0.0, self._n_objectives)
-        self._episode_in: list[np.ndarray] = []
-        self._episode_out: list[np.ndarray] = []
-        self._last_info: dict[str, Any] = {}
+        self._episode_in, self._episode_out, self._last_info = [], [], {}
         return self._observation(), {"clip": clip_id, "chunk": 0, "params": dict(self.params), "metrics": {}}
 
     def _observation(self) -> np.ndarray:
@@ -320,6 +390,10 @@ class AudioEnhancementEnv(gym.Env):
         if self._stream is None:
             raise RuntimeError("call reset() before step()")
         s, t = self._stream, self._t
+        if t >= len(s.noisy_chunks):
+            raise RuntimeError(
+                f"the episode is over (truncated after chunk {t - 1} of clip {s.clip_id!r}); call reset()"
+            )
         self.params = self.action_type.apply(action, self.params)
         output = self.pipeline.process(s.noisy_chunks[t], self.params)
         reward_fn = self._reward_for()
@@ -366,6 +440,8 @@ class AudioEnhancementDeltaEnv(AudioEnhancementEnv):
     ``options["params"]``).
     """
 
+    unused_config_keys = ("smoothing", "action_center", "action_radius", "presets")
+
     def _make_action_type(self, tuned: list[str]):
         return DeltaAction(self.param_space, tuned, self.config["max_step"])
 
@@ -377,6 +453,8 @@ class StrategySelectionEnv(AudioEnhancementEnv):
     bypass, gentle, strong_denoise, hum_removal, fast_tracking, voice_focus by default), applied to the
     coming chunk. The observation's parameter entries show the preset last applied, over all parameters.
     """
+
+    unused_config_keys = ("tuned", "smoothing", "action_center", "action_radius", "max_step")
 
     def _make_action_type(self, tuned: list[str]):
         return PresetAction(self.param_space, self.config["presets"])

@@ -42,7 +42,7 @@ from feedback_env.feedback_loop.replay import ChunkReplay, DelayLine, snapshot
 from feedback_env.feedback_loop.storage import LoopFileError, read_checked, write_atomic
 from feedback_env.feedback_loop.strategies import UpdateStrategy, make_strategy
 from feedback_env.features import ChunkFeatures
-from feedback_env.metrics import compute_metrics
+from feedback_env.metrics import METRICS, compute_metrics
 from feedback_env.objectives import Objective, QualityReward
 from feedback_env.observation import build_observation, feedback_vector
 from feedback_env.parameters import ParameterSpace
@@ -251,8 +251,9 @@ class FeedbackLoopSystem:
         :param input_audio: the unprocessed audio, time-aligned with ``output_audio``, ``(n,)``.
         :param output_audio: the processed audio, ``(n,)``.
         :param metrics: metrics of the output already known (used as given; the others the reward
-            needs are computed). A NaN, infinite or missing (None) value makes the record a failure,
-            kept in the history but never used for learning.
+            needs are computed). A NaN, infinite or missing (None) value, or one outside the metric's
+            ``valid_range`` in :data:`~feedback_env.metrics.METRICS` (e.g. si_sdr beyond +-100 dB), makes
+            the record a failure, kept in the history but never used for learning.
         :param clean_audio: clean reference aligned with both, ``(n,)``: intrusive metrics and reward.
         :param params: the full or partial physical parameters the output was made with (the loop's
             current ones by default).
@@ -293,6 +294,11 @@ class FeedbackLoopSystem:
                 errors.append(f"metric {name!r} is missing (None)")
             elif not math.isfinite(v):
                 errors.append(f"metric {name!r} is {v}")
+            elif name in METRICS:
+                lo, hi = METRICS[name].valid_range
+                tol = 1e-9 * max(1.0, hi - lo)
+                if not lo - tol <= v <= hi + tol:
+                    errors.append(f"metric {name!r} = {v} is outside [{lo}, {hi}], its valid range")
             metrics[name] = v
         baseline: dict[str, float] = {}
         reward = None
