@@ -16,6 +16,18 @@ from feedback_env.parameters import ParameterSpace
 from feedback_env.presets import PRESETS, preset_params
 
 
+def _numeric(action: object, expected: str) -> np.ndarray:
+    """``action`` as a numpy array of numbers, or ``ValueError`` saying what was ``expected``."""
+    try:
+        arr = np.asarray(action)
+        numeric = arr.dtype.kind in "iuf"
+    except Exception:  # ragged sequences and other objects numpy cannot turn into an array
+        numeric = False
+    if not numeric:
+        raise ValueError(f"action must be {expected}, got {action!r:.80}")
+    return arr
+
+
 def box_action(action: object, dim: int) -> np.ndarray:
     """``action`` as float64 of shape ``(dim,)``; raise ``ValueError`` naming the expected shape.
 
@@ -23,13 +35,7 @@ def box_action(action: object, dim: int) -> np.ndarray:
     ``(1,)`` action is never broadcast to every parameter. Non-finite entries raise
     :class:`~feedback_env.errors.ParameterError` (a ``ValueError``).
     """
-    try:
-        arr = np.asarray(action)
-        numeric = arr.dtype.kind in "iuf"
-    except Exception:  # ragged sequences and other objects numpy cannot turn into an array
-        numeric = False
-    if not numeric:
-        raise ValueError(f"action must be numbers, an array of shape ({dim},), got {action!r:.80}")
+    arr = _numeric(action, f"numbers, an array of shape ({dim},)")
     if arr.size != dim or sum(n != 1 for n in arr.shape) > 1:
         raise ValueError(f"action must have shape ({dim},), got shape {arr.shape}")
     a = arr.astype(np.float64).reshape(dim)
@@ -154,13 +160,7 @@ class PresetAction:
         """The parameters of preset ``action``: one whole number in [0, k), e.g. an int, a numpy integer,
         or a 0-d or ``(1,)`` array (as VecEnvs pass it). Raises ``ValueError`` for anything else."""
         k = len(self.presets)
-        try:
-            arr = np.asarray(action)
-            numeric = arr.dtype.kind in "iuf"
-        except Exception:  # ragged sequences and other objects numpy cannot turn into an array
-            numeric = False
-        if not numeric:
-            raise ValueError(f"action must be a preset index in [0, {k}), got {action!r:.80}")
+        arr = _numeric(action, f"a preset index in [0, {k})")
         if arr.size != 1:
             raise ValueError(f"action must be one preset index in [0, {k}), got shape {arr.shape}")
         value = arr.reshape(-1)[0].item()
