@@ -53,8 +53,9 @@ CURVATURE_BLOCK = 10
 is mostly the chunk's: after 100 iterations on 4 train clips, BFGS fed update by update finds curvatures
 24-72x those of a finite-difference Hessian of the clip objective, averaged over blocks of 10 updates
 0.5-2.9x (blocks of 5: 6-44x; blocks of 20 make 2-3 pairs in 100 updates; Adam's first moment fed as the
-gradient, as before: 1.8-6.2x, and 2.5x on a noise-free quadratic, where the blocks are exact)
-(``python benchmarks/feedback_loop.py --skip latency memory convergence --curvature``)."""
+gradient, as before: 1.8-6.2x, and biased on a noise-free quadratic too, where the blocks are exact:
+``test_loop_curvature_is_the_reward_hessian``) (``python benchmarks/feedback_loop.py --skip latency memory
+convergence --curvature``)."""
 
 DEFAULT_TUNED = (
     "highpass_hz",
