@@ -31,7 +31,7 @@ def _float_or_none(value: str) -> float | None:
     return None if value.lower() == "none" else float(value)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     from agents.training import RunConfig
 
     defaults = RunConfig()
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--n-envs", type=int, default=defaults.n_envs, help="parallel envs (SubprocVecEnv when > 1)")
     p.add_argument("--out", default=defaults.out, help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint under --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint under --out, with the run's own settings (other values: an error)")
     p.add_argument("--safety", action=argparse.BooleanOptionalAction, default=defaults.safety, help="train under the SafetyWrapper")
     p.add_argument("--tuned", default=",".join(defaults.tuned), help="comma-separated parameters the agent sets, or 'all'")
     p.add_argument("--smoothing", type=float, default=defaults.smoothing, help="absolute env: action low-pass a in [0, 1)")
@@ -64,7 +65,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-freq", type=int, default=defaults.eval_freq)
     p.add_argument("--hyper", default="{}", help='JSON of hyperparameter overrides, e.g. \'{"gamma": 0.9}\'')
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def given_flags(argv: list[str] | None) -> set[str]:
+    """The destinations of the flags on the command line (argparse leaves a preset attribute alone when its
+    flag is absent, so the ones still holding the marker were not given)."""
+    parser, absent = build_parser(), object()
+    marked = argparse.Namespace(**{dest: absent for dest in vars(parser.parse_args([]))})
+    return {k for k, v in vars(parser.parse_args(argv, namespace=marked)).items() if v is not absent}
+
+
+def conflicts_with_run(config, previous, given: set[str]) -> list[str]:
+    """The flags given with ``--resume`` that ask for another value than the run's own (``--timesteps`` may
+    extend a run; ``--out`` names it), as ``--flag VALUE (its own VALUE)``."""
+    field_of = {"hyper": "hyperparameters"}
+    flag_of = {"env_id": "--env"}
+    out = []
+    for dest in sorted(given - {"timesteps", "out", "resume", "no_progress"}):
+        field = field_of.get(dest, dest)
+        mine, theirs = getattr(config, field), getattr(previous, field)
+        if mine != theirs:
+            flag = flag_of.get(dest, "--" + dest.replace("_", "-"))
+            out.append(f"{flag} {mine} (its own {theirs!r})")
+    return out
 
 
 def _json_flag(flag: str, text: str):
@@ -103,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     saved = Path(config.out) / "run.json"
     if args.resume and saved.exists():
         previous = RunConfig.load(saved)
+        conflicts = conflicts_with_run(config, previous, given_flags(argv))
+        if conflicts:
+            print(f"error: --resume continues the run in {config.out} with its own settings (run.json); these flags "
+                  f"ask for others: {'; '.join(conflicts)}. Drop them, or start a new run in another --out.",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         if args.timesteps is not None:  # a given --timesteps may extend a resumed run; the rest is the run's own
             previous.timesteps = args.timesteps
         config = previous

@@ -144,7 +144,7 @@ def test_a_td3_run_of_two_members_acts_with_the_mean_action_of_both_and_resumes_
 
     finished = (tmp_path / "member_0" / "model.zip").stat().st_mtime_ns
     (tmp_path / "member_1" / "model.zip").unlink()  # member 1 killed after its last checkpoint
-    assert train.main([*args(tiny_set, tmp_path, 80), "--resume"]) == 0  # the run's own run.json: two members
+    assert train.main([*args(tiny_set, tmp_path, 80), "--members", "2", "--resume"]) == 0  # the same command, resumed
     assert (tmp_path / "member_0" / "model.zip").stat().st_mtime_ns == finished  # a finished member is taken as it is
     assert load_agent(tmp_path / "model.zip").policy.n_members == 4
     assert set(json.loads((tmp_path / "evaluation.json").read_text())["mean"]) == {"bypass", "defaults", "best_static", "policy"}
@@ -259,7 +259,7 @@ def test_killing_a_run_of_two_members_stops_both_and_resume_continues_them(tiny_
         time.sleep(0.2)
 
     killed_at = max(int(p.name.split("_")[-2]) for k in (0, 1) for p, b in latest_checkpoints(out / f"member_{k}" / "checkpoints") if b)
-    assert train.main([*args(tiny_set, out, killed_at + 40), "--resume"]) == 0
+    assert train.main([*args(tiny_set, out, killed_at + 40), "--members", "2", "--resume"]) == 0
     model = load_agent(out / "model.zip")
     assert model.num_timesteps == killed_at + 40 and json.loads((out / "model.config.json").read_text())["member_seeds"] == [1, 1001]
 
@@ -322,3 +322,24 @@ def test_a_feature_context_run_saves_it_and_the_harness_observes_what_the_policy
     entry = result["strategies"][name]["clips"]["white_snr+10_f2"]
     assert "error" not in entry, entry.get("error")
     assert len(entry["curve"]) == 4 and np.all(np.isfinite(entry["curve"]))
+
+
+def test_resume_refuses_flags_that_differ_from_the_runs_own(tiny_set, tmp_path, monkeypatch, capsys):
+    """A resumed run keeps its own settings, so a flag given with ``--resume`` that asks for another value is an
+    error naming it (it was silently ignored); the same values again, as in a re-run of the same command, pass."""
+    import agents.training
+    from agents.training import RunConfig
+
+    train_args = [*args(tiny_set, tmp_path, 40), "--algo", "td3"]
+    RunConfig(**{**vars(train.config_from_args(train.parse_args(train_args))).copy()}).save(tmp_path / "run.json")
+    started = []
+    monkeypatch.setattr(agents.training, "run", lambda config, resume, progress_bar: started.append(config))
+
+    assert train.main([*train_args, "--resume", "--seed", "5", "--algo", "sac"]) == 2
+    error = capsys.readouterr().err
+    assert "--seed 5" in error and "its own 1" in error and "--algo sac" in error and "its own 'td3'" in error
+    assert "--members" not in error and not started
+
+    assert train.main([*train_args, "--resume", "--timesteps", "80"]) == 0  # --timesteps may extend the run
+    assert train.main(["--resume", "--out", str(tmp_path), "--no-progress"]) == 0  # nothing given: the run's own
+    assert [c.timesteps for c in started] == [80, 40] and all(c.seed == 1 and c.algo == "td3" for c in started)
