@@ -28,6 +28,9 @@
   (``design="rademacher"``), without the live averaging, and with one scored chunk per evaluation
   (``replay_scored=1``), per seed of ``--adaptation-seed-list`` (default 0 1 2) and pooled over them;
   ``--adaptation-rows`` picks configurations.
+* ``--tpe-window``: a long run of the ``bayesian`` strategy (``--tpe-updates`` updates of 15 candidates on
+  0.5 s chunks) with its default trial window (``max_trials`` 1,500) and without one: update time (median per
+  block of 50 updates) and the trials held at the end.
 * ``--curvature``: the convergence analyzer's curvature (spectral radius of its BFGS model) after
   ``--iterations`` on 4 train clips, with secant pairs averaged over 1, 5, 10 and 20 updates and with
   Adam's first moment as the gradient, against a finite-difference Hessian of the clip objective.
@@ -109,6 +112,28 @@ def update_latency(clip, hum_clip, repeats: int) -> dict:
             times.append(time.perf_counter() - t0)
         out[f"{name}_{chunk / 16000:g}s{suffix}"] = percentiles(times[1:])
     return out
+
+
+def tpe_window(clip, updates: int, block: int = 50) -> dict:
+    """The ``bayesian`` strategy over ``updates`` updates, bounded (default ``max_trials``) and unbounded."""
+    from feedback_env.feedback_loop import FeedbackLoopSystem
+    from feedback_env.feedback_loop.objective import chunk_stream
+
+    out = {}
+    for label, options in (("window_1500", {}), ("unbounded", {"max_trials": 10**9})):
+        loop = FeedbackLoopSystem(seed=0, mode="offline", strategy_options={"bayesian": options})
+        times = []
+        for x, c in chunk_stream(clip.noisy, clip.clean, 8000, updates):
+            loop.step(x, c)
+            t0 = time.perf_counter()
+            loop.update_parameters("bayesian")
+            times.append(time.perf_counter() - t0)
+        blocks = [times[i : i + block] for i in range(0, len(times), block)]
+        out[label] = {
+            "median_update_ms_per_block": [round(1e3 * float(np.median(b)), 1) for b in blocks],
+            "trials_held": len(loop.strategy("bayesian").study.get_trials(deepcopy=False)),
+        }
+    return {"updates": updates, "block": block, **out}
 
 
 def memory(records: int) -> dict:
@@ -371,6 +396,8 @@ def main() -> None:
     parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
     parser.add_argument("--curvature", action="store_true",
                         help="also the BFGS curvature against a finite-difference Hessian on 4 train clips")
+    parser.add_argument("--tpe-window", action="store_true", help="also time a long TPE run, bounded and not")
+    parser.add_argument("--tpe-updates", type=int, default=400)
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
 
@@ -412,6 +439,8 @@ def main() -> None:
         changing = [c.id for c in scenario_set if c.tags.get("stationary") is False]
         configs = {label: ADAPTATION_CONFIGS[label] for label in args.adaptation_rows}
         result["adaptation_seeds"] = adaptation_seeds(changing, configs, args.adaptation_seed_list, args.jobs)
+    if args.tpe_window:
+        result["tpe_window"] = tpe_window(clip, args.tpe_updates)
     if args.curvature:
         result["curvature"] = {cid: curvature_check(cid, args.iterations, args.seed) for cid in CURVATURE_CLIPS}
     targets = {}

@@ -847,3 +847,51 @@ class _Fixed:
 
     def observe(self, loop, record):
         pass
+
+
+@pytest.mark.parametrize("name", ["cma", "bayesian", "random"])
+def test_the_paired_searches_resume_after_save_load(builtin, tmp_path, name):
+    """A restarted process goes on with the search it had (what it tried and its incumbent), not a new one
+    at the live parameters; random search, whose draws come from the loop's saved random state, makes the
+    very same updates afterwards."""
+    clip = builtin["white_snr+5_f3"]
+    loop = FeedbackLoopSystem(seed=0, strategy=name, strategy_options={name: {"candidates": 4}})
+    loop.strategy(name)  # a search made but not started yet saves and loads too
+    assert FeedbackLoopSystem.load(loop.save(tmp_path / "new.npz")).strategy(name).evaluated == 0
+    run(loop, clip.noisy, clip.clean, 12)
+    restored = FeedbackLoopSystem.load(loop.save(tmp_path / "loop.npz"))
+    before, after = loop.strategy(name), restored.strategy(name)
+    assert after.evaluated == before.evaluated == 44 and after.best_gain == before.best_gain > 0.0
+    assert after.reference == before.reference
+    np.testing.assert_array_equal(after._incumbent()[0], before._incumbent()[0])
+    if name == "cma":  # the search distribution goes on (its covariance starts round again, see load())
+        assert float(after.es.sigma) == float(before.es.sigma) < before.sigma0
+    if name == "bayesian":  # every scored trial is known to the restored study
+        trials = [study.get_trials(deepcopy=False) for study in (before.study, after.study)]
+        assert [t.params for t in trials[1]] == [t.params for t in trials[0]] and len(trials[0]) == 44
+        assert [t.value for t in trials[1]] == [t.value for t in trials[0]]
+    for lp in (loop, restored):
+        lp.reset_stream()
+        run(lp, clip.noisy, clip.clean, 5)
+    assert restored.strategy(name).evaluated == loop.strategy(name).evaluated == 60  # 4 updates in 5 steps
+    if name == "random":
+        assert restored.parameters == loop.parameters
+
+
+def test_the_tpe_search_keeps_a_bounded_number_of_trials(builtin):
+    """A long-running loop on Optuna's TPE keeps at most twice ``max_trials`` trials in its study (the
+    oldest go, the incumbent stays), so its memory and its ask time stop growing."""
+    clip = builtin["white_snr+5_f3"]
+    options = {"bayesian": {"candidates": 4, "max_trials": 10}}
+    loop = FeedbackLoopSystem(seed=0, strategy="bayesian", strategy_options=options)
+    counts = []
+    for _ in range(12):
+        run(loop, clip.noisy, clip.clean, 1)
+        counts.append(len(loop.strategy("bayesian").study.get_trials(deepcopy=False)))
+    strategy = loop.strategy("bayesian")
+    assert strategy.evaluated == 44 and max(counts) <= 20 and counts[-1] >= 10
+    assert strategy.best_gain > 0.0 and np.array_equal(strategy._incumbent()[0], strategy.best_x)
+    with pytest.raises(ValueError, match="max_trials"):
+        FeedbackLoopSystem(seed=0, strategy="bayesian", strategy_options={"bayesian": {"max_trials": 0}}).strategy(
+            "bayesian"
+        )

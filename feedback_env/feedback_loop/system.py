@@ -584,8 +584,9 @@ class FeedbackLoopSystem:
         blind_objectives: QualityReward | Sequence[Objective] | None = None,
     ) -> "FeedbackLoopSystem":
         """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, events, and the
-        states of the strategies that have one (``gradient``, ``bandit``); ``cma``, ``bayesian`` and ``random``
-        start a new search at the restored parameters (their CMA-ES and Optuna objects are not saved).
+        strategies' states: ``gradient`` and ``bandit`` resume exactly, ``random`` and ``bayesian`` go on
+        with their incumbent and (TPE) every trial of the study (TPE's random stream seeded anew), ``cma``
+        at its saved mean and step size (its covariance and paths start afresh: ``cma`` keeps them private).
 
         The pipeline's streaming state is not saved (a restarted process starts a new stream).
         Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
@@ -636,7 +637,6 @@ class FeedbackLoopSystem:
             loop.monitor.load_state_dict(meta["monitor"])
             loop.guard.load_state_dict(meta["guard"])
             loop.convergence.load_state_dict(meta["convergence"])
-            loop.rng.bit_generator.state = meta["rng"]
             loop.evaluations = int(meta["evaluations"])
             loop.updates.extend(UpdateRecord(**{**u, "damped": tuple(u["damped"])}) for u in meta["updates"])
             loop.rollbacks.extend(RollbackEvent(**r) for r in meta["rollbacks"])
@@ -646,6 +646,7 @@ class FeedbackLoopSystem:
                 loader = getattr(strategy, "load_state_dict", None)
                 if callable(loader):
                     loader(state)
+            loop.rng.bit_generator.state = meta["rng"]  # last: making the strategies above draws from it
             if len(history):
                 loop.last_record = history.record(int(history.slots(1)[0]))
         except LoopFileError:
