@@ -891,7 +891,95 @@ def test_the_tpe_search_keeps_a_bounded_number_of_trials(builtin):
     strategy = loop.strategy("bayesian")
     assert strategy.evaluated == 44 and max(counts) <= 20 and counts[-1] >= 10
     assert strategy.best_gain > 0.0 and np.array_equal(strategy._incumbent()[0], strategy.best_x)
-    with pytest.raises(ValueError, match="max_trials"):
-        FeedbackLoopSystem(seed=0, strategy="bayesian", strategy_options={"bayesian": {"max_trials": 0}}).strategy(
-            "bayesian"
-        )
+
+
+def test_cma_follows_the_centre_it_samples_around_and_saves_it_inside_the_cube(tmp_path):
+    """cma keeps its mean unbounded and maps it into the cube to sample: the live parameters follow that mapped
+    centre (they followed the clipped inner mean, up to a cube's width away), and a save made while the inner
+    mean is out of the cube loads (its inverse mapping failed, and load() lost the whole loop)."""
+    loop = FeedbackLoopSystem(seed=0, strategy="cma")
+    strategy = loop.strategy("cma")
+    strategy.es.mean[0] = 1.9  # where cma's inner mean drifts on a flat objective near a bound
+    candidates = np.asarray(strategy.es.ask(400))
+    np.testing.assert_allclose(strategy._incumbent()[0], candidates.mean(axis=0), atol=0.05)
+    restored = FeedbackLoopSystem.load(loop.save(tmp_path / "loop.npz")).strategy("cma")
+    np.testing.assert_allclose(restored._incumbent()[0], strategy._incumbent()[0], atol=1e-9)
+
+
+def test_the_offline_surrogate_fits_the_kind_of_reward_being_optimised():
+    """Intrusive and blind rewards are different functions (different offsets): mixed in one fit, the offset of
+    blind records recorded at low EQ made low EQ look best; the surrogate fits the kind of the latest record."""
+    from feedback_env.feedback_loop.records import FeedbackRecord
+
+    loop = FeedbackLoopSystem(seed=0, mode="offline")
+    names, j = loop.space.names, loop.space.names.index("eq_high_db")
+    base = loop.space.to_unit({n: loop.parameters[n] for n in names}, dtype=np.float64)
+    rng = np.random.default_rng(1)
+    for i in range(120):
+        blind = i % 2 == 0  # the last record is intrusive
+        u = base.copy()
+        u[j] = rng.uniform(-1.0, 0.0) if blind else rng.uniform(0.0, 1.0)
+        reward = 0.2 * u[j] + (1.4 if blind else 1.0) + 0.02 * rng.standard_normal()  # both best at high EQ
+        features = rng.standard_normal(len(loop.history.feature_names)).astype(np.float32)
+        loop.history.append(FeedbackRecord(index=i, time=float(i), params={**loop.parameters, **loop.space.from_unit(u)},
+                                           metrics={}, baseline={}, reward=float(reward), features=features,
+                                           intrusive=not blind, ok=True, error=None))  # fmt: skip
+    proposal = loop.strategy("offline").propose(loop)
+    assert loop.space.to_unit(proposal.params, dtype=np.float64)[j] > 0.5, proposal.explanation
+    assert "60 recorded chunks" in proposal.explanation
+
+
+def test_the_convergence_report_sees_the_step_just_applied():
+    """After 12 tiny updates and one as large as the trust region allows, the report says the last step was
+    large and the parameters have not converged (it saw each step one update late, and said converged)."""
+
+    class Mover:
+        name = "mover"
+
+        def __init__(self, loop):
+            self.k = 0
+
+        def propose(self, loop):
+            self.k += 1
+            u = loop._unit().copy()
+            u[0] += 0.001 if self.k <= 12 else -0.2
+            return Proposal(loop.space.from_unit(u), "mover")
+
+        def observe(self, loop, record):
+            pass
+
+    register_strategy("mover", Mover, replace=True)
+    try:
+        loop = FeedbackLoopSystem(seed=0)
+        for _ in range(13):
+            update = loop.update_parameters("mover")
+        report = loop.convergence.report("stable")
+        assert max(abs(v) for v in update.step.values()) == pytest.approx(0.2)
+        assert report.last_step == pytest.approx(0.2) and not report.converged
+    finally:
+        unregister_strategy("mover")
+
+
+def test_the_offline_strategy_waits_for_records_in_a_stream(builtin):
+    """``strategy="offline"`` on a stream: until the surrogate has 10 usable records an update changes nothing and
+    says it waits (step() raised on the second chunk, which was neither processed nor recorded)."""
+    clip = builtin["white_snr+5_f3"]
+    loop = FeedbackLoopSystem(seed=0, strategy="offline")
+    records = run(loop, clip.noisy, clip.clean, 14)
+    assert len(loop.history) == 14 and all(r.ok for r in records)
+    waiting = [u for u in loop.updates if "waits" in u.explanation]
+    assert len(waiting) == 9 and all(u.new_params == pytest.approx(u.old_params, rel=1e-12) for u in waiting)
+    assert "GP surrogate" in loop.updates[-1].explanation
+
+
+@pytest.mark.parametrize("strategy, options, named", [
+    ("offline", {"neighbours": 1}, "neighbours"), ("offline", {"max_points": 0}, "max_points"),
+    ("bayesian", {"max_trials": 0}, "max_trials"), ("bayesian", {"max_trials": 5}, "n_startup_trials"),
+    ("bayesian", {"max_trials": 8, "n_startup_trials": 9}, "n_startup_trials"),
+])  # fmt: skip
+def test_search_options_that_would_silently_degrade_fail_clearly(strategy, options, named):
+    """k = 1 neighbour centres every reward on itself (all targets 0); max_points 0 meant all records; a TPE window
+    below TPE's start-up trials never leaves its random start-up phase."""
+    loop = FeedbackLoopSystem(seed=0, strategy_options={strategy: options})
+    with pytest.raises(ValueError, match=named):
+        loop.strategy(strategy)

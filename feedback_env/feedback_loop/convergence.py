@@ -91,18 +91,21 @@ class ConvergenceAnalyzer:
         """Record an applied step (unit cube) whose gradient is unknown (e.g. a CMA or bandit move)."""
         self.steps.append(float(np.linalg.norm(step)))
 
-    def update(self, x: np.ndarray, gradient: np.ndarray | None) -> bool:
+    def update(self, x: np.ndarray, gradient: np.ndarray | None, step: np.ndarray | None = None) -> bool:
         """Feed the iterate ``x`` and the reward gradient estimated there; True when ``B`` was updated.
 
-        The step ``x - x_previous`` is recorded. Each gradient joins the current block; when the block is
-        full, its means and the previous block's make a BFGS pair (used if the curvature condition holds).
-        A missing gradient breaks the chain: the partial block and the previous block are dropped.
+        The step ``x - x_previous`` is recorded, or ``step`` when given (the step just applied, where ``x`` is
+        the point the gradient was estimated at, before it). Each gradient joins the current block; when the
+        block is full, its means and the previous block's make a BFGS pair (used if the curvature condition
+        holds). A missing gradient breaks the chain: the partial block and the previous block are dropped.
         """
         x = np.asarray(x, dtype=np.float64).copy()
         g = None if gradient is None else np.asarray(gradient, dtype=np.float64).copy()
         if g is not None and (g.shape != x.shape or not np.all(np.isfinite(g))):
             g = None
-        if self._x is not None and self._x.shape == x.shape:
+        if step is not None:
+            self.record_step(np.asarray(step, dtype=np.float64))
+        elif self._x is not None and self._x.shape == x.shape:
             self.steps.append(float(np.linalg.norm(x - self._x)))
         self._x = x
         if g is None or (self._g_at is not None and self._g_at.shape != x.shape):

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from feedback_env.feedback_loop.records import FeedbackRecord
     from feedback_env.feedback_loop.system import FeedbackLoopSystem
 
+MIN_RECORDS = 10
+"""Usable records (of one reward kind) the surrogate needs before it proposes anything."""
+
 
 def centred_on_inputs(rewards: np.ndarray, features: np.ndarray, k: int) -> np.ndarray:
     """``rewards`` minus the mean reward of each record's ``k`` nearest neighbours in feature space."""
@@ -47,22 +50,38 @@ class SurrogateModel:
     """
 
     def __init__(self, space: ParameterSpace, neighbours: int | None = None, max_points: int = 400, seed: int = 0):
+        if neighbours is not None and (int(neighbours) < 0 or int(neighbours) == 1):
+            raise ValueError(f"offline: neighbours must be None, 0 (no centring) or at least 2, got {neighbours} "
+                             "(1 centres every reward on itself)")  # fmt: skip
+        if int(max_points) < 10:
+            raise ValueError(f"offline: max_points must be at least {MIN_RECORDS} (the surrogate's minimum), got {max_points}")
         self.space, self.neighbours, self.max_points, self.seed = space, neighbours, int(max_points), seed
         self.gp = None
         self.n_points = 0
 
+    def usable(self, history: ProcessingHistory) -> np.ndarray:
+        """Mask of the records to fit: usable ones scored like the latest usable one (intrusive and blind rewards
+        are different functions, with different offsets), the last ``max_points`` of them."""
+        ok = history.ok() & np.isfinite(history.rewards())
+        if ok.any():
+            intrusive = history.intrusive()
+            ok &= intrusive == intrusive[ok][-1]
+        ok[np.flatnonzero(ok)[: -self.max_points]] = False
+        return ok
+
     def fit(self, history: ProcessingHistory) -> "SurrogateModel":
-        """Fit on the usable records of ``history``. :raises ValueError: fewer than 10 usable records."""
+        """Fit on the :meth:`usable` records of ``history``. :raises ValueError: fewer than 10 of them."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
-        ok = history.ok() & np.isfinite(history.rewards())
-        rewards = history.rewards()[ok][-self.max_points :]
-        if rewards.size < 10:
-            raise ValueError(f"the offline surrogate needs at least 10 usable records, the history has {rewards.size}")
-        physical = history.param_matrix(names=self.space.names)[ok][-self.max_points :]
+        ok = self.usable(history)
+        rewards = history.rewards()[ok]
+        if rewards.size < MIN_RECORDS:
+            raise ValueError(f"the offline surrogate needs at least {MIN_RECORDS} usable records of one reward kind, "
+                             f"the history has {rewards.size}")  # fmt: skip
+        physical = history.param_matrix(names=self.space.names)[ok]
         unit = np.array([self.space.to_unit(dict(zip(self.space.names, row))) for row in physical], dtype=np.float64)
-        features = history.feature_matrix()[ok][-self.max_points :].astype(np.float64)
+        features = history.feature_matrix()[ok].astype(np.float64)
         k = max(5, rewards.size // 10) if self.neighbours is None else self.neighbours
         target = centred_on_inputs(rewards, features, k) if k else rewards
         kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(self.space.dim), (1e-2, 1e3)) + WhiteKernel(
@@ -116,10 +135,19 @@ class OfflineStrategy:
         self.model = SurrogateModel(loop.space, neighbours, max_points, seed=int(loop.rng.integers(0, 2**31 - 1)))
 
     def propose(self, loop: "FeedbackLoopSystem") -> Proposal:
+        """The surrogate's proposal; no change (saying so) while the history holds too few usable records."""
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
 
+        usable = int(self.model.usable(loop.history).sum())
+        if usable < MIN_RECORDS:
+            return Proposal(
+                {n: loop.parameters[n] for n in loop.space.names},
+                f"offline GP surrogate waits for {MIN_RECORDS} usable records of one reward kind "
+                f"({usable} so far): no change",
+                {"expected_gain": 0.0, "confidence": 0.0, "records": float(usable)},
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # length scales at a bound: that input does not matter
             self.model.fit(loop.history)

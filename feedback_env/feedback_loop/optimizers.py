@@ -317,13 +317,18 @@ class CMAStrategy(_PairedSearch):
         self._pending: list[np.ndarray] = []
         self._scored: list[tuple[np.ndarray, float]] = []
 
+    def _centre(self) -> np.ndarray:
+        """Where CMA-ES samples around, in the cube: its mean mapped through its bound transform (``cma`` keeps
+        the mean itself unbounded; clipping it can land a cube's width away from the candidates' centre)."""
+        return np.asarray(self.es.result.xfavorite, dtype=np.float64)
+
     def _search_state(self) -> dict[str, Any]:
-        return {"mean": np.asarray(self.es.mean, dtype=np.float64).tolist(), "sigma": float(self.es.sigma),
-                "seed": self._seed}  # fmt: skip
+        return {"mean": self._centre().tolist(), "sigma": float(self.es.sigma), "seed": self._seed}
 
     def _load_search_state(self, state: dict[str, Any]) -> None:
-        """A CMA-ES run at the saved mean and step size; its covariance and evolution paths are not saved
-        (``cma`` keeps them in private attributes), so they start afresh and the partial generation is lost."""
+        """A CMA-ES run centred where the saved one sampled, with its step size; its covariance and evolution
+        paths are not saved (``cma`` keeps them in private attributes), so they start afresh and the partial
+        generation is lost."""
         self._seed = int(state["seed"])
         self._new_run(np.asarray(state["mean"], dtype=np.float64), float(state["sigma"]))
 
@@ -339,10 +344,9 @@ class CMAStrategy(_PairedSearch):
             self._scored = []
 
     def _incumbent(self) -> tuple[np.ndarray, str, float]:
-        mean = np.clip(np.asarray(self.es.mean, dtype=np.float64), -1.0, 1.0)
         sigma = float(self.es.sigma)
         detail = f"generation {self.es.countiter}, sigma {sigma:.3f}, live parameters follow the distribution mean"
-        return mean, detail, 1.0 - min(1.0, sigma / self.sigma0)
+        return self._centre(), detail, 1.0 - min(1.0, sigma / self.sigma0)
 
 
 class BayesianStrategy(_PairedSearch):
@@ -362,8 +366,10 @@ class BayesianStrategy(_PairedSearch):
     label = "Optuna TPE"
 
     def __init__(self, loop: "FeedbackLoopSystem", candidates: int = 15, max_trials: int = 1500, **sampler_options: Any):
-        if int(max_trials) < 1:
-            raise ValueError(f"{self.name}: max_trials must be at least 1, got {max_trials}")
+        startup = int(sampler_options.get("n_startup_trials", 10))  # TPESampler's default
+        if int(max_trials) < max(1, startup):
+            raise ValueError(f"{self.name}: max_trials ({max_trials}) must be at least 1 and TPE's n_startup_trials "
+                             f"({startup}): a smaller window never leaves TPE's random start-up phase")  # fmt: skip
         self.max_trials = int(max_trials)
         self.sampler_options = sampler_options
         super().__init__(loop, candidates)

@@ -457,7 +457,7 @@ class FeedbackLoopSystem:
         gradient = getattr(proposal, "gradient", None)
         gradient_at = getattr(proposal, "gradient_at", None)
         if guarded.rejected is None:
-            self.convergence.update(x_old if gradient_at is None else gradient_at, gradient)
+            self.convergence.update(x_old if gradient_at is None else gradient_at, gradient, step=guarded.step)
         names = self.space.names
         update = UpdateRecord(
             iteration=self.history.total,
