@@ -400,6 +400,8 @@ def main() -> None:
     parser.add_argument("--tpe-updates", type=int, default=400)
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
+    if args.iterations < MARKS[0]:
+        parser.error(f"--iterations must be at least {MARKS[0]} (the first mark of the convergence table)")
 
     import scenarios
 

@@ -439,10 +439,11 @@ def test_seed_api_example_runs():
     speech = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
     fls = FeedbackLoopSystem(learning_rate=0.01)
     pipeline = EnhancementPipeline()
-    for k in range(12):
-        x = (speech + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-        y = pipeline.process_clip(x, fls.parameters)
-        fls.collect_feedback(input_audio=x, output_audio=y, metrics={"si_sdr": 7.1 + 0.1 * k})
+    with pytest.warns(UserWarning, match="'si_sdr' is recorded but not learnt from"):  # no clean audio given
+        for k in range(12):
+            x = (speech + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+            y = pipeline.process_clip(x, fls.parameters)
+            fls.collect_feedback(input_audio=x, output_audio=y, metrics={"si_sdr": 7.1 + 0.1 * k})
     analysis = fls.analyze_performance(window=100)
     assert analysis.trend in ("improving", "stable", "degrading") and analysis.best_params is not None
     updates = fls.update_parameters(strategy="gradient")
@@ -983,3 +984,60 @@ def test_search_options_that_would_silently_degrade_fail_clearly(strategy, optio
     loop = FeedbackLoopSystem(seed=0, strategy_options={strategy: options})
     with pytest.raises(ValueError, match=named):
         loop.strategy(strategy)
+
+
+def test_the_analysis_judges_the_records_scored_like_the_latest(builtin):
+    """Chunks with a clean reference and chunks without are scored by different rewards (the intrusive and the
+    blind one have different scales): the same audio at the same parameters, 20 chunks of each, was called a
+    significant trend. The reward-based parts of the analysis use the records of the latest record's kind."""
+    clip = builtin["brown_snr+0_f3"]
+    x, c = np.tile(clip.noisy, 6).astype(np.float32), np.tile(clip.clean, 6).astype(np.float32)
+    loop = FeedbackLoopSystem(seed=0)
+    pipe = EnhancementPipeline(16000)
+    for k in range(40):
+        xi, ci = x[k * CHUNK : (k + 1) * CHUNK], c[k * CHUNK : (k + 1) * CHUNK]
+        loop.collect_feedback(xi, pipe.process_clip(xi), clean_audio=ci if k < 20 else None)
+    analysis = loop.analyze_performance(window=100)
+    blind = [r.reward for r in loop.history.records() if not r.intrusive]
+    assert analysis.trend == "stable", analysis.trend_test
+    assert analysis.mean_reward == pytest.approx(np.mean(blind)) and analysis.n_ok == 40
+
+
+def test_a_given_metric_the_reward_does_not_use_is_recorded_with_a_warning(builtin):
+    """Without a clean reference the blind reward scores the record: an SI-SDR measured elsewhere and given had no
+    effect at all, silently (-50, 7.1 and 50 dB gave the same reward). It is kept in the record and a warning
+    says why it is not used; a metric the reward uses gives no warning."""
+    import warnings
+
+    clip = builtin["white_snr+5_f3"]
+    x, s = clip.noisy[:CHUNK], clip.clean[:CHUNK]
+    y = EnhancementPipeline(16000).process_clip(x)
+    loop = FeedbackLoopSystem(seed=0)
+    with pytest.warns(UserWarning, match=r"'si_sdr'.*clean_audio.*blind reward"):
+        record = loop.collect_feedback(x, y, metrics={"si_sdr": 7.1})
+    assert record.ok and record.metrics["si_sdr"] == 7.1
+    with pytest.warns(UserWarning, match=r"'my_score'.*not used by the reward"):
+        loop.collect_feedback(x, y, metrics={"my_score": 0.5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loop.collect_feedback(x, y, metrics={"si_sdr": 7.1}, clean_audio=s)  # used: si_sdr is in the reward
+        loop.collect_feedback(x, y, metrics={"wada_snr": 12.0})
+
+
+def test_messages_a_new_user_meets_say_what_to_do(builtin, tmp_path):
+    """Review G's small ones: the error after load() says a new chunk is needed, rollback() before a checkpoint
+    says how many records make one, a non-numeric metric is named as such, a fractional window is refused."""
+    clip = builtin["white_snr+5_f3"]
+    loop = FeedbackLoopSystem(seed=0)
+    with pytest.raises(NoChunkError, match=r"8 usable records"):
+        loop.rollback()
+    run(loop, clip.noisy, clip.clean, 3)
+    restored = FeedbackLoopSystem.load(loop.save(tmp_path / "loop.npz"))
+    with pytest.raises(NoChunkError, match=r"load\(\)"):
+        restored.update_parameters("gradient")
+    x = clip.noisy[:CHUNK]
+    with pytest.warns(UserWarning):
+        record = loop.collect_feedback(x, x, metrics={"my_score": "good"})
+    assert not record.ok and "not a number ('good')" in record.error
+    with pytest.raises(ValueError, match="whole number"):
+        loop.analyze_performance(window=1.5)

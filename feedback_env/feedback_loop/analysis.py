@@ -15,6 +15,10 @@
   uncorrected, 148 and 106).
 * Correlations: Spearman's rho between each varying parameter and the reward and each metric.
 * Pareto front: the non-dominated records over the reward's objectives (normalized improvements).
+
+Records scored with a clean reference and without are scored by different rewards (the intrusive and the
+blind one, on different scales), so everything but the counts and the per-metric summaries uses the usable
+records scored like the latest one.
 """
 
 from __future__ import annotations
@@ -244,7 +248,7 @@ def _correlations(history, window, ok, rewards, physical, names) -> tuple[dict, 
             continue
         for target, y in columns.items():
             keep = np.isfinite(y)
-            if keep.sum() < 3 or np.ptp(y[keep]) == 0.0:
+            if keep.sum() < 3 or np.ptp(y[keep]) == 0.0 or np.ptp(x[keep]) == 0.0:  # constant: rho undefined
                 continue
             r, p = stats.spearmanr(x[keep], y[keep])
             rho.setdefault(name, {})[target] = float(r)
@@ -252,11 +256,10 @@ def _correlations(history, window, ok, rewards, physical, names) -> tuple[dict, 
     return rho, pvals
 
 
-def _pareto(history, window, ok, rewards, reward_fn: QualityReward, intrusive: bool, names) -> list[dict]:
+def _pareto(history, window, ok, reward_fn: QualityReward, names) -> list[dict]:
     slots = history.slots(window)
     rows, points = [], []
-    flags = history.intrusive(window)
-    for i in np.flatnonzero(ok & (flags == intrusive)):
+    for i in np.flatnonzero(ok):
         rec = history.record(int(slots[i]))
         try:
             points.append(reward_fn.normalized_improvements(rec.metrics, rec.baseline or None))
@@ -290,12 +293,13 @@ def analyze(
     :param tuned: the tuned parameter space (best parameters, patterns and correlations are over it).
     :param rewards: the reward functions by ``intrusive`` flag (for the Pareto front's objectives).
     """
-    if int(window) < 1:
-        raise ValueError(f"window must be at least 1, got {window}")
+    if int(window) != window or int(window) < 1:
+        raise ValueError(f"window must be a whole number of records, at least 1, got {window}")
     window = int(window)
-    ok = history.ok(window)
     reward_all = history.rewards(window)
-    ok = ok & np.isfinite(reward_all)
+    usable = history.ok(window) & np.isfinite(reward_all)
+    intrusive = bool(history.intrusive(1)[0]) if len(history) else True
+    ok = usable & (history.intrusive(window) == intrusive)  # scored by the same reward as the latest record
     names = tuned.names
     physical_all = history.param_matrix(window, names)
     r = reward_all[ok]
@@ -304,12 +308,11 @@ def analyze(
     best, best_reward, best_count = _best(physical, r, names)
     trend = trend_test(r, alpha, min_change)
     rho, pvals = _correlations(history, window, ok, r, physical, names)
-    intrusive = bool(history.intrusive(1)[0]) if len(history) else True
     reward_fn = rewards[intrusive]
     return PerformanceAnalysis(
         window=window,
         n_records=int(reward_all.size),
-        n_ok=int(ok.sum()),
+        n_ok=int(usable.sum()),
         n_failures=int((~history.ok(window)).sum()),
         trend=trend.label,
         trend_test=trend,
@@ -317,11 +320,11 @@ def analyze(
         best_params=best,
         best_reward=best_reward,
         best_count=best_count,
-        metric_summaries=_summaries(history, window, ok),
+        metric_summaries=_summaries(history, window, usable),
         error_analysis=_error_analysis(history, window, ok, reward_all, history.feature_names),
         success_patterns=_success_patterns(unit, physical, r, names),
         correlations=rho,
         correlation_p_values=pvals,
-        pareto_front=_pareto(history, window, ok, reward_all, reward_fn, intrusive, names),
+        pareto_front=_pareto(history, window, ok, reward_fn, names),
         objectives=tuple(o.metric for o in reward_fn.objectives),
     )

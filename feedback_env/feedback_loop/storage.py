@@ -80,7 +80,7 @@ def read_checked(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     if not source.is_file():
         raise LoopFileError(f"{source}: no such file")
     try:
-        with np.load(source, allow_pickle=False) as data:
+        with open(source, "rb") as f, np.load(f, allow_pickle=False) as data:  # f: closed even when np.load fails
             arrays = {k: data[k] for k in data.files}  # reads every member: zip CRCs are checked here
     except Exception as exc:
         # zipfile and numpy's header parser raise many types on damaged bytes (BadZipFile, EOFError,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -284,15 +285,18 @@ class FeedbackLoopSystem:
         intrusive = clean is not None
         reward_fn = self.rewards[intrusive]
         needed = list(reward_fn.metric_names)
+        _warn_unused(given, needed, intrusive)
         metrics: dict[str, float] = {}
         errors = []
         for name, value in given.items():
             try:
-                v = float(value)
+                v, numeric = float(value), True
             except (TypeError, ValueError):
-                v = float("nan")
+                v, numeric = float("nan"), False
             if value is None:
                 errors.append(f"metric {name!r} is missing (None)")
+            elif not numeric:
+                errors.append(f"metric {name!r} is not a number ({value!r})")
             elif not math.isfinite(v):
                 errors.append(f"metric {name!r} is {v}")
             elif name in METRICS:
@@ -405,7 +409,7 @@ class FeedbackLoopSystem:
         if not self._replays:
             raise NoChunkError(
                 "evaluate() needs a collected audio chunk: call step(chunk) or collect_feedback(...) with a "
-                "usable record first"
+                "usable record first (after load() too: the chunks themselves are not saved)"
             )
         full = {**self.pipeline.params, **self.full_space.validate(params)}
         self.evaluations += 1
@@ -517,7 +521,7 @@ class FeedbackLoopSystem:
         """Restore the last known-good parameters and record why. :raises NoChunkError: no checkpoint yet."""
         m = self.monitor
         if m.checkpoint is None:
-            raise NoChunkError("rollback(): no checkpoint yet (it needs min_samples usable records)")
+            raise NoChunkError(f"rollback(): no checkpoint yet (the first is made after {m.min_samples} usable records)")
         reason = f"quality dropped below the checkpoint's: {m.explain()}" if m.alarm else "requested"
         event = RollbackEvent(self.history.total, self.parameters, dict(m.checkpoint), reason)
         self.pipeline.set_params(m.checkpoint)
@@ -654,6 +658,19 @@ class FeedbackLoopSystem:
         except (KeyError, TypeError, ValueError) as exc:
             raise LoopFileError(f"{path}: loop state is inconsistent ({type(exc).__name__}: {exc})") from exc
         return loop
+
+
+def _warn_unused(given: Mapping[str, Any], needed: Sequence[str], intrusive: bool) -> None:
+    """Warn about given metrics the record's reward does not use (they are recorded, never learnt from)."""
+    for name in given:
+        if name in needed:
+            continue
+        if not intrusive and name in METRICS and METRICS[name].intrusive:
+            why = (f"it needs a clean reference and no clean_audio was given, so the blind reward "
+                   f"({', '.join(needed)}) scores this record")  # fmt: skip
+        else:
+            why = f"it is not used by the reward ({', '.join(needed)})"
+        warnings.warn(f"metric {name!r} is recorded but not learnt from: {why}", UserWarning, stacklevel=4)
 
 
 def _reward_spec(reward: QualityReward) -> dict[str, Any]:
