@@ -377,3 +377,30 @@ def test_unknown_set_name_and_empty_folder(tmp_path):
         scenarios.load("no-such-set")
     with pytest.raises(ScenarioError, match="has no manifest.json"):
         scenarios.load(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------- the generator's folder
+
+
+def test_generate_removes_only_its_own_stale_files_inside_out_audio(tmp_path):
+    """Regenerating deletes the audio its previous manifest listed and the new one does not, inside
+    ``out/audio`` only; a manifest of another set in ``out`` (a user's recordings) makes it refuse."""
+    out, elsewhere = tmp_path / "gen", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "shared.flac").write_bytes(b"not ours")
+    generate.generate(out, specs=generate.SPECS[:2], name="test")
+    manifest = json.loads((out / "manifest.json").read_text())
+    dropped = out / generate.noisy_file(generate.SPECS[1])
+    manifest["clips"][0]["clean"] = "../elsewhere/shared.flac"  # a path leaving out/audio
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    generate.generate(out, specs=generate.SPECS[:1], name="test")
+    assert not dropped.exists()  # its own stale file, removed
+    assert (elsewhere / "shared.flac").read_bytes() == b"not ours"
+
+    mine = tmp_path / "my_recordings"
+    write_set(mine, [{"id": "r1", "noisy": "audio/r1.flac"}], {"audio/r1.flac": (tone(0.1, SR), SR)}, name="mine")
+    before = (mine / "manifest.json").read_text()
+    with pytest.raises(ScenarioError, match=r"my_recordings.*'mine'.*not 'test'"):
+        generate.generate(mine, specs=generate.SPECS[:1], name="test")
+    assert (mine / "audio" / "r1.flac").exists() and (mine / "manifest.json").read_text() == before
+    assert sorted(p.name for p in (mine / "audio").iterdir()) == ["r1.flac"]  # nothing written either
