@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from feedback_env.errors import FeedbackEnvError
     from scenarios.harness import run_evaluation
-    from scenarios.report import print_table, write_csv, write_json, write_plots
+    from scenarios.report import every_run_failed, print_table, write_csv, write_json, write_plots
 
     try:
         result, outputs = run_evaluation(
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_plots(result, outputs, args.plots):
             print(f"wrote {path}")
     print(f"wrote {args.json} and {args.json.with_suffix('.csv')} in {result['seconds']:.0f} s")
+    if every_run_failed(result):
+        print("error: every run failed (their errors are above and in the JSON)", file=sys.stderr)
+        return 1
     return 0
 
 

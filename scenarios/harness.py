@@ -50,6 +50,15 @@ def _final_metrics(output: np.ndarray, clip, extra: Iterable[str]) -> dict[str, 
     return metrics
 
 
+def check_extra_metrics(names: Sequence[str], sample_rate: int) -> None:
+    """Fail before any work when an extra metric is unknown, intrusive or needs an optional extra that is
+    not installed: each is computed once, as :func:`_final_metrics` will, on 0.1 s of silence."""
+    from feedback_env.metrics import compute_metrics
+
+    if names:
+        compute_metrics(np.zeros(sample_rate // 10), None, sample_rate, names=list(names))
+
+
 def iterations_to_reach(curve: Sequence[float | None], target: float, window: int) -> int | None:
     """First iteration (1-based) where the mean of the last ``window`` rewards reaches ``target``.
 
@@ -246,6 +255,7 @@ def run_evaluation(
     from tqdm import tqdm
 
     made = {name: make_strategy(name) for name in names}  # unknown names fail before any work
+    check_extra_metrics(extra_metrics, sample_rate)
     started = time.perf_counter()
     scenario_set = _load(str(source), sample_rate)
     if split is not None:

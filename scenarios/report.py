@@ -61,19 +61,27 @@ def write_csv(result: dict[str, Any], path: str | Path) -> None:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    """Means per strategy, with the fraction of the oracle's improvement (median over clips)."""
+    """Means per strategy, with the fraction of the oracle's improvement (median over clips); under it, the
+    clips each strategy failed on (its means are over the others: a ``clips`` column says n/N) and the
+    unreadable clips."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{result['scenarios']}: {result['clips']} clips, budget {result['budget']} iterations")
+    total = result["clips"]
+    table = Table(title=f"{result['scenarios']}: {total} clips, budget {result['budget']} iterations")
     table.add_column("strategy")
+    failures = any(s.get("errors") for s in result["strategies"].values())
+    if failures:
+        table.add_column("clips", justify="right")
     shown = [m for m in TABLE_METRICS if any(m in s["mean"] for s in result["strategies"].values())]
     for metric in shown:
         table.add_column(metric, justify="right")
     for column in ("of oracle", "iters to 95%", "rollbacks", "ms/iter", "s, all clips"):
         table.add_column(column, justify="right")
     for name, s in result["strategies"].items():
-        cells = [f"{s['mean'][m]:.2f}" if m in s["mean"] else "-" for m in shown]
+        cells = [f"{total - len(s.get('errors', {}))}/{total}"] if failures else []
+        cells += [f"{s['mean'][m]:.2f}" if m in s["mean"] else "-" for m in shown]
         share = s.get("median_fraction_of_oracle")
         reached = s.get("median_iterations_to_95")
         cells += [
@@ -89,8 +97,19 @@ def print_table(result: dict[str, Any]) -> None:
     others = sum(s.get("wall_seconds", 0.0) for name, s in result["strategies"].items() if name != "oracle")
     console.print(f"compute of the strategies other than the oracle: {others:.0f} s in one process "
                   f"(the run took {result['seconds']:.0f} s wall)")  # fmt: skip
+    for name, s in result["strategies"].items():
+        errors = s.get("errors", {})
+        if errors:
+            clip_id, error = next(iter(errors.items()))
+            console.print(f"[red]{escape(name)} failed on {len(errors)} of {total} clips[/red] (the first, "
+                          f"{escape(clip_id)}: {escape(error)})")  # fmt: skip
     for clip_id, error in result.get("unreadable_clips", {}).items():
-        console.print(f"[red]unreadable clip {clip_id}[/red]: {error}")
+        console.print(f"[red]unreadable clip {escape(clip_id)}[/red]: {escape(error)}")
+
+
+def every_run_failed(result: dict[str, Any]) -> bool:
+    """True when no strategy produced a result on any clip."""
+    return all(len(s.get("errors", {})) == len(s["clips"]) for s in result["strategies"].values())
 
 
 def _save(fig, ax, path: Path) -> Path:

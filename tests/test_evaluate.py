@@ -37,6 +37,40 @@ def folder(tmp_path_factory, builtin):
     return root
 
 
+def write_excerpts(root, builtin, ids, seconds=1.0, extra=()):
+    """A small set in ``root``: ``seconds`` of each built-in clip in ``ids`` (with its clean reference),
+    plus the manifest entries ``extra`` as they are."""
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    n = int(seconds * RATE)
+    entries = []
+    for clip_id in ids:
+        clip = builtin[clip_id]
+        sf.write(root / "audio" / f"{clip_id}_noisy.wav", clip.noisy[:n], RATE, subtype="FLOAT")
+        sf.write(root / "audio" / f"{clip_id}_clean.wav", clip.clean[:n], RATE, subtype="FLOAT")
+        entries.append({"id": clip_id, "noisy": f"audio/{clip_id}_noisy.wav", "clean": f"audio/{clip_id}_clean.wav",
+                        "tags": dict(clip.tags)})  # fmt: skip
+    (root / "manifest.json").write_text(json.dumps({"name": root.name, "clips": entries + list(extra)}))
+    return root
+
+
+def failing_on(monkeypatch, name, clip_ids):
+    """Make strategy ``name`` raise on the clips ``clip_ids`` (as a missing extra or a bad model would)."""
+    from scenarios import harness
+
+    real = harness.make_strategy
+
+    class Flaky:
+        def __init__(self, inner):
+            self.inner, self.adaptive, self.relative_cost = inner, inner.adaptive, inner.relative_cost
+
+        def run(self, clip, budget, seed, context):
+            if clip.id in clip_ids:
+                raise RuntimeError(f"simulated failure on {clip.id}")
+            return self.inner.run(clip, budget, seed, context)
+
+    monkeypatch.setattr(harness, "make_strategy", lambda n: Flaky(real(n)) if n == name else real(n))
+
+
 def test_iterations_to_reach_uses_a_moving_mean():
     curve = [0.0] * 10 + [1.0] * 10
     assert iterations_to_reach(curve, 0.5, window=4) == 12  # mean of iterations 9..12 first reaches 0.5
@@ -217,3 +251,38 @@ def test_means_by_tag_put_equal_numbers_in_one_group():
     by_tag = summarize(entries, tags)["defaults"]["mean_by_tag"]
     assert by_tag["snr_db"] == {"10": {"si_sdr": 15.0}, "2.5": {"si_sdr": 1.0}, "0": {"si_sdr": 4.0}}
     assert by_tag["stationary"] == {"True": {"si_sdr": 3.0}, "1": {"si_sdr": 5.0}}
+
+
+def test_failed_runs_are_shown_under_the_table_and_all_failed_exits_non_zero(builtin, tmp_path, monkeypatch, capsys):
+    """A strategy that failed on some clips is averaged over fewer: the table says n/N and the first error;
+    when every run failed the exit code says so."""
+    root = write_excerpts(tmp_path / "two", builtin, ["white_snr+5_f3", "pink_snr+20_m3"])
+    args = [str(root), "--strategy", "defaults", "--strategy", "bypass", "--budget", "2", "--no-progress", "--json"]
+    failing_on(monkeypatch, "bypass", {"pink_snr+20_m3"})
+    assert evaluate.main(args + [str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "1/2" in printed and "bypass failed on 1 of 2 clips" in printed
+    assert "pink_snr+20_m3: RuntimeError: simulated failure on pink_snr+20_m3" in printed
+    assert "defaults failed" not in printed
+
+    failing_on(monkeypatch, "defaults", {"white_snr+5_f3", "pink_snr+20_m3"})
+    failing_on(monkeypatch, "bypass", {"white_snr+5_f3", "pink_snr+20_m3"})
+    assert evaluate.main(args + [str(tmp_path / "all_failed.json")]) == 1
+    captured = capsys.readouterr()
+    assert "every run failed" in captured.err and "defaults failed on 2 of 2 clips" in captured.out
+    assert (tmp_path / "all_failed.json").is_file()  # the errors are still written
+
+
+def test_a_missing_metric_extra_fails_before_any_work(builtin, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from scenarios import harness
+
+    monkeypatch.setitem(sys.modules, "speechmos", None)  # as if the 'dnsmos' extra were not installed
+    root = write_excerpts(tmp_path / "one", builtin, ["white_snr+5_f3"])
+    loaded = []
+    monkeypatch.setattr(harness, "clip_context", lambda *a: loaded.append(a) or pytest.fail("work started"))
+    code = evaluate.main([str(root), "--strategy", "defaults", "--budget", "2", "--dnsmos", "--no-progress",
+                          "--json", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 2 and not loaded and not (tmp_path / "r.json").exists()
+    assert "dnsmos needs the optional extra" in capsys.readouterr().err
