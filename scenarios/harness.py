@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from feedback_env.errors import ScenarioError
 from scenarios.strategies import ClipContext, last_pass_mean, make_strategy
 
 INTRUSIVE_METRICS = ("si_sdr", "pesq", "stoi", "estoi")
@@ -258,12 +259,12 @@ def run_evaluation(
     check_extra_metrics(extra_metrics, sample_rate)
     started = time.perf_counter()
     scenario_set = _load(str(source), sample_rate)
+    if len(scenario_set) == 0:  # a manifest lists at least one clip: each one's error says why
+        raise ScenarioError(f"no clip of {source!r} could be read:\n" + "\n".join(scenario_set.errors.values()))
     if split is not None:
         scenario_set = scenario_set.split(split)
     if clip_ids:
         scenario_set = scenario_set.select(clip_ids)
-    if len(scenario_set) == 0:
-        raise ValueError(f"no clips to evaluate in {source!r} (split {split!r})")
     per_clip: dict[str, tuple] = {}
     if jobs <= 1:
         bar = tqdm(total=len(scenario_set), desc="clips", disable=not progress)

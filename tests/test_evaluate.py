@@ -286,3 +286,17 @@ def test_a_missing_metric_extra_fails_before_any_work(builtin, tmp_path, monkeyp
                           "--json", str(tmp_path / "r.json")])  # fmt: skip
     assert code == 2 and not loaded and not (tmp_path / "r.json").exists()
     assert "dnsmos needs the optional extra" in capsys.readouterr().err
+
+
+def test_a_set_with_no_readable_clip_says_why_for_each(tmp_path, capsys):
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "x.wav").write_bytes(b"not audio at all")
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "all-bad", "clips": [
+        {"id": "a", "noisy": "audio/x.wav"}, {"id": "b", "noisy": "audio/missing.flac"}]}))  # fmt: skip
+    for extra in ([], ["--split", "test"]):
+        code = evaluate.main([str(tmp_path), "--strategy", "defaults", "--budget", "2", "--no-progress",
+                              "--json", str(tmp_path / "r.json"), *extra])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and "no clip" in err, err
+        assert "clip 'a'" in err and "x.wav" in err and "unreadable" in err, err
+        assert "clip 'b'" in err and "missing.flac" in err and "no such file" in err, err
