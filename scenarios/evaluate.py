@@ -42,14 +42,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def prepare_outputs(args: argparse.Namespace) -> None:
+    """Create the folders of ``--json`` and ``--plots`` before the run, so that a bad path fails now.
+
+    :raises OSError: naming the option and the path.
+    """
+    for path in (args.json, args.json.with_suffix(".csv")):
+        if path.is_dir():
+            raise IsADirectoryError(f"--json {args.json}: {path} is a folder, not a file")
+    for option, folder in (("--json", args.json.parent), ("--plots", args.plots)):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"{option}: cannot make the folder {folder} ({type(exc).__name__}: {exc})") from exc
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"{option}: the folder {folder} is not writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from feedback_env.errors import FeedbackEnvError
-    from scenarios.harness import run_evaluation
+    from scenarios import harness
     from scenarios.report import every_run_failed, print_table, write_csv, write_json, write_plots
 
     try:
-        result, outputs = run_evaluation(
+        prepare_outputs(args)
+        result, outputs = harness.run_evaluation(
             str(args.scenarios),
             args.strategies,
             args.budget,
@@ -66,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     except (FeedbackEnvError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    write_json(result, args.json)
-    write_csv(result, args.json.with_suffix(".csv"))
-    print_table(result)
-    if args.plots:
-        for path in write_plots(result, outputs, args.plots):
-            print(f"wrote {path}")
+    try:
+        write_json(result, args.json)
+        write_csv(result, args.json.with_suffix(".csv"))
+        print_table(result)
+        if args.plots:
+            for path in write_plots(result, outputs, args.plots):
+                print(f"wrote {path}")
+    except OSError as exc:
+        print(f"error: cannot write the results ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
     print(f"wrote {args.json} and {args.json.with_suffix('.csv')} in {result['seconds']:.0f} s")
     if every_run_failed(result):
         print("error: every run failed (their errors are above and in the JSON)", file=sys.stderr)

@@ -300,3 +300,20 @@ def test_a_set_with_no_readable_clip_says_why_for_each(tmp_path, capsys):
         assert code == 2 and "no clip" in err, err
         assert "clip 'a'" in err and "x.wav" in err and "unreadable" in err, err
         assert "clip 'b'" in err and "missing.flac" in err and "no such file" in err, err
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path, monkeypatch, capsys):
+    """A --json that is a folder or a --plots that is a file: an error before any work (not a traceback
+    after it, losing every result)."""
+    from scenarios import harness
+
+    monkeypatch.setattr(harness, "run_evaluation", lambda *a, **k: pytest.fail("the run started"))
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    base = ["builtin", "--strategy", "defaults", "--budget", "2", "--no-progress"]
+    assert evaluate.main(base + ["--json", str(tmp_path / "a_folder")]) == 2
+    assert "a_folder" in capsys.readouterr().err
+    assert evaluate.main(base + ["--json", str(tmp_path / "r.json"), "--plots", str(tmp_path / "a_file")]) == 2
+    assert "a_file" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+    assert evaluate.main(base + ["--json", str(tmp_path / "a_file" / "r.json")]) == 2
+    assert "a_file" in capsys.readouterr().err
