@@ -13,10 +13,13 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from scenarios.strategies import STRATEGY_NAMES  # noqa: E402
+
+MIN_CHUNK_S = 0.01  # s, 80 samples at 8 kHz; 0, negative or NaN lengths would give no chunk at all
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,13 +34,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clip", action="append", dest="clips", metavar="ID", help="only this clip (repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="clips evaluated in parallel processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk-s", type=float, default=0.5, help="chunk length, seconds")
+    parser.add_argument("--chunk-s", type=float, default=0.5, help=f"chunk length, seconds (at least {MIN_CHUNK_S})")
     parser.add_argument("--sample-rate", type=int, default=16000, help="Hz: 8000, 16000 or 48000")
     parser.add_argument("--dnsmos", action="store_true", help="add DNSMOS (optional extra 'dnsmos'; seconds per clip)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.budget < 1:
         parser.error(f"--budget must be at least 1, got {args.budget}")
+    if not (math.isfinite(args.chunk_s) and args.chunk_s >= MIN_CHUNK_S):
+        parser.error(f"--chunk-s must be a finite number of seconds, at least {MIN_CHUNK_S}, got {args.chunk_s}")
     args.strategies = args.strategies or [n for n in STRATEGY_NAMES if n != "oracle"]
     return args
 

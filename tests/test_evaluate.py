@@ -317,3 +317,11 @@ def test_output_paths_are_checked_before_the_run(tmp_path, monkeypatch, capsys):
     assert "a_file" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
     assert evaluate.main(base + ["--json", str(tmp_path / "a_file" / "r.json")]) == 2
     assert "a_file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "nan", "inf", "0.001"])
+def test_a_chunk_length_that_gives_no_chunk_is_refused(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        evaluate.parse_args(["builtin", "--chunk-s", value, "--json", str(tmp_path / "r.json")])
+    assert info.value.code == 2 and "--chunk-s" in capsys.readouterr().err
+    assert evaluate.parse_args(["builtin", "--chunk-s", "0.25", "--json", str(tmp_path / "r.json")]).chunk_s == 0.25
