@@ -15,6 +15,7 @@ that names the set, the clip and the file.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from os import PathLike
@@ -271,8 +272,9 @@ def _load_clip(entry: dict[str, Any], root: Path, rate: int, where: str, cache: 
         clean_path = root / entry["clean"]
         clean, clean_rate = _read_audio(clean_path, entry["clean"], "clean", rate, label, cache)
         diff = clean.shape[0] - noisy.shape[0]
-        if diff and abs(diff) == 1 and clean_rate != noisy_rate:
-            # Two files of one duration at different rates can round to lengths one sample apart.
+        if diff and clean_rate != noisy_rate and abs(diff) <= math.ceil(rate / min(clean_rate, noisy_rate)):
+            # Two files of one duration at different rates each round it to their own sample grid: they
+            # can be up to one sample of the coarser file apart once resampled.
             n = min(clean.shape[0], noisy.shape[0])
             clean, noisy = clean[:n], noisy[:n]
         elif diff:

@@ -298,6 +298,29 @@ def test_rates_that_round_apart_are_trimmed_and_unknown_keys_warn(tmp_path):
     assert clip.noisy.shape == clip.clean.shape == (SR // 2,)
 
 
+@pytest.mark.parametrize("noisy_rate, clean_rate", [(8000, 44100), (8000, 48000), (48000, 8000), (22050, 48000), (8000, 16000)])
+def test_one_duration_at_different_rates_loads_at_every_target_rate(tmp_path, noisy_rate, clean_rate):
+    """1.0001 s at each file's own rate (floor-rounded, as most writers do) is one duration: the resampled
+    lengths may differ by up to one sample of the coarser file; both are trimmed to the shorter."""
+    seconds = 1.0001
+    root = write_set(
+        tmp_path / "set",
+        [{"id": "c1", "noisy": "audio/n.wav", "clean": "audio/c.wav"},
+         {"id": "short", "noisy": "audio/n.wav", "clean": "audio/short.wav"}],
+        {"audio/n.wav": (tone(seconds, noisy_rate), noisy_rate, "FLOAT"),
+         "audio/c.wav": (tone(seconds, clean_rate), clean_rate, "FLOAT"),
+         "audio/short.wav": (tone(0.99, clean_rate), clean_rate, "FLOAT")},
+    )  # fmt: skip
+    for rate in (8000, 16000, 48000):
+        s = scenarios.load(root, sample_rate=rate, strict=False)
+        clip = s["c1"]
+        n = min(-(-int(seconds * r) * rate // r) for r in (noisy_rate, clean_rate))  # resample_poly: ceil
+        assert clip.noisy.shape == clip.clean.shape == (n,), (rate, clip.noisy.shape, clip.clean.shape)
+        mid = slice(rate // 10, n - rate // 10)  # away from the resamplers' edges
+        assert np.max(np.abs(clip.noisy[mid] - clip.clean[mid])) < 2e-3
+        assert "differ in length" in s.errors["short"]  # 10 ms apart is a real mismatch
+
+
 def test_builtin_loads_at_8k(builtin):
     s = scenarios.load("builtin", sample_rate=8000)
     assert len(s) == len(builtin)
