@@ -325,3 +325,13 @@ def test_a_chunk_length_that_gives_no_chunk_is_refused(value, tmp_path, capsys):
         evaluate.parse_args(["builtin", "--chunk-s", value, "--json", str(tmp_path / "r.json")])
     assert info.value.code == 2 and "--chunk-s" in capsys.readouterr().err
     assert evaluate.parse_args(["builtin", "--chunk-s", "0.25", "--json", str(tmp_path / "r.json")]).chunk_s == 0.25
+
+
+def test_a_clip_selection_evaluates_each_clip_once_and_reports_only_its_own(folder, capsys):
+    result, _ = run_evaluation(str(folder), ["bypass"], 1, progress=False, clip_ids=["white_snr+5_f3"] * 2)
+    assert result["clips"] == 1 and list(result["strategies"]["bypass"]["clips"]) == ["white_snr+5_f3"]
+    assert result["unreadable_clips"] == {}  # 'gone' is not in the selection
+    code = evaluate.main([str(folder), "--clip", "gone", "--strategy", "bypass", "--budget", "1", "--json",
+                          str(folder / "never.json")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "'gone'" in err and "gone.wav" in err and "no such file" in err, err

@@ -427,3 +427,25 @@ def test_generate_removes_only_its_own_stale_files_inside_out_audio(tmp_path):
         generate.generate(mine, specs=generate.SPECS[:1], name="test")
     assert (mine / "audio" / "r1.flac").exists() and (mine / "manifest.json").read_text() == before
     assert sorted(p.name for p in (mine / "audio").iterdir()) == ["r1.flac"]  # nothing written either
+
+
+def test_selections_keep_their_own_unreadable_clips_and_name_their_errors(tmp_path):
+    root = write_set(
+        tmp_path / "set",
+        [{"id": "a", "noisy": "audio/n.wav", "tags": {"split": "train"}},
+         {"id": "b", "noisy": "audio/garbage.wav", "tags": {"split": "test"}},
+         {"id": "d", "noisy": "audio/n.wav", "tags": {"split": "test"}},
+         {"id": "e", "noisy": "audio/missing.wav", "tags": {"split": "dev"}}],
+        {"audio/n.wav": (tone(0.5, SR), SR), "audio/garbage.wav": b"not audio" * 20},
+    )  # fmt: skip
+    s = scenarios.load(root, strict=False)
+    assert set(s.errors) == {"b", "e"}
+    assert s.select(["a", "d", "a"]).ids == ["a", "d"]  # a repeated id is one clip
+    assert s.select(["a"]).errors == {}
+    assert set(s.split("test").errors) == {"b"} and s.split("train").errors == {}
+    assert set(s.filter(split="test").errors) == {"b"}
+    with pytest.raises(ScenarioError, match=r"'b'.*garbage\.wav.*unreadable") as info:
+        s.select(["b"])  # in the manifest but unreadable: its error, not "no clip"
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(ScenarioError, match=r"(?s)split 'dev'.*missing\.wav.*no such file"):
+        s.split("dev")  # every clip of it unreadable
