@@ -221,7 +221,7 @@ def _manifest_path(name_or_path: object) -> Path:
 def _read_manifest(path: Path) -> dict[str, Any]:
     where = f"scenario set {path.parent.name!r} ({path})"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is allowed, RFC 8259
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{where}: cannot read the manifest ({type(exc).__name__}: {exc})") from exc
     try:
@@ -267,9 +267,12 @@ def _check_entries(manifest: dict[str, Any], where: str) -> list[dict[str, Any]]
 
 def _read_audio(path: Path, rel: str, role: str, rate: int, label: str, cache: _Cache) -> tuple[np.ndarray, int]:
     """``(audio at rate, the file's own rate)``; a file shared by several clips is decoded once."""
-    key = path.resolve()
+    name = f"{role} file {rel!r}"
+    try:
+        key = path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a path the OS refuses: a NUL, a symlink loop...
+        raise ScenarioError(f"{label}: {name}: cannot be opened ({type(exc).__name__}: {exc})") from exc
     if key not in cache:
-        name = f"{role} file {rel!r}"
         try:
             native, file_rate = load_audio(path, None, name=name)
             audio = as_audio(resample(native, file_rate, rate), name, allow_silent=False)

@@ -449,3 +449,18 @@ def test_selections_keep_their_own_unreadable_clips_and_name_their_errors(tmp_pa
     assert isinstance(info.value, KeyError)
     with pytest.raises(ScenarioError, match=r"(?s)split 'dev'.*missing\.wav.*no such file"):
         s.split("dev")  # every clip of it unreadable
+
+
+def test_a_manifest_with_a_bom_loads_and_a_path_the_os_refuses_names_its_clip(tmp_path):
+    root = write_set(tmp_path / "set", [], {"audio/n.wav": (tone(0.5, SR), SR)})
+    clips = [{"id": "good", "noisy": "audio/n.wav"}, {"id": "nul", "noisy": "audio/n\u0000.wav"}]
+    (root / "manifest.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"name": "bom", "clips": clips}).encode())
+    s = scenarios.load(root, strict=False)  # a UTF-8 BOM (Windows editors) is allowed by RFC 8259
+    assert s.name == "bom" and s.ids == ["good"] and "'nul'" in s.errors["nul"] and "noisy file" in s.errors["nul"]
+    with pytest.raises(ScenarioError, match=r"clip 'nul'.*noisy file.*null byte"):
+        scenarios.load(root)
+    (root / "audio" / "loop_a.wav").symlink_to("loop_b.wav")
+    (root / "audio" / "loop_b.wav").symlink_to("loop_a.wav")
+    write_set(root, [{"id": "loop", "noisy": "audio/loop_a.wav"}])
+    with pytest.raises(ScenarioError, match=r"clip 'loop'.*noisy file 'audio/loop_a.wav'"):
+        scenarios.load(root)
