@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -112,6 +113,13 @@ def every_run_failed(result: dict[str, Any]) -> bool:
     return all(len(s.get("errors", {})) == len(s["clips"]) for s in result["strategies"].values())
 
 
+def file_name_part(text: str, max_chars: int = 50) -> str:
+    """``text`` usable inside a file name on any OS: path separators, control characters and ``<>:"|?*``
+    become ``_`` (other characters, non-ASCII ones included, stay); at most ``max_chars`` characters (50:
+    200 bytes of UTF-8 at most, within the 255 of common file systems with a prefix)."""
+    return re.sub(r'[\x00-\x1f\x7f/\\<>:"|?*]', "_", text)[:max_chars]
+
+
 def _save(fig, ax, path: Path) -> Path:
     """Legend, layout, PNG at 120 dpi; closes the figure."""
     import matplotlib.pyplot as plt
@@ -208,7 +216,7 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
                 ax.set_xlabel("time (s); each half: 0 Hz at its bottom to Nyquist at its top")
                 ax.set_title(f"{label} clip for {best}: {clip_id}")
                 fig.tight_layout()
-                written.append(folder / f"spectrogram_{label}_{clip_id}.png")
+                written.append(folder / f"spectrogram_{label}_{file_name_part(clip_id)}.png")
                 fig.savefig(written[-1], dpi=110)
                 plt.close(fig)
     return written

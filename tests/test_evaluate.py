@@ -335,3 +335,20 @@ def test_a_clip_selection_evaluates_each_clip_once_and_reports_only_its_own(fold
                           str(folder / "never.json")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "'gone'" in err and "gone.wav" in err and "no such file" in err, err
+
+
+def test_plot_file_names_are_safe_for_any_clip_id(tmp_path):
+    """Ids like 'spk1/utt1' (a dataset's own layout) are legal in a manifest; their spectrograms are
+    written into the plots folder itself, under a file name the OS accepts."""
+    from scenarios.report import write_plots
+
+    rng = np.random.default_rng(0)
+    ids = {"spk1/utt1": 1.0, "dir\\b:c?*": 5.0}
+    clips = {cid: {"final": {"si_sdr": v}, "curve": [0.1, 0.2], "chunks_per_pass": 2} for cid, v in ids.items()}
+    result = {"strategies": {"spsa": {"clips": clips, "mean_by_tag": {}}}, "best_adaptive": "spsa", "input": {"clips": {}}}
+    outputs = {("spsa", cid): (rng.standard_normal(RATE // 2) * 0.1, rng.standard_normal(RATE // 2) * 0.1, RATE)
+               for cid in ids}  # fmt: skip
+    written = write_plots(result, outputs, tmp_path / "plots")
+    spectrograms = sorted(p.name for p in written if p.name.startswith("spectrogram_"))
+    assert len(spectrograms) == 2 and all(p.parent == tmp_path / "plots" and p.is_file() for p in written)
+    assert spectrograms == ["spectrogram_best_dir_b_c__.png", "spectrogram_worst_spk1_utt1.png"]
