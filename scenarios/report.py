@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 TABLE_METRICS = ("si_sdr", "pesq", "stoi", "estoi", "wada_snr")
+PLOT_LABELS = {"si_sdr": "SI-SDR", "wada_snr": "WADA-SNR"}  # the metrics the figures compare clips by
 
 
 def _finite_or_null(value: Any, where: str, found: list[str]) -> Any:
@@ -151,7 +152,8 @@ def _trailing_mean(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], folder: str | Path) -> list[Path]:
-    """PNG figures: quality over iterations, SI-SDR by noise type, spectrograms of the worst and best clip.
+    """PNG figures: quality over iterations, SI-SDR by noise type, spectrograms of the worst and best clip
+    (by SI-SDR; by WADA-SNR when no clip has a clean reference).
 
     :param outputs: ``(strategy, clip) -> (noisy, enhanced, sample_rate)`` for the spectrograms.
     """
@@ -186,33 +188,37 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
     ax.set_title("Quality over iterations, mean over clips (moving mean over one pass of each clip)")
     written.append(_save(fig, ax, folder / "quality_over_iterations.png"))
 
+    # SI-SDR when some clip has a clean reference, else WADA-SNR (as the best adaptive strategy is chosen)
+    finals = [c["final"] for s in result["strategies"].values() for c in s["clips"].values()]
+    metric = "si_sdr" if any("si_sdr" in f for f in finals) else "wada_snr"
+    shown = PLOT_LABELS[metric]
     by_tag = {name: s.get("mean_by_tag", {}).get("noise", {}) for name, s in result["strategies"].items()}
     noises = sorted({n for groups in by_tag.values() for n in groups})
     if noises:
         fig, ax = plt.subplots(figsize=(min(14, max(8, 0.25 * len(noises) * len(by_tag))), 5))
         width = 0.8 / max(1, len(by_tag))
         for k, (name, groups) in enumerate(by_tag.items()):
-            values = [groups.get(n, {}).get("si_sdr") for n in noises]
-            values = [np.nan if v is None else v for v in values]  # no clean reference: no SI-SDR
+            values = [groups.get(n, {}).get(metric) for n in noises]
+            values = [np.nan if v is None else v for v in values]  # no clean reference in that group: no SI-SDR
             ax.bar(np.arange(len(noises)) + k * width, values, width, label=name, color=_colour(k))
         ax.set_xticks(np.arange(len(noises)) + 0.4 - width / 2, noises, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("final SI-SDR (dB)")
-        ax.set_title("Final SI-SDR by noise type")
-        written.append(_save(fig, ax, folder / "si_sdr_by_noise.png"))
+        ax.set_ylabel(f"final {shown} (dB)")
+        ax.set_title(f"Final {shown} by noise type")
+        written.append(_save(fig, ax, folder / f"{metric}_by_noise.png"))
 
     best = result.get("best_adaptive")
     if best and best in result["strategies"]:
-        scored = {cid: c["final"].get("si_sdr") for cid, c in result["strategies"][best]["clips"].items()}
+        scored = {cid: c["final"].get(metric) for cid, c in result["strategies"][best]["clips"].items()}
         scored = {cid: v for cid, v in scored.items() if v is not None and (best, cid) in outputs}
         if scored:
             for label, clip_id in (("worst", min(scored, key=scored.get)), ("best", max(scored, key=scored.get))):
                 noisy, enhanced, rate = outputs[(best, clip_id)]
-                before = result.get("input", {}).get("clips", {}).get(clip_id, {}).get("si_sdr")
+                before = result.get("input", {}).get("clips", {}).get(clip_id, {}).get(metric)
                 fig, ax = plt.subplots(figsize=(8, 5))
                 ax.imshow(before_after_image(noisy, enhanced, rate, height=192), aspect="auto",
                           extent=(0, noisy.size / rate, 0, 2))  # fmt: skip
-                noisy_label = "noisy" if before is None else f"noisy (SI-SDR {before:.1f} dB)"
-                ax.set_yticks([0.5, 1.5], [f"{best} (SI-SDR {scored[clip_id]:.1f} dB)", noisy_label])
+                noisy_label = "noisy" if before is None else f"noisy ({shown} {before:.1f} dB)"
+                ax.set_yticks([0.5, 1.5], [f"{best} ({shown} {scored[clip_id]:.1f} dB)", noisy_label])
                 ax.set_xlabel("time (s); each half: 0 Hz at its bottom to Nyquist at its top")
                 ax.set_title(f"{label} clip for {best}: {clip_id}")
                 fig.tight_layout()

@@ -352,3 +352,21 @@ def test_plot_file_names_are_safe_for_any_clip_id(tmp_path):
     spectrograms = sorted(p.name for p in written if p.name.startswith("spectrogram_"))
     assert len(spectrograms) == 2 and all(p.parent == tmp_path / "plots" and p.is_file() for p in written)
     assert spectrograms == ["spectrogram_best_dir_b_c__.png", "spectrogram_worst_spk1_utt1.png"]
+
+
+def test_plots_of_a_set_without_clean_references_use_wada_snr(tmp_path):
+    """No clean reference, no SI-SDR: the bars by noise type and the worst/best picks use WADA-SNR (the
+    metric the best adaptive strategy is chosen by then), not an empty chart and no spectrograms."""
+    from scenarios.report import write_plots
+
+    rng = np.random.default_rng(0)
+    ids = {"a": ("white", 3.0), "b": ("pink", 9.0)}
+    clips = {cid: {"final": {"wada_snr": v}, "curve": [0.1, 0.2], "chunks_per_pass": 2} for cid, (_, v) in ids.items()}
+    by_noise = {noise: {"wada_snr": v} for noise, v in ids.values()}
+    result = {"strategies": {"spsa": {"clips": clips, "mean": {"wada_snr": 6.0}, "mean_by_tag": {"noise": by_noise}}},
+              "best_adaptive": "spsa", "input": {"clips": {"a": {"wada_snr": 1.0}, "b": {"wada_snr": 2.0}}}}  # fmt: skip
+    outputs = {("spsa", cid): (rng.standard_normal(RATE // 2) * 0.1, rng.standard_normal(RATE // 2) * 0.1, RATE)
+               for cid in ids}  # fmt: skip
+    names = sorted(p.name for p in write_plots(result, outputs, tmp_path / "plots"))
+    assert names == ["quality_over_iterations.png", "spectrogram_best_b.png", "spectrogram_worst_a.png",
+                     "wada_snr_by_noise.png"]  # fmt: skip
