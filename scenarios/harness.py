@@ -142,16 +142,20 @@ def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: f
     return entries, outputs
 
 
-@lru_cache(maxsize=2)
 def _load(source: str, sample_rate: int):
     import scenarios
 
     return scenarios.load(source, sample_rate=sample_rate, strict=False)
 
 
+# Worker processes only: each gets several tasks of one run and reads the set once. They are started from
+# the forkserver by each run's own pool, so their cache never outlives the run (the parent reads afresh).
+_load_in_worker = lru_cache(maxsize=2)(_load)
+
+
 def _evaluate_by_id(source: str, sample_rate: int, clip_id: str, name: str, budget: int, seed: int, chunk_s: float,
                     extra_metrics: Sequence[str]):  # fmt: skip
-    clip = _load(source, sample_rate)[clip_id]
+    clip = _load_in_worker(source, sample_rate)[clip_id]
     return evaluate_strategy(clip, name, budget, seed, clip_context(clip, chunk_s), extra_metrics)
 
 

@@ -370,3 +370,15 @@ def test_plots_of_a_set_without_clean_references_use_wada_snr(tmp_path):
     names = sorted(p.name for p in write_plots(result, outputs, tmp_path / "plots"))
     assert names == ["quality_over_iterations.png", "spectrogram_best_b.png", "spectrogram_worst_a.png",
                      "wada_snr_by_noise.png"]  # fmt: skip
+
+
+def test_each_run_reads_the_set_afresh(builtin, tmp_path):
+    """In one process (a notebook), a file added or fixed between two runs is seen by the second."""
+    root = write_excerpts(tmp_path / "set", builtin, ["white_snr+5_f3"], seconds=0.5,
+                          extra=[{"id": "late", "noisy": "audio/late.wav"}])  # fmt: skip
+    first, _ = run_evaluation(str(root), ["bypass"], 1, progress=False)
+    assert first["clips"] == 1 and "late" in first["unreadable_clips"]
+    sf.write(root / "audio" / "late.wav", builtin["pink_snr+20_m3"].noisy[: RATE // 2], RATE)
+    second, _ = run_evaluation(str(root), ["bypass"], 1, progress=False)
+    assert second["clips"] == 2 and second["unreadable_clips"] == {}
+    assert "late" in second["strategies"]["bypass"]["clips"]
