@@ -228,6 +228,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{where}: the manifest is not valid JSON ({exc})") from exc
+    except RecursionError as exc:  # the decoder recurses once per level of [ or {
+        raise ScenarioError(f"{where}: the manifest is nested too deep to read ({exc})") from exc
     if not isinstance(manifest, dict):
         raise ScenarioError(f"{where}: the manifest must be a JSON object, got {type(manifest).__name__}")
     return manifest

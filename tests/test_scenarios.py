@@ -464,3 +464,11 @@ def test_a_manifest_with_a_bom_loads_and_a_path_the_os_refuses_names_its_clip(tm
     write_set(root, [{"id": "loop", "noisy": "audio/loop_a.wav"}])
     with pytest.raises(ScenarioError, match=r"clip 'loop'.*noisy file 'audio/loop_a.wav'"):
         scenarios.load(root)
+
+
+def test_a_manifest_nested_too_deep_is_a_clear_error(tmp_path):
+    root = write_set(tmp_path / "set", [])
+    deep = '{"clips": [{"id": "c", "noisy": "n.wav", "tags": {"a": ' + "[" * 5000 + "]" * 5000 + "}}]}"
+    (root / "manifest.json").write_text(deep)
+    with pytest.raises(ScenarioError, match=r"manifest\.json.*nested too deep to read"):
+        scenarios.load(root)
