@@ -13,10 +13,13 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from scenarios.strategies import STRATEGY_NAMES  # noqa: E402
+
+MIN_CHUNK_S = 0.01  # s, 80 samples at 8 kHz; 0, negative or NaN lengths would give no chunk at all
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,25 +34,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clip", action="append", dest="clips", metavar="ID", help="only this clip (repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="clips evaluated in parallel processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk-s", type=float, default=0.5, help="chunk length, seconds")
+    parser.add_argument("--chunk-s", type=float, default=0.5, help=f"chunk length, seconds (at least {MIN_CHUNK_S})")
     parser.add_argument("--sample-rate", type=int, default=16000, help="Hz: 8000, 16000 or 48000")
     parser.add_argument("--dnsmos", action="store_true", help="add DNSMOS (optional extra 'dnsmos'; seconds per clip)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.budget < 1:
         parser.error(f"--budget must be at least 1, got {args.budget}")
+    if not (math.isfinite(args.chunk_s) and args.chunk_s >= MIN_CHUNK_S):
+        parser.error(f"--chunk-s must be a finite number of seconds, at least {MIN_CHUNK_S}, got {args.chunk_s}")
     args.strategies = args.strategies or [n for n in STRATEGY_NAMES if n != "oracle"]
     return args
+
+
+def prepare_outputs(args: argparse.Namespace) -> None:
+    """Create the folders of ``--json`` and ``--plots`` before the run, so that a bad path fails now.
+
+    :raises OSError: naming the option and the path.
+    """
+    for path in (args.json, args.json.with_suffix(".csv")):
+        if path.is_dir():
+            raise IsADirectoryError(f"--json {args.json}: {path} is a folder, not a file")
+    for option, folder in (("--json", args.json.parent), ("--plots", args.plots)):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"{option}: cannot make the folder {folder} ({type(exc).__name__}: {exc})") from exc
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"{option}: the folder {folder} is not writable")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from feedback_env.errors import FeedbackEnvError
-    from scenarios.harness import run_evaluation
-    from scenarios.report import print_table, write_csv, write_json, write_plots
+    from scenarios import harness
+    from scenarios.report import every_run_failed, print_table, write_csv, write_json, write_plots
 
     try:
-        result, outputs = run_evaluation(
+        prepare_outputs(args)
+        result, outputs = harness.run_evaluation(
             str(args.scenarios),
             args.strategies,
             args.budget,
@@ -66,14 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     except (FeedbackEnvError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    write_json(result, args.json)
-    write_csv(result, args.json.with_suffix(".csv"))
-    print_table(result)
-    if args.plots:
-        for path in write_plots(result, outputs, args.plots):
-            print(f"wrote {path}")
+    try:
+        write_json(result, args.json)
+        write_csv(result, args.json.with_suffix(".csv"))
+        print_table(result)
+        if args.plots:
+            for path in write_plots(result, outputs, args.plots):
+                print(f"wrote {path}")
+    except OSError as exc:
+        print(f"error: cannot write the results ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
     print(f"wrote {args.json} and {args.json.with_suffix('.csv')} in {result['seconds']:.0f} s")
+    if every_run_failed(result):
+        print("error: every run failed (their errors are above and in the JSON)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from feedback_env.audio import save_audio
+from feedback_env.errors import ScenarioError
 from scenarios.loading import BUILTIN
 from scenarios.noise import GENERATORS
 from scenarios.speech import VOICES, synthesize
@@ -278,14 +279,17 @@ def noisy_file(spec: ClipSpec) -> str:
 def generate(out: str | Path = BUILTIN, specs: Sequence[ClipSpec] = SPECS, name: str = "builtin") -> dict[str, Any]:
     """Write the set into ``out`` (``manifest.json`` + ``audio/``) and return the manifest.
 
-    Audio files listed by a previous ``manifest.json`` in ``out`` and not by the new one are removed;
-    no other file is touched.
+    Audio files under ``out/audio`` listed by the previous ``manifest.json`` of this set (same ``name``)
+    and not by the new one are removed; no other file is touched.
+
+    :raises ScenarioError: before writing anything, when ``out`` holds a ``manifest.json`` that is not
+        this set's (another ``name``, or unreadable): a folder of someone's own recordings, most likely.
     """
     check_plan(specs)
     out = Path(out)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    previous = _files_of(manifest_path)
+    previous = _own_audio(out, _previous_clips(manifest_path, name))
+    (out / "audio").mkdir(parents=True, exist_ok=True)
 
     clips = []
     written_clean: set[str] = set()
@@ -301,19 +305,42 @@ def generate(out: str | Path = BUILTIN, specs: Sequence[ClipSpec] = SPECS, name:
     manifest = {"name": name, "sample_rate": SAMPLE_RATE, "clips": clips}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
-    for stale in previous - _files_of(manifest_path):
-        (out / stale).unlink(missing_ok=True)
+    for stale in previous - _own_audio(out, clips):
+        stale.unlink(missing_ok=True)
     return manifest
 
 
-def _files_of(manifest_path: Path) -> set[str]:
-    """Relative audio paths a manifest written by :func:`generate` lists (empty if none or unreadable)."""
+def _previous_clips(manifest_path: Path, name: str) -> list:
+    """The clip entries of the manifest :func:`generate` wrote before in this folder (none if there is no
+    manifest); raises if the manifest there is not the one of set ``name``."""
+    if not manifest_path.exists():
+        return []
     try:
-        clips = json.loads(manifest_path.read_text(encoding="utf-8"))["clips"]
-        files = {c.get(k) for c in clips for k in ("noisy", "clean")}
-        return {f for f in files if isinstance(f, str) and not Path(f).is_absolute()}
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        found = manifest.get("name")
+        clips = manifest.get("clips")
+    except (OSError, ValueError, AttributeError) as exc:
+        found, clips = f"unreadable ({type(exc).__name__}: {exc})", None
+    if found != name:
+        raise ScenarioError(
+            f"{manifest_path} is the manifest of set {found!r}, not {name!r}: generating there would overwrite "
+            f"it and its audio; choose another --out (or remove that folder)"
+        )
+    return clips if isinstance(clips, list) else []
+
+
+def _own_audio(out: Path, clips: list) -> set[Path]:
+    """The resolved paths of the audio files ``clips`` list that lie inside ``out/audio``."""
+    audio = (out / "audio").resolve()
+    owned = set()
+    for rel in (c.get(k) for c in clips if isinstance(c, dict) for k in ("noisy", "clean")):
+        try:
+            path = (out / rel).resolve() if isinstance(rel, str) else None
+        except (OSError, ValueError):  # a path the OS refuses (embedded NUL...) is no file of ours
+            continue
+        if path is not None and path.is_relative_to(audio) and path != audio:
+            owned.add(path)
+    return owned
 
 
 def folder_size_bytes(folder: Path) -> int:
@@ -325,7 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=BUILTIN, help=f"output folder (default: {BUILTIN})")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    manifest = generate(args.out)
+    try:
+        manifest = generate(args.out)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - start
     print(f"{'id':32s} {'noise':14s} {'snr':>4s} {'split':5s} {'len':>5s}")
     for clip in manifest["clips"]:

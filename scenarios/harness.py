@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from feedback_env.errors import ScenarioError
 from scenarios.strategies import ClipContext, last_pass_mean, make_strategy
 
 INTRUSIVE_METRICS = ("si_sdr", "pesq", "stoi", "estoi")
@@ -48,6 +49,15 @@ def _final_metrics(output: np.ndarray, clip, extra: Iterable[str]) -> dict[str, 
     if clip.clean is not None:
         metrics.update(compute_metrics(output, clip.clean, clip.sample_rate, names=list(INTRUSIVE_METRICS)))
     return metrics
+
+
+def check_extra_metrics(names: Sequence[str], sample_rate: int) -> None:
+    """Fail before any work when an extra metric is unknown, intrusive or needs an optional extra that is
+    not installed: each is computed once, as :func:`_final_metrics` will, on 0.1 s of silence."""
+    from feedback_env.metrics import compute_metrics
+
+    if names:
+        compute_metrics(np.zeros(sample_rate // 10), None, sample_rate, names=list(names))
 
 
 def iterations_to_reach(curve: Sequence[float | None], target: float, window: int) -> int | None:
@@ -132,16 +142,20 @@ def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: f
     return entries, outputs
 
 
-@lru_cache(maxsize=2)
 def _load(source: str, sample_rate: int):
     import scenarios
 
     return scenarios.load(source, sample_rate=sample_rate, strict=False)
 
 
+# Worker processes only: each gets several tasks of one run and reads the set once. They are started from
+# the forkserver by each run's own pool, so their cache never outlives the run (the parent reads afresh).
+_load_in_worker = lru_cache(maxsize=2)(_load)
+
+
 def _evaluate_by_id(source: str, sample_rate: int, clip_id: str, name: str, budget: int, seed: int, chunk_s: float,
                     extra_metrics: Sequence[str]):  # fmt: skip
-    clip = _load(source, sample_rate)[clip_id]
+    clip = _load_in_worker(source, sample_rate)[clip_id]
     return evaluate_strategy(clip, name, budget, seed, clip_context(clip, chunk_s), extra_metrics)
 
 
@@ -246,14 +260,15 @@ def run_evaluation(
     from tqdm import tqdm
 
     made = {name: make_strategy(name) for name in names}  # unknown names fail before any work
+    check_extra_metrics(extra_metrics, sample_rate)
     started = time.perf_counter()
     scenario_set = _load(str(source), sample_rate)
+    if len(scenario_set) == 0:  # a manifest lists at least one clip: each one's error says why
+        raise ScenarioError(f"no clip of {source!r} could be read:\n" + "\n".join(scenario_set.errors.values()))
     if split is not None:
         scenario_set = scenario_set.split(split)
     if clip_ids:
         scenario_set = scenario_set.select(clip_ids)
-    if len(scenario_set) == 0:
-        raise ValueError(f"no clips to evaluate in {source!r} (split {split!r})")
     per_clip: dict[str, tuple] = {}
     if jobs <= 1:
         bar = tqdm(total=len(scenario_set), desc="clips", disable=not progress)

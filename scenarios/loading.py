@@ -15,6 +15,7 @@ that names the set, the clip and the file.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from os import PathLike
@@ -84,6 +85,8 @@ class ScenarioSet:
     clips: list[Clip] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     """Clips that could not be read (only with ``load(..., strict=False)``): id -> the error message."""
+    error_tags: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    """The manifest tags of the clips in ``errors``, so that a split or filter keeps only its own."""
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -101,6 +104,8 @@ class ScenarioSet:
         for clip in self.clips:
             if clip.id == key:
                 return clip
+        if key in self.errors:
+            raise UnknownClipError(f"clip {key!r} of scenario set {self.name!r} could not be read: {self.errors[key]}")
         shown = ", ".join(repr(i) for i in self.ids[:8]) + (", ..." if len(self.clips) > 8 else "")
         raise UnknownClipError(f"scenario set {self.name!r} has no clip {key!r}; its clips are {shown}")
 
@@ -114,26 +119,39 @@ class ScenarioSet:
     def ids(self) -> list[str]:
         return [c.id for c in self.clips]
 
-    def _subset(self, label: str, clips: list[Clip]) -> ScenarioSet:
-        return ScenarioSet(f"{self.name}[{label}]", self.root, self.sample_rate, clips, dict(self.errors))
+    def _subset(self, label: str, clips: list[Clip], errors: dict[str, str]) -> ScenarioSet:
+        error_tags = {cid: self.error_tags[cid] for cid in errors if cid in self.error_tags}
+        return ScenarioSet(f"{self.name}[{label}]", self.root, self.sample_rate, clips, errors, error_tags)
 
     def select(self, ids: Sequence[str]) -> ScenarioSet:
-        """The clips ``ids``, in that order; an unknown id raises :class:`UnknownClipError`."""
-        return self._subset(",".join(ids), [self[i] for i in ids])
+        """The clips ``ids``, in that order, each once; an unknown or unreadable id raises
+        :class:`UnknownClipError` (with the clip's error when it could not be read)."""
+        ids = list(dict.fromkeys(ids))
+        return self._subset(",".join(ids), [self[i] for i in ids], {})
 
     def split(self, name: str) -> ScenarioSet:
-        """The clips whose ``tags["split"]`` is ``name``; raises if there are none (a typo, most likely)."""
-        clips = [c for c in self.clips if c.split == name]
-        if not clips:
+        """The clips whose ``tags["split"]`` is ``name``; raises if there are none (a typo, most likely, or
+        every clip of that split unreadable: their errors are in the message)."""
+        subset = self.filter(split=name)
+        if not subset.clips:
+            if subset.errors:
+                raise ScenarioError(f"scenario set {self.name!r}: no clip with split {name!r} could be read:\n"
+                                    + "\n".join(subset.errors.values()))  # fmt: skip
             splits = sorted({str(c.split) for c in self.clips})
             raise ScenarioError(f"scenario set {self.name!r} has no clips with split {name!r}; its splits are {splits}")
-        return self._subset(f"split={name}", clips)
+        return self._subset(f"split={name}", subset.clips, subset.errors)
 
     def filter(self, **tags: Any) -> ScenarioSet:
         """The clips whose tags equal all of ``tags`` (e.g. ``filter(noise="babble", stationary=True)``);
         possibly empty."""
-        clips = [c for c in self.clips if all(k in c.tags and c.tags[k] == v for k, v in tags.items())]
-        return self._subset(",".join(f"{k}={v}" for k, v in tags.items()) or "all", clips)
+        clips = [c for c in self.clips if _has_tags(c.tags, tags)]
+        errors = {cid: e for cid, e in self.errors.items() if _has_tags(self.error_tags.get(cid, {}), tags)}
+        return self._subset(",".join(f"{k}={v}" for k, v in tags.items()) or "all", clips, errors)
+
+
+def _has_tags(tags: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether ``tags`` holds every key of ``wanted`` with an equal value."""
+    return all(k in tags and tags[k] == v for k, v in wanted.items())
 
 
 def load(
@@ -165,15 +183,16 @@ def load(
         raise ScenarioError(f"{where}: 'sample_rate' must be a positive integer (Hz), got {hint!r}")
     entries = _check_entries(manifest, where)
     cache: _Cache = {}
-    clips, errors = [], {}
+    clips, errors, error_tags = [], {}, {}
     for entry in entries:
         try:
             clips.append(_load_clip(entry, root, rate, where, cache))
         except ScenarioError as exc:
             if strict:
                 raise
-            errors[str(entry["id"])] = str(exc)
-    return ScenarioSet(name=name, root=root, sample_rate=rate, clips=clips, errors=errors)
+            errors[entry["id"]] = str(exc)
+            error_tags[entry["id"]] = dict(entry.get("tags") or {})
+    return ScenarioSet(name=name, root=root, sample_rate=rate, clips=clips, errors=errors, error_tags=error_tags)
 
 
 def _manifest_path(name_or_path: object) -> Path:
@@ -202,13 +221,15 @@ def _manifest_path(name_or_path: object) -> Path:
 def _read_manifest(path: Path) -> dict[str, Any]:
     where = f"scenario set {path.parent.name!r} ({path})"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is allowed, RFC 8259
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{where}: cannot read the manifest ({type(exc).__name__}: {exc})") from exc
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{where}: the manifest is not valid JSON ({exc})") from exc
+    except RecursionError as exc:  # the decoder recurses once per level of [ or {
+        raise ScenarioError(f"{where}: the manifest is nested too deep to read ({exc})") from exc
     if not isinstance(manifest, dict):
         raise ScenarioError(f"{where}: the manifest must be a JSON object, got {type(manifest).__name__}")
     return manifest
@@ -248,9 +269,12 @@ def _check_entries(manifest: dict[str, Any], where: str) -> list[dict[str, Any]]
 
 def _read_audio(path: Path, rel: str, role: str, rate: int, label: str, cache: _Cache) -> tuple[np.ndarray, int]:
     """``(audio at rate, the file's own rate)``; a file shared by several clips is decoded once."""
-    key = path.resolve()
+    name = f"{role} file {rel!r}"
+    try:
+        key = path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a path the OS refuses: a NUL, a symlink loop...
+        raise ScenarioError(f"{label}: {name}: cannot be opened ({type(exc).__name__}: {exc})") from exc
     if key not in cache:
-        name = f"{role} file {rel!r}"
         try:
             native, file_rate = load_audio(path, None, name=name)
             audio = as_audio(resample(native, file_rate, rate), name, allow_silent=False)
@@ -271,8 +295,9 @@ def _load_clip(entry: dict[str, Any], root: Path, rate: int, where: str, cache: 
         clean_path = root / entry["clean"]
         clean, clean_rate = _read_audio(clean_path, entry["clean"], "clean", rate, label, cache)
         diff = clean.shape[0] - noisy.shape[0]
-        if diff and abs(diff) == 1 and clean_rate != noisy_rate:
-            # Two files of one duration at different rates can round to lengths one sample apart.
+        if diff and clean_rate != noisy_rate and abs(diff) <= math.ceil(rate / min(clean_rate, noisy_rate)):
+            # Two files of one duration at different rates each round it to their own sample grid: they
+            # can be up to one sample of the coarser file apart once resampled.
             n = min(clean.shape[0], noisy.shape[0])
             clean, noisy = clean[:n], noisy[:n]
         elif diff:

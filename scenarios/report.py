@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 TABLE_METRICS = ("si_sdr", "pesq", "stoi", "estoi", "wada_snr")
+PLOT_LABELS = {"si_sdr": "SI-SDR", "wada_snr": "WADA-SNR"}  # the metrics the figures compare clips by
 
 
 def _finite_or_null(value: Any, where: str, found: list[str]) -> Any:
@@ -61,19 +63,27 @@ def write_csv(result: dict[str, Any], path: str | Path) -> None:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    """Means per strategy, with the fraction of the oracle's improvement (median over clips)."""
+    """Means per strategy, with the fraction of the oracle's improvement (median over clips); under it, the
+    clips each strategy failed on (its means are over the others: a ``clips`` column says n/N) and the
+    unreadable clips."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{result['scenarios']}: {result['clips']} clips, budget {result['budget']} iterations")
+    total = result["clips"]
+    table = Table(title=f"{result['scenarios']}: {total} clips, budget {result['budget']} iterations")
     table.add_column("strategy")
+    failures = any(s.get("errors") for s in result["strategies"].values())
+    if failures:
+        table.add_column("clips", justify="right")
     shown = [m for m in TABLE_METRICS if any(m in s["mean"] for s in result["strategies"].values())]
     for metric in shown:
         table.add_column(metric, justify="right")
     for column in ("of oracle", "iters to 95%", "rollbacks", "ms/iter", "s, all clips"):
         table.add_column(column, justify="right")
     for name, s in result["strategies"].items():
-        cells = [f"{s['mean'][m]:.2f}" if m in s["mean"] else "-" for m in shown]
+        cells = [f"{total - len(s.get('errors', {}))}/{total}"] if failures else []
+        cells += [f"{s['mean'][m]:.2f}" if m in s["mean"] else "-" for m in shown]
         share = s.get("median_fraction_of_oracle")
         reached = s.get("median_iterations_to_95")
         cells += [
@@ -89,8 +99,26 @@ def print_table(result: dict[str, Any]) -> None:
     others = sum(s.get("wall_seconds", 0.0) for name, s in result["strategies"].items() if name != "oracle")
     console.print(f"compute of the strategies other than the oracle: {others:.0f} s in one process "
                   f"(the run took {result['seconds']:.0f} s wall)")  # fmt: skip
+    for name, s in result["strategies"].items():
+        errors = s.get("errors", {})
+        if errors:
+            clip_id, error = next(iter(errors.items()))
+            console.print(f"[red]{escape(name)} failed on {len(errors)} of {total} clips[/red] (the first, "
+                          f"{escape(clip_id)}: {escape(error)})")  # fmt: skip
     for clip_id, error in result.get("unreadable_clips", {}).items():
-        console.print(f"[red]unreadable clip {clip_id}[/red]: {error}")
+        console.print(f"[red]unreadable clip {escape(clip_id)}[/red]: {escape(error)}")
+
+
+def every_run_failed(result: dict[str, Any]) -> bool:
+    """True when no strategy produced a result on any clip."""
+    return all(len(s.get("errors", {})) == len(s["clips"]) for s in result["strategies"].values())
+
+
+def file_name_part(text: str, max_chars: int = 50) -> str:
+    """``text`` usable inside a file name on any OS: path separators, control characters and ``<>:"|?*``
+    become ``_`` (other characters, non-ASCII ones included, stay); at most ``max_chars`` characters (50:
+    200 bytes of UTF-8 at most, within the 255 of common file systems with a prefix)."""
+    return re.sub(r'[\x00-\x1f\x7f/\\<>:"|?*]', "_", text)[:max_chars]
 
 
 def _save(fig, ax, path: Path) -> Path:
@@ -124,7 +152,8 @@ def _trailing_mean(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], folder: str | Path) -> list[Path]:
-    """PNG figures: quality over iterations, SI-SDR by noise type, spectrograms of the worst and best clip.
+    """PNG figures: quality over iterations, SI-SDR by noise type, spectrograms of the worst and best clip
+    (by SI-SDR; by WADA-SNR when no clip has a clean reference).
 
     :param outputs: ``(strategy, clip) -> (noisy, enhanced, sample_rate)`` for the spectrograms.
     """
@@ -159,37 +188,41 @@ def write_plots(result: dict[str, Any], outputs: dict[tuple[str, str], tuple], f
     ax.set_title("Quality over iterations, mean over clips (moving mean over one pass of each clip)")
     written.append(_save(fig, ax, folder / "quality_over_iterations.png"))
 
+    # SI-SDR when some clip has a clean reference, else WADA-SNR (as the best adaptive strategy is chosen)
+    finals = [c["final"] for s in result["strategies"].values() for c in s["clips"].values()]
+    metric = "si_sdr" if any("si_sdr" in f for f in finals) else "wada_snr"
+    shown = PLOT_LABELS[metric]
     by_tag = {name: s.get("mean_by_tag", {}).get("noise", {}) for name, s in result["strategies"].items()}
     noises = sorted({n for groups in by_tag.values() for n in groups})
     if noises:
         fig, ax = plt.subplots(figsize=(min(14, max(8, 0.25 * len(noises) * len(by_tag))), 5))
         width = 0.8 / max(1, len(by_tag))
         for k, (name, groups) in enumerate(by_tag.items()):
-            values = [groups.get(n, {}).get("si_sdr") for n in noises]
-            values = [np.nan if v is None else v for v in values]  # no clean reference: no SI-SDR
+            values = [groups.get(n, {}).get(metric) for n in noises]
+            values = [np.nan if v is None else v for v in values]  # no clean reference in that group: no SI-SDR
             ax.bar(np.arange(len(noises)) + k * width, values, width, label=name, color=_colour(k))
         ax.set_xticks(np.arange(len(noises)) + 0.4 - width / 2, noises, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("final SI-SDR (dB)")
-        ax.set_title("Final SI-SDR by noise type")
-        written.append(_save(fig, ax, folder / "si_sdr_by_noise.png"))
+        ax.set_ylabel(f"final {shown} (dB)")
+        ax.set_title(f"Final {shown} by noise type")
+        written.append(_save(fig, ax, folder / f"{metric}_by_noise.png"))
 
     best = result.get("best_adaptive")
     if best and best in result["strategies"]:
-        scored = {cid: c["final"].get("si_sdr") for cid, c in result["strategies"][best]["clips"].items()}
+        scored = {cid: c["final"].get(metric) for cid, c in result["strategies"][best]["clips"].items()}
         scored = {cid: v for cid, v in scored.items() if v is not None and (best, cid) in outputs}
         if scored:
             for label, clip_id in (("worst", min(scored, key=scored.get)), ("best", max(scored, key=scored.get))):
                 noisy, enhanced, rate = outputs[(best, clip_id)]
-                before = result.get("input", {}).get("clips", {}).get(clip_id, {}).get("si_sdr")
+                before = result.get("input", {}).get("clips", {}).get(clip_id, {}).get(metric)
                 fig, ax = plt.subplots(figsize=(8, 5))
                 ax.imshow(before_after_image(noisy, enhanced, rate, height=192), aspect="auto",
                           extent=(0, noisy.size / rate, 0, 2))  # fmt: skip
-                noisy_label = "noisy" if before is None else f"noisy (SI-SDR {before:.1f} dB)"
-                ax.set_yticks([0.5, 1.5], [f"{best} (SI-SDR {scored[clip_id]:.1f} dB)", noisy_label])
+                noisy_label = "noisy" if before is None else f"noisy ({shown} {before:.1f} dB)"
+                ax.set_yticks([0.5, 1.5], [f"{best} ({shown} {scored[clip_id]:.1f} dB)", noisy_label])
                 ax.set_xlabel("time (s); each half: 0 Hz at its bottom to Nyquist at its top")
                 ax.set_title(f"{label} clip for {best}: {clip_id}")
                 fig.tight_layout()
-                written.append(folder / f"spectrogram_{label}_{clip_id}.png")
+                written.append(folder / f"spectrogram_{label}_{file_name_part(clip_id)}.png")
                 fig.savefig(written[-1], dpi=110)
                 plt.close(fig)
     return written

@@ -37,6 +37,40 @@ def folder(tmp_path_factory, builtin):
     return root
 
 
+def write_excerpts(root, builtin, ids, seconds=1.0, extra=()):
+    """A small set in ``root``: ``seconds`` of each built-in clip in ``ids`` (with its clean reference),
+    plus the manifest entries ``extra`` as they are."""
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    n = int(seconds * RATE)
+    entries = []
+    for clip_id in ids:
+        clip = builtin[clip_id]
+        sf.write(root / "audio" / f"{clip_id}_noisy.wav", clip.noisy[:n], RATE, subtype="FLOAT")
+        sf.write(root / "audio" / f"{clip_id}_clean.wav", clip.clean[:n], RATE, subtype="FLOAT")
+        entries.append({"id": clip_id, "noisy": f"audio/{clip_id}_noisy.wav", "clean": f"audio/{clip_id}_clean.wav",
+                        "tags": dict(clip.tags)})  # fmt: skip
+    (root / "manifest.json").write_text(json.dumps({"name": root.name, "clips": entries + list(extra)}))
+    return root
+
+
+def failing_on(monkeypatch, name, clip_ids):
+    """Make strategy ``name`` raise on the clips ``clip_ids`` (as a missing extra or a bad model would)."""
+    from scenarios import harness
+
+    real = harness.make_strategy
+
+    class Flaky:
+        def __init__(self, inner):
+            self.inner, self.adaptive, self.relative_cost = inner, inner.adaptive, inner.relative_cost
+
+        def run(self, clip, budget, seed, context):
+            if clip.id in clip_ids:
+                raise RuntimeError(f"simulated failure on {clip.id}")
+            return self.inner.run(clip, budget, seed, context)
+
+    monkeypatch.setattr(harness, "make_strategy", lambda n: Flaky(real(n)) if n == name else real(n))
+
+
 def test_iterations_to_reach_uses_a_moving_mean():
     curve = [0.0] * 10 + [1.0] * 10
     assert iterations_to_reach(curve, 0.5, window=4) == 12  # mean of iterations 9..12 first reaches 0.5
@@ -217,3 +251,134 @@ def test_means_by_tag_put_equal_numbers_in_one_group():
     by_tag = summarize(entries, tags)["defaults"]["mean_by_tag"]
     assert by_tag["snr_db"] == {"10": {"si_sdr": 15.0}, "2.5": {"si_sdr": 1.0}, "0": {"si_sdr": 4.0}}
     assert by_tag["stationary"] == {"True": {"si_sdr": 3.0}, "1": {"si_sdr": 5.0}}
+
+
+def test_failed_runs_are_shown_under_the_table_and_all_failed_exits_non_zero(builtin, tmp_path, monkeypatch, capsys):
+    """A strategy that failed on some clips is averaged over fewer: the table says n/N and the first error;
+    when every run failed the exit code says so."""
+    root = write_excerpts(tmp_path / "two", builtin, ["white_snr+5_f3", "pink_snr+20_m3"])
+    args = [str(root), "--strategy", "defaults", "--strategy", "bypass", "--budget", "2", "--no-progress", "--json"]
+    failing_on(monkeypatch, "bypass", {"pink_snr+20_m3"})
+    assert evaluate.main(args + [str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "1/2" in printed and "bypass failed on 1 of 2 clips" in printed
+    assert "pink_snr+20_m3: RuntimeError: simulated failure on pink_snr+20_m3" in printed
+    assert "defaults failed" not in printed
+
+    failing_on(monkeypatch, "defaults", {"white_snr+5_f3", "pink_snr+20_m3"})
+    failing_on(monkeypatch, "bypass", {"white_snr+5_f3", "pink_snr+20_m3"})
+    assert evaluate.main(args + [str(tmp_path / "all_failed.json")]) == 1
+    captured = capsys.readouterr()
+    assert "every run failed" in captured.err and "defaults failed on 2 of 2 clips" in captured.out
+    assert (tmp_path / "all_failed.json").is_file()  # the errors are still written
+
+
+def test_a_missing_metric_extra_fails_before_any_work(builtin, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from scenarios import harness
+
+    monkeypatch.setitem(sys.modules, "speechmos", None)  # as if the 'dnsmos' extra were not installed
+    root = write_excerpts(tmp_path / "one", builtin, ["white_snr+5_f3"])
+    loaded = []
+    monkeypatch.setattr(harness, "clip_context", lambda *a: loaded.append(a) or pytest.fail("work started"))
+    code = evaluate.main([str(root), "--strategy", "defaults", "--budget", "2", "--dnsmos", "--no-progress",
+                          "--json", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 2 and not loaded and not (tmp_path / "r.json").exists()
+    assert "dnsmos needs the optional extra" in capsys.readouterr().err
+
+
+def test_a_set_with_no_readable_clip_says_why_for_each(tmp_path, capsys):
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "x.wav").write_bytes(b"not audio at all")
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "all-bad", "clips": [
+        {"id": "a", "noisy": "audio/x.wav"}, {"id": "b", "noisy": "audio/missing.flac"}]}))  # fmt: skip
+    for extra in ([], ["--split", "test"]):
+        code = evaluate.main([str(tmp_path), "--strategy", "defaults", "--budget", "2", "--no-progress",
+                              "--json", str(tmp_path / "r.json"), *extra])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and "no clip" in err, err
+        assert "clip 'a'" in err and "x.wav" in err and "unreadable" in err, err
+        assert "clip 'b'" in err and "missing.flac" in err and "no such file" in err, err
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path, monkeypatch, capsys):
+    """A --json that is a folder or a --plots that is a file: an error before any work (not a traceback
+    after it, losing every result)."""
+    from scenarios import harness
+
+    monkeypatch.setattr(harness, "run_evaluation", lambda *a, **k: pytest.fail("the run started"))
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    base = ["builtin", "--strategy", "defaults", "--budget", "2", "--no-progress"]
+    assert evaluate.main(base + ["--json", str(tmp_path / "a_folder")]) == 2
+    assert "a_folder" in capsys.readouterr().err
+    assert evaluate.main(base + ["--json", str(tmp_path / "r.json"), "--plots", str(tmp_path / "a_file")]) == 2
+    assert "a_file" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+    assert evaluate.main(base + ["--json", str(tmp_path / "a_file" / "r.json")]) == 2
+    assert "a_file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "nan", "inf", "0.001"])
+def test_a_chunk_length_that_gives_no_chunk_is_refused(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        evaluate.parse_args(["builtin", "--chunk-s", value, "--json", str(tmp_path / "r.json")])
+    assert info.value.code == 2 and "--chunk-s" in capsys.readouterr().err
+    assert evaluate.parse_args(["builtin", "--chunk-s", "0.25", "--json", str(tmp_path / "r.json")]).chunk_s == 0.25
+
+
+def test_a_clip_selection_evaluates_each_clip_once_and_reports_only_its_own(folder, capsys):
+    result, _ = run_evaluation(str(folder), ["bypass"], 1, progress=False, clip_ids=["white_snr+5_f3"] * 2)
+    assert result["clips"] == 1 and list(result["strategies"]["bypass"]["clips"]) == ["white_snr+5_f3"]
+    assert result["unreadable_clips"] == {}  # 'gone' is not in the selection
+    code = evaluate.main([str(folder), "--clip", "gone", "--strategy", "bypass", "--budget", "1", "--json",
+                          str(folder / "never.json")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "'gone'" in err and "gone.wav" in err and "no such file" in err, err
+
+
+def test_plot_file_names_are_safe_for_any_clip_id(tmp_path):
+    """Ids like 'spk1/utt1' (a dataset's own layout) are legal in a manifest; their spectrograms are
+    written into the plots folder itself, under a file name the OS accepts."""
+    from scenarios.report import write_plots
+
+    rng = np.random.default_rng(0)
+    ids = {"spk1/utt1": 1.0, "dir\\b:c?*": 5.0}
+    clips = {cid: {"final": {"si_sdr": v}, "curve": [0.1, 0.2], "chunks_per_pass": 2} for cid, v in ids.items()}
+    result = {"strategies": {"spsa": {"clips": clips, "mean_by_tag": {}}}, "best_adaptive": "spsa", "input": {"clips": {}}}
+    outputs = {("spsa", cid): (rng.standard_normal(RATE // 2) * 0.1, rng.standard_normal(RATE // 2) * 0.1, RATE)
+               for cid in ids}  # fmt: skip
+    written = write_plots(result, outputs, tmp_path / "plots")
+    spectrograms = sorted(p.name for p in written if p.name.startswith("spectrogram_"))
+    assert len(spectrograms) == 2 and all(p.parent == tmp_path / "plots" and p.is_file() for p in written)
+    assert spectrograms == ["spectrogram_best_dir_b_c__.png", "spectrogram_worst_spk1_utt1.png"]
+
+
+def test_plots_of_a_set_without_clean_references_use_wada_snr(tmp_path):
+    """No clean reference, no SI-SDR: the bars by noise type and the worst/best picks use WADA-SNR (the
+    metric the best adaptive strategy is chosen by then), not an empty chart and no spectrograms."""
+    from scenarios.report import write_plots
+
+    rng = np.random.default_rng(0)
+    ids = {"a": ("white", 3.0), "b": ("pink", 9.0)}
+    clips = {cid: {"final": {"wada_snr": v}, "curve": [0.1, 0.2], "chunks_per_pass": 2} for cid, (_, v) in ids.items()}
+    by_noise = {noise: {"wada_snr": v} for noise, v in ids.values()}
+    result = {"strategies": {"spsa": {"clips": clips, "mean": {"wada_snr": 6.0}, "mean_by_tag": {"noise": by_noise}}},
+              "best_adaptive": "spsa", "input": {"clips": {"a": {"wada_snr": 1.0}, "b": {"wada_snr": 2.0}}}}  # fmt: skip
+    outputs = {("spsa", cid): (rng.standard_normal(RATE // 2) * 0.1, rng.standard_normal(RATE // 2) * 0.1, RATE)
+               for cid in ids}  # fmt: skip
+    names = sorted(p.name for p in write_plots(result, outputs, tmp_path / "plots"))
+    assert names == ["quality_over_iterations.png", "spectrogram_best_b.png", "spectrogram_worst_a.png",
+                     "wada_snr_by_noise.png"]  # fmt: skip
+
+
+def test_each_run_reads_the_set_afresh(builtin, tmp_path):
+    """In one process (a notebook), a file added or fixed between two runs is seen by the second."""
+    root = write_excerpts(tmp_path / "set", builtin, ["white_snr+5_f3"], seconds=0.5,
+                          extra=[{"id": "late", "noisy": "audio/late.wav"}])  # fmt: skip
+    first, _ = run_evaluation(str(root), ["bypass"], 1, progress=False)
+    assert first["clips"] == 1 and "late" in first["unreadable_clips"]
+    sf.write(root / "audio" / "late.wav", builtin["pink_snr+20_m3"].noisy[: RATE // 2], RATE)
+    second, _ = run_evaluation(str(root), ["bypass"], 1, progress=False)
+    assert second["clips"] == 2 and second["unreadable_clips"] == {}
+    assert "late" in second["strategies"]["bypass"]["clips"]

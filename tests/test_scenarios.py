@@ -298,6 +298,29 @@ def test_rates_that_round_apart_are_trimmed_and_unknown_keys_warn(tmp_path):
     assert clip.noisy.shape == clip.clean.shape == (SR // 2,)
 
 
+@pytest.mark.parametrize("noisy_rate, clean_rate", [(8000, 44100), (8000, 48000), (48000, 8000), (22050, 48000), (8000, 16000)])
+def test_one_duration_at_different_rates_loads_at_every_target_rate(tmp_path, noisy_rate, clean_rate):
+    """1.0001 s at each file's own rate (floor-rounded, as most writers do) is one duration: the resampled
+    lengths may differ by up to one sample of the coarser file; both are trimmed to the shorter."""
+    seconds = 1.0001
+    root = write_set(
+        tmp_path / "set",
+        [{"id": "c1", "noisy": "audio/n.wav", "clean": "audio/c.wav"},
+         {"id": "short", "noisy": "audio/n.wav", "clean": "audio/short.wav"}],
+        {"audio/n.wav": (tone(seconds, noisy_rate), noisy_rate, "FLOAT"),
+         "audio/c.wav": (tone(seconds, clean_rate), clean_rate, "FLOAT"),
+         "audio/short.wav": (tone(0.99, clean_rate), clean_rate, "FLOAT")},
+    )  # fmt: skip
+    for rate in (8000, 16000, 48000):
+        s = scenarios.load(root, sample_rate=rate, strict=False)
+        clip = s["c1"]
+        n = min(-(-int(seconds * r) * rate // r) for r in (noisy_rate, clean_rate))  # resample_poly: ceil
+        assert clip.noisy.shape == clip.clean.shape == (n,), (rate, clip.noisy.shape, clip.clean.shape)
+        mid = slice(rate // 10, n - rate // 10)  # away from the resamplers' edges
+        assert np.max(np.abs(clip.noisy[mid] - clip.clean[mid])) < 2e-3
+        assert "differ in length" in s.errors["short"]  # 10 ms apart is a real mismatch
+
+
 def test_builtin_loads_at_8k(builtin):
     s = scenarios.load("builtin", sample_rate=8000)
     assert len(s) == len(builtin)
@@ -377,3 +400,75 @@ def test_unknown_set_name_and_empty_folder(tmp_path):
         scenarios.load("no-such-set")
     with pytest.raises(ScenarioError, match="has no manifest.json"):
         scenarios.load(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------- the generator's folder
+
+
+def test_generate_removes_only_its_own_stale_files_inside_out_audio(tmp_path):
+    """Regenerating deletes the audio its previous manifest listed and the new one does not, inside
+    ``out/audio`` only; a manifest of another set in ``out`` (a user's recordings) makes it refuse."""
+    out, elsewhere = tmp_path / "gen", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "shared.flac").write_bytes(b"not ours")
+    generate.generate(out, specs=generate.SPECS[:2], name="test")
+    manifest = json.loads((out / "manifest.json").read_text())
+    dropped = out / generate.noisy_file(generate.SPECS[1])
+    manifest["clips"][0]["clean"] = "../elsewhere/shared.flac"  # a path leaving out/audio
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    generate.generate(out, specs=generate.SPECS[:1], name="test")
+    assert not dropped.exists()  # its own stale file, removed
+    assert (elsewhere / "shared.flac").read_bytes() == b"not ours"
+
+    mine = tmp_path / "my_recordings"
+    write_set(mine, [{"id": "r1", "noisy": "audio/r1.flac"}], {"audio/r1.flac": (tone(0.1, SR), SR)}, name="mine")
+    before = (mine / "manifest.json").read_text()
+    with pytest.raises(ScenarioError, match=r"my_recordings.*'mine'.*not 'test'"):
+        generate.generate(mine, specs=generate.SPECS[:1], name="test")
+    assert (mine / "audio" / "r1.flac").exists() and (mine / "manifest.json").read_text() == before
+    assert sorted(p.name for p in (mine / "audio").iterdir()) == ["r1.flac"]  # nothing written either
+
+
+def test_selections_keep_their_own_unreadable_clips_and_name_their_errors(tmp_path):
+    root = write_set(
+        tmp_path / "set",
+        [{"id": "a", "noisy": "audio/n.wav", "tags": {"split": "train"}},
+         {"id": "b", "noisy": "audio/garbage.wav", "tags": {"split": "test"}},
+         {"id": "d", "noisy": "audio/n.wav", "tags": {"split": "test"}},
+         {"id": "e", "noisy": "audio/missing.wav", "tags": {"split": "dev"}}],
+        {"audio/n.wav": (tone(0.5, SR), SR), "audio/garbage.wav": b"not audio" * 20},
+    )  # fmt: skip
+    s = scenarios.load(root, strict=False)
+    assert set(s.errors) == {"b", "e"}
+    assert s.select(["a", "d", "a"]).ids == ["a", "d"]  # a repeated id is one clip
+    assert s.select(["a"]).errors == {}
+    assert set(s.split("test").errors) == {"b"} and s.split("train").errors == {}
+    assert set(s.filter(split="test").errors) == {"b"}
+    with pytest.raises(ScenarioError, match=r"'b'.*garbage\.wav.*unreadable") as info:
+        s.select(["b"])  # in the manifest but unreadable: its error, not "no clip"
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(ScenarioError, match=r"(?s)split 'dev'.*missing\.wav.*no such file"):
+        s.split("dev")  # every clip of it unreadable
+
+
+def test_a_manifest_with_a_bom_loads_and_a_path_the_os_refuses_names_its_clip(tmp_path):
+    root = write_set(tmp_path / "set", [], {"audio/n.wav": (tone(0.5, SR), SR)})
+    clips = [{"id": "good", "noisy": "audio/n.wav"}, {"id": "nul", "noisy": "audio/n\u0000.wav"}]
+    (root / "manifest.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"name": "bom", "clips": clips}).encode())
+    s = scenarios.load(root, strict=False)  # a UTF-8 BOM (Windows editors) is allowed by RFC 8259
+    assert s.name == "bom" and s.ids == ["good"] and "'nul'" in s.errors["nul"] and "noisy file" in s.errors["nul"]
+    with pytest.raises(ScenarioError, match=r"clip 'nul'.*noisy file.*null byte"):
+        scenarios.load(root)
+    (root / "audio" / "loop_a.wav").symlink_to("loop_b.wav")
+    (root / "audio" / "loop_b.wav").symlink_to("loop_a.wav")
+    write_set(root, [{"id": "loop", "noisy": "audio/loop_a.wav"}])
+    with pytest.raises(ScenarioError, match=r"clip 'loop'.*noisy file 'audio/loop_a.wav'"):
+        scenarios.load(root)
+
+
+def test_a_manifest_nested_too_deep_is_a_clear_error(tmp_path):
+    root = write_set(tmp_path / "set", [])
+    deep = '{"clips": [{"id": "c", "noisy": "n.wav", "tags": {"a": ' + "[" * 5000 + "]" * 5000 + "}}]}"
+    (root / "manifest.json").write_text(deep)
+    with pytest.raises(ScenarioError, match=r"manifest\.json.*nested too deep to read"):
+        scenarios.load(root)
