@@ -31,8 +31,16 @@ DELTA_ENV_IDS = ("feedback_env/AudioEnhancementDelta-v0",)
 def policy_loop_options(path: str | Path) -> dict[str, Any]:
     """Keyword arguments of :class:`~feedback_env.FeedbackLoopSystem` for a loop that acts with the policy
     saved at ``path``: its ``policy`` strategy, and the tuned parameters and features (``feature_context``)
-    the policy was trained to observe. ``FeedbackLoopSystem(seed=0, **policy_loop_options(path))``."""
-    env_config = read_config(path).get("env_config", {})
+    the policy was trained to observe. ``FeedbackLoopSystem(seed=0, **policy_loop_options(path))``.
+
+    :raises ValueError: the model is not a TD3 one (the strategy acts through :class:`RLFeedbackOptimizer`).
+    """
+    config = read_config(path)
+    algo = config.get("algo", "td3")
+    if algo != "td3":
+        raise ValueError(f"{path} is a {algo.upper()} model: the policy strategy (and the harness's td3:MODEL.zip) "
+                         f"acts with TD3 models; train.py's final table evaluates {algo.upper()} runs")  # fmt: skip
+    env_config = config.get("env_config", {})
     return {
         "strategy": "policy",
         "strategy_options": {"policy": {"model": str(path)}},

@@ -89,3 +89,20 @@ def test_a_failed_import_of_the_builtins_is_not_remembered(monkeypatch):
         with pytest.raises(ImportError):
             available_strategies()
     assert {"gradient", "cma", "bayesian", "random"} <= set(available_strategies())  # the cause is gone
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_a_policy_of_another_algorithm_is_refused_before_any_work(tmp_path, algo):
+    """The ``policy`` strategy (and the harness's ``td3:MODEL.zip``) acts through TD3's optimizer: a SAC or PPO
+    model from ``train.py --algo`` failed on every clip after the set was loaded, with a TypeError; it is refused
+    at once, naming the algorithm."""
+    from agents.factory import make_agent
+    from agents.strategy import policy_loop_options
+    from scenarios.strategies import make_strategy
+
+    env = gym.make("feedback_env/AudioEnhancement-v0", config={"tuned": ["highpass_hz", "nr_floor_db"]})
+    path = save_agent(make_agent(algo, env, seed=0), tmp_path / f"{algo}.zip", env_id="feedback_env/AudioEnhancement-v0",
+                      env_config={"tuned": ["highpass_hz", "nr_floor_db"]})  # fmt: skip
+    for call in (lambda: policy_loop_options(path), lambda: make_strategy(f"td3:{path}")):
+        with pytest.raises(ValueError, match=f"{algo.upper()} model"):
+            call()
