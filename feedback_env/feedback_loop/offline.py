@@ -53,7 +53,7 @@ class SurrogateModel:
         if neighbours is not None and (int(neighbours) < 0 or int(neighbours) == 1):
             raise ValueError(f"offline: neighbours must be None, 0 (no centring) or at least 2, got {neighbours} "
                              "(1 centres every reward on itself)")  # fmt: skip
-        if int(max_points) < 10:
+        if int(max_points) < MIN_RECORDS:
             raise ValueError(f"offline: max_points must be at least {MIN_RECORDS} (the surrogate's minimum), got {max_points}")
         self.space, self.neighbours, self.max_points, self.seed = space, neighbours, int(max_points), seed
         self.gp = None

@@ -590,7 +590,8 @@ class FeedbackLoopSystem:
         """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, events, and the
         strategies' states: ``gradient`` and ``bandit`` resume exactly, ``random`` and ``bayesian`` go on
         with their incumbent and (TPE) every trial of the study (TPE's random stream seeded anew), ``cma``
-        at its saved mean and step size (its covariance and paths start afresh: ``cma`` keeps them private).
+        at the centre it sampled around and its step size (its covariance and paths start afresh: ``cma``
+        keeps them private).
 
         The pipeline's streaming state is not saved (a restarted process starts a new stream).
         Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
