@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.timesteps is not None:  # a given --timesteps may extend a resumed run; the rest is the run's own
             previous.timesteps = args.timesteps
+        previous.out = config.out  # the folder holding run.json is the run's, wherever it started (moved, copied)
         config = previous
     run(config, resume=args.resume, progress_bar=not args.no_progress)
     return 0

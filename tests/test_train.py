@@ -343,3 +343,21 @@ def test_resume_refuses_flags_that_differ_from_the_runs_own(tiny_set, tmp_path, 
     assert train.main([*train_args, "--resume", "--timesteps", "80"]) == 0  # --timesteps may extend the run
     assert train.main(["--resume", "--out", str(tmp_path), "--no-progress"]) == 0  # nothing given: the run's own
     assert [c.timesteps for c in started] == [80, 40] and all(c.seed == 1 and c.algo == "td3" for c in started)
+
+
+def test_resume_continues_in_the_out_folder_given_even_when_the_run_was_moved(tiny_set, tmp_path, monkeypatch):
+    """run.json keeps the ``--out`` the run started with; a resume wrote there instead of the folder it was asked
+    to resume (a moved or copied run, or a relative path from another directory): it trained the original or
+    started a new run elsewhere. The folder given is the run's folder."""
+    import agents.training
+    from agents.training import RunConfig
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    config = train.config_from_args(train.parse_args(args(tiny_set, tmp_path / "original", 40)))
+    config.save(moved / "run.json")
+    started = []
+    monkeypatch.setattr(agents.training, "run", lambda config, resume, progress_bar: started.append(config))
+    assert train.main(["--resume", "--out", str(moved), "--no-progress"]) == 0
+    assert started[0].out == str(moved) and started[0].member(1).out == str(moved / "member_1")
+    assert RunConfig.load(moved / "run.json").seed == started[0].seed == 1
