@@ -141,8 +141,19 @@ def main(argv: list[str] | None = None) -> int:
             previous.timesteps = args.timesteps
         previous.out = config.out  # the folder holding run.json is the run's, wherever it started (moved, copied)
         config = previous
+    _warn_if_too_short(config)
     run(config, resume=args.resume, progress_bar=not args.no_progress)
     return 0
+
+
+def _warn_if_too_short(config) -> None:
+    """Say so when the run ends before the algorithm's first gradient step (its policy stays the random start)."""
+    from agents.factory import agent_config
+
+    starts = agent_config(config.algo, **config.hyperparameters).get("learning_starts")
+    if starts is not None and config.timesteps <= starts:
+        print(f"warning: --timesteps {config.timesteps} is not above {config.algo}'s learning_starts ({starts}): no "
+              "gradient step will be taken, and the 'policy' row is the untrained initial policy", file=sys.stderr)
 
 
 if __name__ == "__main__":  # the guard SubprocVecEnv's forkserver workers need

@@ -66,6 +66,10 @@ SEED_STRIDE = 1000
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
+TRAINABLE_ENVS = ("feedback_env/AudioEnhancement-v0", "feedback_env/AudioEnhancementDelta-v0")
+"""The env ids a run trains on: continuous parameters as actions (absolute, or changes)."""
+
+
 @dataclass
 class RunConfig:
     """Everything that defines a training run (saved as ``run.json``).
@@ -165,6 +169,9 @@ class RunConfig:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.env_id not in TRAINABLE_ENVS:
+            raise ValueError(f"env {self.env_id!r} cannot be trained on here; train.py takes {', '.join(TRAINABLE_ENVS)} "
+                             "(the preset env, StrategySelection-v0, is for bandits)")  # fmt: skip
         if self.algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algo!r}; known: {sorted(ALGORITHMS)}")
         if self.timesteps <= 0 or self.n_envs <= 0:

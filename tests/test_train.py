@@ -361,3 +361,27 @@ def test_resume_continues_in_the_out_folder_given_even_when_the_run_was_moved(ti
     assert train.main(["--resume", "--out", str(moved), "--no-progress"]) == 0
     assert started[0].out == str(moved) and started[0].member(1).out == str(moved / "member_1")
     assert RunConfig.load(moved / "run.json").seed == started[0].seed == 1
+
+
+@pytest.mark.parametrize("env_id", ["feedback_env/StrategySelection-v0", "feedback_env/AudioEnhancment-v0"])
+def test_an_env_the_trainer_cannot_use_is_a_clear_error_before_any_work(tiny_set, tmp_path, capsys, env_id):
+    """The preset env (discrete actions, no tuned parameters) or a typo failed deep in training with a message
+    about a 'tuned' key the user never gave, or a gymnasium traceback; now an error naming the ids it takes."""
+    assert train.main([*args(tiny_set, tmp_path, 40), "--env", env_id]) == 2
+    error = capsys.readouterr().err
+    assert env_id in error and "feedback_env/AudioEnhancementDelta-v0" in error
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_a_run_too_short_to_learn_says_so(tiny_set, tmp_path, monkeypatch, capsys):
+    """With --timesteps at or below the algorithm's learning_starts no gradient step is taken and the "policy" row
+    is the random initial actor; the run says so up front (it was silent: TD3 and SAC gave identical tables)."""
+    import agents.training
+
+    monkeypatch.setattr(agents.training, "run", lambda config, resume, progress_bar: None)
+    assert train.main(args(tiny_set, tmp_path / "short", 60)) == 0  # learning_starts 60 in args()
+    assert "learning_starts (60)" in capsys.readouterr().err
+    assert train.main(args(tiny_set, tmp_path / "long", 61)) == 0
+    assert "learning_starts" not in capsys.readouterr().err
+    assert train.main([*args(tiny_set, tmp_path / "ppo", 40), "--algo", "ppo", "--hyper", "{}"]) == 0  # PPO has none
+    assert "learning_starts" not in capsys.readouterr().err
