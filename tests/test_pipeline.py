@@ -9,10 +9,12 @@ from scipy.signal import butter, sosfilt, sosfreqz
 from conftest import si_sdr_db
 from feedback_env.cache import SharedCache
 from feedback_env.errors import InvalidAudioError, ParameterError
+from feedback_env.metrics import loudness_lufs
 from feedback_env.pipeline import PARAMETER_SPACE, EnhancementPipeline, transparent_params
 from feedback_env.stages.hum import HumRemover
 from feedback_env.stages.spectral_filters import _rbj_biquad, eq_gain
 from feedback_env.audio import resample
+from scenarios.speech import VOICES, synthesize
 
 MILD = {
     "highpass_hz": 60.0,
@@ -196,6 +198,54 @@ def test_compressor_follows_static_curve():
     out = EnhancementPipeline(params=params).process_clip(sine)
     peak_db = 20 * np.log10(np.max(np.abs(out[sr:])))
     assert peak_db == pytest.approx(-20 + 12 / 4, abs=0.7)
+
+
+LEVELLED = {**transparent_params(), "level_max_gain_db": 30.0, "level_target_lufs": -23.0}
+"""The leveller alone, free to move the level 30 dB either way towards -23 LUFS."""
+
+
+def speech_at(seconds: float, lufs: float, seed: int) -> np.ndarray:
+    """Synthetic speech of one of the built-in voices at ``lufs`` BS.1770 integrated loudness."""
+    voice = list(VOICES.values())[seed % len(VOICES)]
+    x = synthesize(voice, seconds, 16000, np.random.default_rng(seed))
+    return (x * 10 ** ((lufs - loudness_lufs(x, None, 16000)) / 20)).astype(np.float32)
+
+
+def lufs_between(y: np.ndarray, start_s: float, end_s: float) -> float:
+    return loudness_lufs(y[int(start_s * 16000) : int(end_s * 16000)], None, 16000)
+
+
+def test_leveller_reaches_its_target_on_speech():
+    out = EnhancementPipeline(params=LEVELLED).process_clip(speech_at(30.0, -35.0, seed=1))
+    assert lufs_between(out, 10.0, 30.0) == pytest.approx(-23.0, abs=0.5)
+
+
+def test_leveller_recovers_after_a_loud_burst():
+    """A 0.6 s knock 30 dB above the talker must not hold the talker under the target for long."""
+    x = speech_at(30.0, -30.0, seed=2)
+    x[80000:89600] *= 10 ** (30 / 20)
+    out = EnhancementPipeline(params=LEVELLED).process_clip(x)
+    assert lufs_between(out, 12.0, 30.0) == pytest.approx(-23.0, abs=1.0)
+
+
+@pytest.mark.parametrize("before, after", [(-20.0, -35.0), (-35.0, -20.0)])
+def test_leveller_follows_a_change_of_talker(before, after):
+    x = np.concatenate([speech_at(15.0, before, seed=3), speech_at(25.0, after, seed=4)])
+    out = EnhancementPipeline(params=LEVELLED).process_clip(x)
+    # the first talker's own loudness rises 3 LU from one 5 s window to the next; a 5 s window lags it
+    assert lufs_between(out, 5.0, 15.0) == pytest.approx(-23.0, abs=1.5)
+    assert lufs_between(out, 25.0, 40.0) == pytest.approx(-23.0, abs=1.0)  # 10-25 s after the change
+
+
+def test_leveller_holds_its_gain_through_a_pause():
+    """Pauses (here 4 s of noise 25 dB under the speech) do not pull the level up."""
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal(4 * 16000).astype(np.float32)
+    noise *= 10 ** ((-60.0 - loudness_lufs(noise, None, 16000)) / 20)
+    x = np.concatenate([speech_at(12.0, -35.0, seed=6), noise, speech_at(4.0, -35.0, seed=7)])
+    out = EnhancementPipeline(params=LEVELLED).process_clip(x)
+    gain_db = lambda a, b: lufs_between(out, a, b) - lufs_between(x, a, b)  # noqa: E731
+    assert gain_db(12.0, 16.0) < gain_db(8.0, 12.0) + 1.0
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,11 +8,11 @@ at the gain of the next one, so the stage looks one sub-block ahead (its latency
   design - a tutorial and analysis", JAES 2012): peak level per sub-block in dBFS; a decoupled detector,
   a peak hold whose release falls 8.69 dB per release time (exponential in amplitude) followed by a
   one-pole attack smoother; a soft-knee static curve (knee 6 dB) with threshold, ratio and make-up gain.
-* :class:`LoudnessLeveller`: ITU-R BS.1770 loudness (K-weighting from pyloudnorm) of 100 ms blocks,
-  gated as BS.1770 gates (absolute -70 LUFS, relative -10 LU below the running estimate) so that pauses
-  do not pull the level up; the running estimate is a mean over the gated blocks that turns into an
-  exponential average with a 5 s time constant; after 5 gated blocks, gain ``clip(target - loudness, +-max_gain)``,
-  slewed at most 0.5 dB per block and ramped across the next block. ``max_gain = 0`` disables it.
+* :class:`LoudnessLeveller`: ITU-R BS.1770 integrated loudness (K-weighting from pyloudnorm; 400 ms
+  blocks every 100 ms; absolute gate -70 LUFS, relative gate 10 LU below the ungated level) of the last
+  5 s of gated audio, so that pauses do not pull the level up; after 5 gated blocks, gain
+  ``clip(target - loudness, +-max_gain)``, slewed at most 0.5 dB per 100 ms and ramped across the next
+  100 ms. ``max_gain = 0`` disables it.
 * Peak limiter (in :class:`Dynamics`): gain ``min(1, ceiling / peak)`` per sub-block after the other two,
   instantaneous attack, 50 ms release. A ramp never exceeds the gain of the sub-block it spans, so the
   output never exceeds the ceiling.
@@ -21,6 +21,7 @@ at the gain of the next one, so the stage looks one sub-block ahead (its latency
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,55 +88,87 @@ class Compressor:
 
 
 class LoudnessLeveller:
-    """Slow loudness normalization towards a target, gated like BS.1770.
+    """Slow loudness normalization towards a target, measured and gated as ITU-R BS.1770 measures.
+
+    BS.1770's blocks: 400 ms of K-weighted mean square, one every 100 ms (75 % overlap). The estimate is
+    BS.1770's integrated loudness of the last ``WINDOW_BLOCKS`` gated blocks (5 s of gated audio): the
+    mean energy of the blocks above the absolute gate (-70 LUFS) and above the relative gate, 10 LU
+    below a *reference*: an exponential average (time constant ``REFERENCE_TAU_S``, from the first block)
+    of the energy of all blocks above the absolute gate. The relative gate follows the ungated
+    level, not the estimate, so a loud burst or a louder talker cannot lock the estimate up (blocks
+    quieter than it would never be admitted again); the window forgets them after 5 s of gated audio,
+    while a pause too short for the reference to fall 10 LU below the talker leaves the estimate alone.
+    A block counts at most ``OUTLIER_LU`` above the level it joins (the reference, or the window's
+    loudness), so that a short transient (a door, a knock on the microphone) moves neither by more than a
+    few LU: its peaks are the limiter's business. A louder talker still takes over within a window.
 
     :param sample_rate: Hz.
-    :param sub_block: samples per sub-block; a loudness block is a whole number of them (about 100 ms).
+    :param sub_block: samples per sub-block; a hop is a whole number of them (about 100 ms).
     """
 
-    BLOCK_S = 0.1
-    TAU_S = 5.0
+    HOP_S = 0.1
+    HOPS_PER_BLOCK = 4  # 400 ms blocks
+    WINDOW_BLOCKS = 50
+    REFERENCE_TAU_S = 3.0
     ABSOLUTE_GATE_LUFS = -70.0
     RELATIVE_GATE_LU = 10.0
-    SLEW_DB = 0.5  # per block
+    OUTLIER_LU = 10.0  # a block counts at most this far above the level it is averaged into
+    SLEW_DB = 0.5  # per hop
     WARM_UP_BLOCKS = 5  # gated blocks heard before the gain may move
 
     def __init__(self, sample_rate: int, sub_block: int):
         meter = pyloudnorm.Meter(sample_rate)
         # pyloudnorm designs BS.1770's two K-weighting biquads for any rate; it keeps them in _filters
         self._sos = np.array([np.concatenate([f.b, f.a]) for f in meter._filters.values()])
-        self.subs_per_block = max(1, int(round(self.BLOCK_S * sample_rate / sub_block)))
-        self._forget = 1.0 - math.exp(-self.subs_per_block * sub_block / sample_rate / self.TAU_S)
+        self.subs_per_hop = max(1, int(round(self.HOP_S * sample_rate / sub_block)))
+        self._forget = 1.0 - math.exp(-self.subs_per_hop * sub_block / sample_rate / self.REFERENCE_TAU_S)
         self.reset()
 
     def reset(self) -> None:
         self._zi = np.zeros((self._sos.shape[0], 2))
-        self._energy = 0.0  # K-weighted mean-square sum of the running block
-        self._filled = 0  # sub-blocks in the running block
-        self.estimate_ms: float | None = None  # running loudness, as a K-weighted mean square
+        self._energy = 0.0  # K-weighted mean-square sum of the running hop
+        self._filled = 0  # sub-blocks in the running hop
+        self._hops = np.zeros(0)  # mean squares of the last HOPS_PER_BLOCK hops
+        self.reference_ms: float | None = None  # running mean square of the blocks above the absolute gate
+        self._gated = deque(maxlen=self.WINDOW_BLOCKS)  # mean squares of the last blocks above both gates
         self._gated_blocks = 0
-        self._gain_from = 0.0  # the running block ramps from this gain (dB) ...
+        self._gain_from = 0.0  # the running hop ramps from this gain (dB) ...
         self._gain_to = 0.0  # ... to this one
+
+    @staticmethod
+    def _lufs(mean_square: float) -> float:
+        return -0.691 + 10.0 * math.log10(mean_square + 1e-20)
+
+    @property
+    def estimate_ms(self) -> float | None:
+        """Mean K-weighted mean square of the window (None before the first gated block)."""
+        return sum(self._gated) / len(self._gated) if self._gated else None
 
     @property
     def loudness_lufs(self) -> float | None:
-        return None if self.estimate_ms is None else -0.691 + 10.0 * math.log10(self.estimate_ms + 1e-20)
+        """The gated loudness of the window, LUFS (None before the first gated block)."""
+        return None if self.estimate_ms is None else self._lufs(self.estimate_ms)
 
-    def _end_block(self, s: DynamicsSettings) -> None:
-        mean_square = self._energy / self.subs_per_block
-        block_lufs = -0.691 + 10.0 * math.log10(mean_square + 1e-20)
-        current = self.loudness_lufs
-        if block_lufs > self.ABSOLUTE_GATE_LUFS and (current is None or block_lufs > current - self.RELATIVE_GATE_LU):
-            self._gated_blocks += 1
-            weight = max(1.0 / self._gated_blocks, self._forget)
-            previous = self.estimate_ms if self.estimate_ms is not None else mean_square
-            self.estimate_ms = previous + weight * (mean_square - previous)
+    def _capped(self, block_ms: float, level_ms: float | None) -> float:
+        """``block_ms`` counted at most ``OUTLIER_LU`` above ``level_ms`` (a mean square)."""
+        return block_ms if level_ms is None else min(block_ms, level_ms * 10.0 ** (self.OUTLIER_LU / 10.0))
+
+    def _end_hop(self, s: DynamicsSettings) -> None:
+        self._hops = np.append(self._hops, self._energy / self.subs_per_hop)[-self.HOPS_PER_BLOCK :]
+        self._energy, self._filled = 0.0, 0
+        if self._hops.size == self.HOPS_PER_BLOCK:
+            block = float(self._hops.mean())
+            if self._lufs(block) > self.ABSOLUTE_GATE_LUFS:
+                previous = block if self.reference_ms is None else self.reference_ms
+                self.reference_ms = previous + self._forget * (self._capped(block, self.reference_ms) - previous)
+                if self._lufs(block) > self._lufs(self.reference_ms) - self.RELATIVE_GATE_LU:
+                    self._gated.append(self._capped(block, self.estimate_ms))
+                    self._gated_blocks += 1
         warm = self._gated_blocks >= self.WARM_UP_BLOCKS
         wanted = s.target_lufs - self.loudness_lufs if warm else 0.0
         wanted = min(max(wanted, -s.max_gain_db), s.max_gain_db)
         self._gain_from = self._gain_to
         self._gain_to += min(max(wanted - self._gain_to, -self.SLEW_DB), self.SLEW_DB)
-        self._energy, self._filled = 0.0, 0
 
     def gain_db(self, blocks: np.ndarray, pre_gain_db: np.ndarray, s: DynamicsSettings) -> np.ndarray:
         """Gain in dB per sub-block of ``blocks`` (sub-blocks, samples), measured after ``pre_gain_db``."""
@@ -143,14 +176,14 @@ class LoudnessLeveller:
         mean_square = np.mean(weighted.reshape(blocks.shape) ** 2, axis=1) * 10.0 ** (pre_gain_db / 10.0)
         gains = np.empty(mean_square.size)
         k = 0
-        while k < mean_square.size:  # one pass per 100 ms block touched by this call
-            n = min(mean_square.size - k, self.subs_per_block - self._filled)
-            position = (self._filled + np.arange(n)) / self.subs_per_block
+        while k < mean_square.size:  # one pass per 100 ms hop touched by this call
+            n = min(mean_square.size - k, self.subs_per_hop - self._filled)
+            position = (self._filled + np.arange(n)) / self.subs_per_hop
             gains[k : k + n] = self._gain_from + (self._gain_to - self._gain_from) * position
             self._energy += float(mean_square[k : k + n].sum())
             self._filled += n
-            if self._filled == self.subs_per_block:
-                self._end_block(s)
+            if self._filled == self.subs_per_hop:
+                self._end_hop(s)
             k += n
         if s.max_gain_db <= 0.0:
             return np.zeros(mean_square.size)
