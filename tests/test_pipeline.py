@@ -89,6 +89,27 @@ def test_hum_is_detected_and_notched(builtin, noise, mains):
     del hum
 
 
+@pytest.mark.parametrize("schedule", ["off 1 s", "off 1.25 s", "30 and 10 dB by turns"])
+def test_hum_depth_changes_make_no_clicks(schedule):
+    """Switching the notches off and on again, or changing their depth, chunk by chunk on steady hum: the
+    output above 2 kHz (far from the notches) stays at the level of the noise there, no step, no click."""
+    sr, chunk = 16000, 4000
+    t = np.arange(8 * sr) / sr
+    x = sum(0.2 / k * np.sin(2 * np.pi * 50 * k * t + 1.3 * k) for k in range(1, 6))
+    x = (x + 0.001 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+    off = {"off 1 s": (3 * sr, 4 * sr), "off 1.25 s": (3 * sr, 3 * sr + 5 * chunk)}.get(schedule)
+    if off:
+        depth = lambda i: 0.0 if off[0] <= i < off[1] else 30.0  # noqa: E731
+    else:
+        depth = lambda i: 10.0 if i >= 3 * sr and (i // chunk) % 2 else 30.0  # noqa: E731
+    pipe = EnhancementPipeline(sr, params={**transparent_params(), "hum_width_hz": 2.0})
+    out = np.concatenate([pipe.process(x[i : i + chunk], {"hum_depth_db": depth(i)}) for i in range(0, t.size, chunk)])
+    high = sosfilt(butter(8, 2000, "high", fs=sr, output="sos"), out[pipe.latency :])
+    steady_rms = np.sqrt(np.mean(high[2 * sr : 3 * sr] ** 2))
+    worst = max(np.max(np.abs(high[c : c + 320])) for c in range(3 * sr, t.size - pipe.latency, chunk))
+    assert 20 * np.log10(worst / steady_rms) < 16.0  # Gaussian noise peaks ~4 rms (12 dB) in 320 samples
+
+
 def test_memoized_hum_scores_change_nothing(builtin, monkeypatch):
     """The second pass over a clip takes every block's hum scores from the memo the first pass filled."""
     clip = clip_by(builtin, "hum50")  # 4 s: 8 blocks, the memo keeps 16
