@@ -349,12 +349,12 @@ def curvature_check(clip_id: str, iterations: int = 100, seed: int = 0, blocks: 
     fed["adam_moment"] = ConvergenceAnalyzer(loop.learning_rate)
     own = loop.convergence.update
 
-    def fan_out(x, gradient):
+    def fan_out(x, gradient, step=None):
         strategy = loop.strategies["gradient"]
         for label, analyzer in fed.items():
             moment = strategy.m / (1.0 - strategy.beta1**strategy.k)
-            analyzer.update(x, moment if label == "adam_moment" else gradient)
-        return own(x, gradient)
+            analyzer.update(x, moment if label == "adam_moment" else gradient, step=step)
+        return own(x, gradient, step=step)
 
     loop.convergence.update = fan_out
     for x, c in chunk_stream(clip.noisy, clip.clean, 8000, iterations):
