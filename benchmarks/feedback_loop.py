@@ -55,6 +55,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from benchmark_args import SPLITS, positive_int, split_clips  # noqa: E402
 
 ORACLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "feedback_loop_oracle.json"

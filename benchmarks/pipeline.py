@@ -17,6 +17,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from benchmark_args import positive_int  # noqa: E402
 
 

@@ -17,6 +17,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from benchmark_args import SPLITS, split_clips  # noqa: E402
 
 METRICS = ["si_sdr", "pesq", "stoi", "estoi"]
