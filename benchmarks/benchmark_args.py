@@ -19,6 +19,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def split_clips(scenario_set, split: str):
+def select_split(scenario_set, split: str):
     """The clips of ``split`` (one of :data:`SPLITS`); a split without clips raises ``ScenarioError``."""
     return scenario_set if split == "all" else scenario_set.split(split)

@@ -56,7 +56,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmark_args import SPLITS, positive_int, split_clips  # noqa: E402
+from benchmark_args import SPLITS, positive_int, select_split  # noqa: E402
 
 ORACLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "feedback_loop_oracle.json"
 MARKS = (10, 30, 100)
@@ -420,7 +420,7 @@ def main() -> None:
         result["update_parameters"] = update_latency(clip, scenario_set["hum50_snr+15_m3"], args.update_repeats)
     if "memory" not in args.skip:
         result["memory"] = memory(args.records)
-    clips = [c.id for c in split_clips(scenario_set, args.split)]
+    clips = [c.id for c in select_split(scenario_set, args.split)]
     if "convergence" not in args.skip:
         table = run_table({s: (s, {}, {}) for s in STRATEGIES}, clips, args.iterations, args.seed, args.jobs)
         summary = {s: summarize(rows, args.iterations) for s, rows in table.items()}

@@ -18,7 +18,7 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmark_args import SPLITS, split_clips  # noqa: E402
+from benchmark_args import SPLITS, select_split  # noqa: E402
 
 METRICS = ["si_sdr", "pesq", "stoi", "estoi"]
 
@@ -39,7 +39,7 @@ def main() -> None:
     from feedback_env.pipeline import EnhancementPipeline
 
     scenario_set = scenarios.load("builtin")
-    clips = split_clips(scenario_set, args.split)
+    clips = select_split(scenario_set, args.split)
     rows = {}
     for clip in tqdm(list(clips), desc="clips"):
         search = cma_search(clip_objective(clip.noisy, clip.clean), budget=args.budget, seed=args.seed)

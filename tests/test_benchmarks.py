@@ -42,8 +42,8 @@ def test_split_all_is_every_clip_and_a_split_its_own(builtin):
     spec = importlib.util.spec_from_file_location("benchmark_args", ROOT / "benchmarks" / "benchmark_args.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert len(module.split_clips(builtin, "all")) == len(builtin)
-    assert {c.split for c in module.split_clips(builtin, "test")} == {"test"}
+    assert len(module.select_split(builtin, "all")) == len(builtin)
+    assert {c.split for c in module.select_split(builtin, "test")} == {"test"}
 
 
 def test_memory_flatness_after_100k_records_is_null_when_the_run_stops_before(tmp_path):
