@@ -1,6 +1,6 @@
 """Bandit figures, beside MABWiser in the same run. Prints JSON.
 
-    python benchmarks/bandits.py [--quick] [--sections latency,regret,redis,env] [--robustness]
+    python benchmarks/bandits.py [--quick] [--sections latency regret redis env] [--robustness]
 
 * ``latency_us``: select+update per decision (median of repeated blocks, one thread, 6 arms, LinUCB
   on 8 context dimensions), ours and MABWiser's for the same policy, ``mabwiser_over_ours``.
@@ -51,6 +51,7 @@ POLICIES = {
     "LinUCB": lambda s: LinUCB(K, DIM, alpha=1.0, seed=s),
 }
 PEERS = ("UCB1", "ThompsonSampling", "EpsilonGreedy", "LinUCB")
+SECTIONS = ("latency", "regret", "redis", "env")
 
 
 def median(values) -> float:
@@ -375,10 +376,10 @@ def train_split_checks(passes: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds")
-    parser.add_argument("--sections", default="latency,regret,redis,env", help="comma-separated subset")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="a subset (all by default)")
     parser.add_argument("--robustness", action="store_true", help="also the train-split context choice and subsets (slow)")
     args = parser.parse_args()
-    q, sections = args.quick, set(args.sections.split(","))
+    q, sections = args.quick, set(args.sections)
     result: dict = {"arms": K, "linucb_dim": DIM}
     targets = {}
     started = time.perf_counter()

@@ -125,8 +125,9 @@ def main() -> None:
     mean_ns = {k: mean_scores(v, ns) for k, v in per_clip.items()} if ns else {}
     static, policy, best = mean["best_static"], mean["policy"], mean["oracle"]
     gap = best["si_sdr"] - static["si_sdr"]
-    closed = (policy["si_sdr"] - static["si_sdr"]) / gap if gap > 0 else float("nan")
-    ns_gain = mean_ns["policy"]["si_sdr"] - mean_ns["best_static"]["si_sdr"] if ns else float("nan")
+    # None (JSON null) where undefined: no gap to close, or no non-stationary test clip
+    closed = (policy["si_sdr"] - static["si_sdr"]) / gap if gap > 0 else None
+    ns_gain = mean_ns["policy"]["si_sdr"] - mean_ns["best_static"]["si_sdr"] if ns else None
     print(
         json.dumps(
             {
@@ -149,8 +150,8 @@ def main() -> None:
                 "targets_met": {
                     "beats_static_si_sdr": policy["si_sdr"] > static["si_sdr"],
                     "pesq_not_lost": policy["pesq"] >= static["pesq"],
-                    "closes_half_the_gap": bool(closed >= 0.5),
-                    "non_stationary_plus_1db": bool(ns_gain >= 1.0),
+                    "closes_half_the_gap": None if closed is None else bool(closed >= 0.5),
+                    "non_stationary_plus_1db": None if ns_gain is None else bool(ns_gain >= 1.0),
                 },
                 "per_clip_si_sdr": {k: {c: v[c]["si_sdr"] for c in result["clips"]} for k, v in per_clip.items()},
                 "static_params": result["static"]["params"],
@@ -159,6 +160,7 @@ def main() -> None:
                 },
             },
             indent=2,
+            allow_nan=False,
         )
     )
 

@@ -18,6 +18,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmark_args import positive_int  # noqa: E402
+
 
 def median_seconds(fn, repeats: int) -> float:
     fn()  # warm up caches and imports
@@ -31,7 +33,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=positive_int, default=30)
     parser.add_argument("--env-steps", type=int, default=600)
     args = parser.parse_args()
 

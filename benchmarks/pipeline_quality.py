@@ -18,13 +18,15 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmark_args import SPLITS, select_split  # noqa: E402
+
 METRICS = ["si_sdr", "pesq", "stoi", "estoi"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=300, help="CMA evaluations per clip")
-    parser.add_argument("--split", default=None, help="train, test, or all clips (default)")
+    parser.add_argument("--split", default="all", choices=SPLITS, help="clips to measure (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -37,7 +39,7 @@ def main() -> None:
     from feedback_env.pipeline import EnhancementPipeline
 
     scenario_set = scenarios.load("builtin")
-    clips = scenario_set.split(args.split) if args.split else scenario_set
+    clips = select_split(scenario_set, args.split)
     rows = {}
     for clip in tqdm(list(clips), desc="clips"):
         search = cma_search(clip_objective(clip.noisy, clip.clean), budget=args.budget, seed=args.seed)

@@ -48,7 +48,12 @@ def main() -> None:
     config = RunConfig.load(run_dir / "run.json")
     static = json.loads((run_dir / "static.json").read_text())["params"]
     scenario_set = scenarios.load(config.scenarios)
-    clips = [scenario_set[i] for i in split_ids(scenario_set, "test") if scenario_set[i].tags.get("stationary") is False]
+    test = [scenario_set[i] for i in split_ids(scenario_set, "test")]
+    clips = [c for c in test if c.tags.get("stationary") is False]
+    if not clips:
+        shown = ", ".join(f"{c.id} (stationary: {c.tags.get('stationary')})" for c in test)
+        raise SystemExit(f"scenario set {config.scenarios!r} of {run_dir / 'run.json'} has no non-stationary test clip "
+                         f"(tag stationary: false) to schedule; its test clips: {shown}")  # fmt: skip
     chunk = int(round(config.chunk_s * 16000))
     space = ParameterSpace(
         Parameter(f"s{i}_{n}", PARAMETER_SPACE[n].low, PARAMETER_SPACE[n].high, static[n], PARAMETER_SPACE[n].scale)
@@ -84,6 +89,7 @@ def main() -> None:
                 "per_clip_oracle_minus_static": mean["per_clip_oracle"] - mean["static"],
             },
             indent=2,
+            allow_nan=False,
         )
     )
 
