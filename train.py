@@ -119,15 +119,18 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     import scenarios
-    from agents.training import RunConfig, run
+    from agents.training import RunConfig, check_splits, run
     from feedback_env.errors import FeedbackEnvError
 
     try:
         config = config_from_args(args)
-        scenarios.load(config.scenarios)  # a missing or malformed set fails here, not after the model is built
+        # a missing or malformed set, or one without train clips, fails here, not after the model is built
+        warning = check_splits(scenarios.load(config.scenarios))
     except (FeedbackEnvError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     saved = Path(config.out) / "run.json"
     if args.resume and saved.exists():
         previous = RunConfig.load(saved)

@@ -253,6 +253,23 @@ def resume_seed(seed: int, num_timesteps: int) -> int:
     return int(np.random.SeedSequence((seed, num_timesteps)).generate_state(1)[0])
 
 
+def check_splits(scenario_set) -> str | None:
+    """The trainer trains on the clips tagged ``split: train`` and evaluates on those tagged ``test``: raise
+    ValueError when there are no train clips; return a warning (else None) when no clip with a clean
+    reference is tagged test, so that the evaluation scores the training clips."""
+    if not any(clip.split == "train" for clip in scenario_set):
+        raise ValueError(
+            f"scenario set {scenario_set.name!r} has no clips tagged split 'train' (the trainer trains on them and "
+            f"tests on those tagged 'test'): add \"split\": \"train\" or \"test\" to the clips' tags in its manifest"
+        )
+    if not any(clip.split == "test" and clip.clean is not None for clip in scenario_set):
+        return (
+            f"scenario set {scenario_set.name!r} has no clips tagged split 'test' with a clean reference: the "
+            f"evaluation (during training and in the final table) scores the training clips"
+        )
+    return None
+
+
 def split_ids(scenario_set, split: str) -> list[str]:
     """Clip ids of ``split`` that have a clean reference (every clip with a reference if none is tagged so)."""
     clips = [c for c in scenario_set if c.clean is not None]

@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from feedback_env.envs.actions import DeltaAction
+from feedback_env.envs.actions import AbsoluteAction, DeltaAction
 from feedback_env.safety import DegradationDetector
 
 SAME_SETTING = 1e-6
@@ -84,6 +84,12 @@ class SafetyWrapper(gym.Wrapper):
         base = env.unwrapped
         if not hasattr(base, "action_type") or not hasattr(base, "restore_params"):
             raise TypeError(f"SafetyWrapper needs an AudioEnhancement env, got {type(base).__name__}")
+        if not isinstance(base.action_type, AbsoluteAction):  # clipping, limiting and restoring act on positions
+            raise TypeError(
+                f"SafetyWrapper needs an env whose actions set continuous parameters (AudioEnhancement-v0 or "
+                f"AudioEnhancementDelta-v0), got {type(base.action_type).__name__} actions (StrategySelection-v0 "
+                f"picks presets)"
+            )
         if confirm_steps < 0 or hold_steps < 1:
             raise ValueError(f"need confirm_steps >= 0 and hold_steps >= 1, got {confirm_steps}, {hold_steps}")
         if max_change is not None and not 0.0 < max_change <= 2.0:

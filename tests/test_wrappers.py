@@ -107,6 +107,8 @@ def test_rejects_bad_settings_and_other_envs():
         SafetyWrapper(gym.make(ABSOLUTE), max_change=3.0)
     with pytest.raises(TypeError, match="AudioEnhancement env"):
         SafetyWrapper(gym.make("Pendulum-v1"))
+    with pytest.raises(TypeError, match="continuous parameters.*StrategySelection"):  # presets: no position to clip
+        SafetyWrapper(gym.make("feedback_env/StrategySelection-v0"))
 
 
 def _make_safe_env():
