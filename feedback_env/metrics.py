@@ -324,6 +324,10 @@ def wada_snr(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: in
     mapped to SNR by linear interpolation in the published table (-20..100 dB, 1 dB steps); outside the
     table the end value. Scale-invariant. Degenerate: silence, DC or a single sample give -20 dB (the
     table's floor: "no speech found"). Meant for speech; music or tones read arbitrary values.
+    Not a quality measure on its own: it reads the amplitude distribution, so suppressing or muting the
+    pauses raises it however much the speech is damaged (heavy noise reduction and a 500 Hz high-pass on
+    white_snr+5_f3: 18 -> 46 dB while SI-SDR falls 12.4 -> 4.2 dB), and 0.5 s of digital silence added
+    to a clip raises it by tens of dB (``tests/test_metrics.py::test_wada_snr_rewards_suppressed_pauses``).
     """
     g = wada_g(estimate)
     if g <= _WADA_G[0]:
@@ -345,7 +349,8 @@ def _meter(sample_rate: int):
 def loudness_lufs(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int) -> float:
     """Integrated loudness in LUFS (ITU-R BS.1770-4, K-weighting, gated) via ``pyloudnorm``.
 
-    A 0 dBFS-peak 997 Hz sine reads -3.01 LUFS. Input shorter than the 0.4 s gating block is measured as
+    A 0 dBFS-peak 997 Hz sine reads -3.05 LUFS at 48 kHz, -3.08 at 16 kHz and -3.19 at 8 kHz (BS.1770's
+    -3.01 is for 48 kHz within 0.1 LU; pyloudnorm's K-weighting designed at lower rates drifts). Input shorter than the 0.4 s gating block is measured as
     one block of its own length (the K-weighted mean square, still gated at -70 LUFS). Silence, and any
     level below the absolute gate, reads -70.0 LUFS; the result is clamped to [-70, 30] LUFS.
     """

@@ -332,7 +332,9 @@ class QualityReward:
         -100 dB processed or not) but on its own rewards aggressive suppression, hence its small weight.
         ``perceptual=True`` adds PESQ (max, 1 MOS, 0.5) and STOI (max, 0.1, 0.5): ~50x slower per step.
         Non-intrusive: WADA-SNR (max, 10 dB, 1.0) + clipping ratio (min, 0.01, 1.0): 1 % clipped
-        samples cost as much as 10 dB of estimated SNR.
+        samples cost as much as 10 dB of estimated SNR. A known weakness: WADA-SNR rises when pauses are
+        suppressed, whatever that does to the speech (see :func:`~feedback_env.metrics.wada_snr`), so a
+        search on this reward alone (clips without a clean reference) drifts towards over-suppression.
         """
         if intrusive:
             objectives = [Objective("si_sdr", "max", 10.0, 1.0), Objective("lsd", "min", 10.0, 0.2)]

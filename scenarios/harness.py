@@ -26,6 +26,9 @@ from scenarios.strategies import ClipContext, last_pass_mean, make_strategy
 INTRUSIVE_METRICS = ("si_sdr", "pesq", "stoi", "estoi")
 BLIND_METRICS = ("wada_snr", "loudness_lufs", "clipping_ratio")
 GROUP_TAGS = ("noise", "snr_db", "stationary", "split")
+MIN_ORACLE_ROOM = 0.01
+"""Smallest oracle improvement over the defaults, in reward units (0.1 dB of SI-SDR with the default
+intrusive reward), that a fraction of it is taken of: below it the fraction is noise over noise."""
 
 
 def render_schedule(noisy: np.ndarray, schedule: Sequence[dict], chunk: int, sample_rate: int) -> np.ndarray:
@@ -125,7 +128,8 @@ def add_oracle_fractions(entries: dict[str, dict], context: ClipContext, budget:
         if "error" in entry:
             continue
         entry["defaults_objective"] = defaults_objective
-        if room > 1e-6 and entry["objective"] is not None:
+        entry["oracle_room"] = room
+        if room >= MIN_ORACLE_ROOM and entry["objective"] is not None:
             entry["fraction_of_oracle"] = (entry["objective"] - defaults_objective) / room
             entry["iterations_to_95"] = iterations_to_reach(entry["curve"], defaults_objective + 0.95 * room, context.n_chunks)
 
@@ -212,6 +216,8 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
             "mean": {m: _mean(c["final"].get(m) for c in good.values()) for m in metrics},
             "mean_by_tag": by_tag,
             "median_fraction_of_oracle": float(np.median(fractions)) if fractions else None,
+            # clips where the oracle beat the defaults by less than MIN_ORACLE_ROOM: no fraction, not in the median
+            "no_fraction_of_oracle": sorted(cid for cid, c in good.items() if c.get("oracle_room", np.inf) < MIN_ORACLE_ROOM),
             "median_iterations_to_95": _median_reached(reached),
             "rollbacks": int(sum(c.get("rollbacks", 0) for c in good.values())),
             "ms_per_iteration": float(np.median(timing)) if timing else None,
@@ -223,16 +229,13 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
 
 def _best_adaptive(strategies: dict[str, dict], adaptive: Sequence[str]) -> str | None:
     """The adaptive strategy with the highest median fraction of the oracle (with an oracle in the run),
-    else the highest mean final SI-SDR (else WADA-SNR, for sets without clean references)."""
-
-    def score(name: str) -> float:
-        s = strategies[name]
-        for value in (s["median_fraction_of_oracle"], s["mean"].get("si_sdr"), s["mean"].get("wada_snr")):
-            if value is not None:
-                return float(value)
-        return -np.inf
-
-    return max(adaptive, key=score, default=None)
+    else the highest mean final SI-SDR (else WADA-SNR, for sets without clean references): one criterion
+    for all, the first that any of them has (one without it ranks last), never a fraction against dB."""
+    criteria = (lambda s: s["median_fraction_of_oracle"], lambda s: s["mean"].get("si_sdr"), lambda s: s["mean"].get("wada_snr"))
+    for value in criteria:
+        if any(value(strategies[name]) is not None for name in adaptive):
+            return max(adaptive, key=lambda name: -np.inf if value(strategies[name]) is None else float(value(strategies[name])))
+    return adaptive[0] if adaptive else None
 
 
 def run_evaluation(

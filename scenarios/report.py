@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from scenarios.harness import MIN_ORACLE_ROOM
+
 TABLE_METRICS = ("si_sdr", "pesq", "stoi", "estoi", "wada_snr")
 PLOT_LABELS = {"si_sdr": "SI-SDR", "wada_snr": "WADA-SNR"}  # the metrics the figures compare clips by
 
@@ -107,6 +109,10 @@ def print_table(result: dict[str, Any]) -> None:
                           f"{escape(clip_id)}: {escape(error)})")  # fmt: skip
     for clip_id, error in result.get("unreadable_clips", {}).items():
         console.print(f"[red]unreadable clip {escape(clip_id)}[/red]: {escape(error)}")
+    without = sorted({c for s in result["strategies"].values() for c in s.get("no_fraction_of_oracle", [])})
+    if without:
+        console.print(f"'of oracle' leaves out {len(without)} clips where the oracle beats the defaults by less than "
+                      f"{MIN_ORACLE_ROOM} reward units: {escape(', '.join(without))}")  # fmt: skip
 
 
 def every_run_failed(result: dict[str, Any]) -> bool:

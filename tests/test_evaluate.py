@@ -382,3 +382,42 @@ def test_each_run_reads_the_set_afresh(builtin, tmp_path):
     second, _ = run_evaluation(str(root), ["bypass"], 1, progress=False)
     assert second["clips"] == 2 and second["unreadable_clips"] == {}
     assert "late" in second["strategies"]["bypass"]["clips"]
+
+
+def test_no_fraction_of_the_oracle_where_the_oracle_barely_beats_the_defaults(capsys):
+    """An oracle 2e-6 above the defaults made a run's fraction -5000 and the median -2500; such clips (and
+    those where the oracle is no better) get no fraction, and the summary names them."""
+    from types import SimpleNamespace
+
+    from scenarios.harness import MIN_ORACLE_ROOM, add_oracle_fractions, summarize
+
+    entries, context = {}, SimpleNamespace(n_chunks=2)
+    for cid, room in (("a", 0.5), ("b", 2e-6), ("c", 0.0), ("d", -0.1)):
+        entries[cid] = {name: {"objective": value, "curve": [value] * 4, "final": {"si_sdr": 1.0}}
+                        for name, value in (("oracle", room), ("defaults", 0.0), ("spsa", 0.4 * room - 0.01))}  # fmt: skip
+        add_oracle_fractions(entries[cid], context, budget=4)
+    assert entries["a"]["spsa"]["fraction_of_oracle"] == pytest.approx(0.38)
+    assert all("fraction_of_oracle" not in entries[c]["spsa"] for c in "bcd") and MIN_ORACLE_ROOM > 2e-6
+    by_strategy = {name: {cid: entries[cid][name] for cid in entries} for name in ("oracle", "defaults", "spsa")}
+    spsa = summarize(by_strategy, {cid: {} for cid in entries})["spsa"]
+    assert spsa["median_fraction_of_oracle"] == pytest.approx(0.38)
+    assert spsa["no_fraction_of_oracle"] == ["b", "c", "d"]
+    from scenarios.report import print_table
+
+    print_table({"scenarios": "four", "clips": 4, "budget": 4, "seconds": 1.0, "strategies": {"spsa": spsa}})
+    assert "leaves out 3 clips where the oracle beats the defaults by less than 0.01 reward units: b, c, d" in capsys.readouterr().out
+
+
+def test_the_best_adaptive_strategy_is_ranked_on_one_criterion():
+    """A strategy with no fraction of the oracle used to be ranked by its SI-SDR in dB against the others'
+    fractions (12 dB > 0.9): now it ranks last on the fraction."""
+    from scenarios.harness import _best_adaptive
+
+    strategies = {"spsa": {"median_fraction_of_oracle": 0.9, "mean": {"si_sdr": 10.0}},
+                  "cma": {"median_fraction_of_oracle": None, "mean": {"si_sdr": 12.0}},
+                  "ucb": {"median_fraction_of_oracle": None, "mean": {"si_sdr": 11.0, "wada_snr": 30.0}}}  # fmt: skip
+    assert _best_adaptive(strategies, ["cma", "spsa", "ucb"]) == "spsa"
+    for s in strategies.values():
+        s["median_fraction_of_oracle"] = None
+    assert _best_adaptive(strategies, ["spsa", "cma", "ucb"]) == "cma"
+    assert _best_adaptive(strategies, []) is None

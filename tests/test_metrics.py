@@ -258,6 +258,25 @@ def test_loudness_of_a_997_hz_sine_follows_bs1770(rate):
     assert M.loudness_lufs(sine[: rate // 5], None, rate) == pytest.approx(-3.01, abs=0.1)  # 0.2 s: one block
 
 
+def test_loudness_at_8_khz_reads_a_sine_0_2_lu_low():
+    """As the docstring says: pyloudnorm's K-weighting designed at 8 kHz drifts from BS.1770's."""
+    t = np.arange(3 * 8000) / 8000
+    assert M.loudness_lufs(np.sin(2 * np.pi * 997 * t), None, 8000) == pytest.approx(-3.19, abs=0.02)
+
+
+def test_wada_snr_rewards_suppressed_pauses(builtin):
+    """A known weakness, stated in wada_snr's docstring: over-suppression and digital silence raise it."""
+    from feedback_env.pipeline import EnhancementPipeline
+
+    clip = builtin["white_snr+5_f3"]
+    harsh = {"nr_oversubtraction": 8.0, "nr_floor_db": -40.0, "highpass_hz": 500.0}
+    default, crushed = (EnhancementPipeline(params=p).process_clip(clip.noisy) for p in ({}, harsh))
+    assert M.wada_snr(crushed, None, FS) > M.wada_snr(default, None, FS) + 20.0
+    assert M.si_sdr(crushed, clip.clean, FS) < M.si_sdr(default, clip.clean, FS) - 5.0
+    padded = np.concatenate([np.zeros(FS // 2, np.float32), clip.noisy])
+    assert M.wada_snr(padded, None, FS) > M.wada_snr(clip.noisy, None, FS) + 20.0
+
+
 def test_loudness_equals_pyloudnorm_and_floors_silence(speech):
     expected = pyloudnorm.Meter(FS).integrated_loudness(speech)
     assert M.loudness_lufs(speech, None, FS) == pytest.approx(expected, abs=1e-9)
