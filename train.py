@@ -157,6 +157,9 @@ def _warn_if_too_short(config) -> None:
     if starts is not None and config.timesteps <= starts:
         print(f"warning: --timesteps {config.timesteps} is not above {config.algo}'s learning_starts ({starts}): no "
               "gradient step will be taken, and the 'policy' row is the untrained initial policy", file=sys.stderr)
+    if config.safety and config.algo == "ppo":
+        print("warning: PPO learns from the actions it sampled (its log-probabilities are theirs), also where --safety "
+              "substituted or limited them; TD3 and SAC learn from the actions that ran", file=sys.stderr)
 
 
 if __name__ == "__main__":  # the guard SubprocVecEnv's forkserver workers need

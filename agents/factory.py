@@ -22,13 +22,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3 import PPO, SAC
+from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
 
+from agents.applied_action import AppliedActionSAC
 from agents.prioritized import PrioritizedReplayBuffer, PrioritizedTD3
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"td3": PrioritizedTD3, "sac": SAC, "ppo": PPO}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"td3": PrioritizedTD3, "sac": AppliedActionSAC, "ppo": PPO}
 
 _OFF_POLICY: dict[str, Any] = {
     "learning_rate": 1e-3,

@@ -24,6 +24,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.common.vec_env import VecNormalize
 
+from agents.applied_action import StoresAppliedAction
+
 
 class PrioritizedReplayBufferSamples(NamedTuple):
     """SB3's ``ReplayBufferSamples`` plus the importance weights ``(batch, 1)`` and the sampled slots."""
@@ -118,9 +120,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.max_priority = max(self.max_priority, float(p.max()))
 
 
-class PrioritizedTD3(TD3):
+class PrioritizedTD3(StoresAppliedAction, TD3):
     """SB3's TD3 whose critic loss honours the importance weights of a :class:`PrioritizedReplayBuffer`
-    and which feeds the TD errors back as priorities. With any other buffer it is SB3's TD3.
+    and which feeds the TD errors back as priorities. With any other buffer it is SB3's TD3. It stores
+    the action that ran (:class:`~agents.applied_action.StoresAppliedAction`).
 
     :param beta_final: the importance exponent reached at the end of training (1 = full correction).
         Training progress is SB3's ``_current_progress_remaining``: set by ``learn`` from env steps, and by
@@ -134,18 +137,6 @@ class PrioritizedTD3(TD3):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.beta_start = getattr(self.replay_buffer, "beta", 1.0)
-
-    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
-        """Store the action that actually ran: a wrapper that replaced or limited the policy's action
-        (the SafetyWrapper's rollbacks, its change limit) says so in ``info["applied_action"]``, and the
-        reward belongs to that action, not to the one the policy proposed."""
-        applied = [info.get("applied_action") for info in infos]
-        if any(a is not None for a in applied):
-            buffer_action = np.array(buffer_action, copy=True)
-            for i, action in enumerate(applied):
-                if action is not None:
-                    buffer_action[i] = action
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         buffer = self.replay_buffer

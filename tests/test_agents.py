@@ -98,9 +98,10 @@ def test_td3_under_the_safety_wrapper_still_learns():
     assert learned > random_policy + 0.15 and learned > defaults, (learned, random_policy, defaults)
 
 
-def test_td3_stores_the_action_that_ran_not_the_one_proposed():
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_off_policy_agents_store_the_action_that_ran_not_the_one_proposed(algo):
     env = make_env()
-    model = make_agent("td3", env, seed=0)
+    model = make_agent(algo, env, seed=0)
     obs = probe_observations(env, 1)
     model._last_obs = obs
     proposed, applied = np.full((1, len(DENOISING)), 0.9, np.float32), np.full(len(DENOISING), -0.2, np.float32)

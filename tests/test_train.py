@@ -386,19 +386,24 @@ def test_a_run_too_short_to_learn_says_so(tiny_set, tmp_path, monkeypatch, capsy
     assert "learning_starts" not in capsys.readouterr().err
     assert train.main([*args(tiny_set, tmp_path / "ppo", 40), "--algo", "ppo", "--hyper", "{}"]) == 0  # PPO has none
     assert "learning_starts" not in capsys.readouterr().err
+    assert train.main([*args(tiny_set, tmp_path / "ppo", 40), "--algo", "ppo", "--hyper", "{}", "--safety"]) == 0
+    assert "PPO learns from the actions it sampled" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("splits, fails", [(("test", "test"), True), (("train", "train"), False)])
-def test_a_set_without_train_or_test_clips_is_said_before_any_work(tiny_set, tmp_path, capsys, splits, fails):
-    """A set with no clip tagged ``split: train`` is an error before anything is built; one without ``test``
-    clips trains, but says that its evaluation scores the training clips."""
+def test_a_set_without_train_or_test_clips_is_said_before_any_work(tiny_set, tmp_path, monkeypatch, capsys, splits, fails):
+    """A set with no clip tagged ``split: train`` is an error before anything is built (it was a traceback at
+    the first reset); one without ``test`` clips trains, but says that its evaluation scores the training clips."""
+    import agents.training
+
+    monkeypatch.setattr(agents.training, "run", lambda config, resume, progress_bar: None)
     root = tmp_path / "set"
     shutil.copytree(tiny_set, root)
     manifest = json.loads((root / "manifest.json").read_text())
     for clip, split in zip(manifest["clips"], splits):
         clip["tags"]["split"] = split
     (root / "manifest.json").write_text(json.dumps(manifest))
-    status = train.main([*args(root, tmp_path / "run", 10 if fails else 30)])
+    status = train.main(args(root, tmp_path / "run", 30))
     err = capsys.readouterr().err
     if fails:
         assert status == 2 and "no clips tagged split 'train'" in err and not (tmp_path / "run").exists()
