@@ -31,7 +31,10 @@ class SafetyWrapper(gym.Wrapper):
 
     Each step's ``(reward, params)`` waits ``confirm_steps`` steps; if no alarm came meanwhile, the reward
     joins the detector's baseline (the latest ``baseline_size``) and the parameters become the known-good
-    ones. So a setting is trusted only after it has run ``confirm_steps`` chunks without a detected drop,
+    ones, provided the test could alarm by then (``min_samples`` confirmed rewards): a setting confirmed
+    during the warm-up was never judged, so until then the known-good parameters stay those the episode
+    (or the wrapper) started with; a rollback needs episodes longer than ``min_samples + confirm_steps``
+    chunks. So a setting is trusted only after it has run ``confirm_steps`` chunks without a detected drop,
     and rewards of a degradation caught within that delay never enter the baseline. Rewards produced by
     the known-good setting itself (the same tuned parameters, within ``1e-6`` unit-cube widths) join the
     baseline whether or not an alarm came: such an alarm is false by construction (the rollback changes
@@ -159,7 +162,8 @@ class SafetyWrapper(gym.Wrapper):
             action = self._limit(proposed)
         obs, reward, terminated, truncated, info = self.env.step(action)
         detector = self.detector
-        cost = max(0.0, detector.mean - reward) if detector.ready else 0.0
+        judged = detector.ready  # this step's test could alarm
+        cost = max(0.0, detector.mean - reward) if judged else 0.0
         rollback = detector.update(reward)
         extra: dict[str, Any] = {}
         if rollback:
@@ -178,7 +182,8 @@ class SafetyWrapper(gym.Wrapper):
             while len(self._pending) > self.confirm_steps:
                 confirmed_reward, confirmed_params = self._pending.popleft()
                 detector.add_baseline(confirmed_reward)
-                self.known_good = confirmed_params
+                if judged:  # a setting confirmed while no alarm was possible was never judged
+                    self.known_good = confirmed_params
         if not np.array_equal(action, proposed):
             extra["applied_action"] = np.asarray(action, dtype=np.float32)
         info = {**info, **extra, "rollback": rollback, "rollbacks": self.rollbacks, "cost": float(cost), "substituted": substituted}

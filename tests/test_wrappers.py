@@ -219,3 +219,18 @@ def test_max_change_out_of_the_action_radius_fails_clearly(streams):
     env.reset(seed=0, options={"clip": "white_stream_0"})
     with pytest.raises(ValueError, match="max_change=0.05.*highpass_hz.*out of the action's reach"):
         env.step(np.zeros(1, np.float32))
+
+
+def test_a_setting_tried_before_the_test_can_alarm_never_becomes_known_good(streams):
+    """During the warm-up (fewer than min_samples confirmed rewards) no alarm is possible, so a setting
+    confirmed then was never judged: the known-good parameters stay those the episode started with."""
+    env = wrapped(ABSOLUTE, streams)
+    env.reset(seed=0, options={"clip": "pink_stream_1"})
+    start = dict(env.known_good)
+    bad = PARAMETER_SPACE.to_unit({**PARAMETER_SPACE.defaults(), **DAMAGE})
+    for _ in range(6):  # min_samples 6: the test is not ready before 6 confirmed rewards
+        env.step(bad)
+    assert env.known_good == pytest.approx(start)
+    for _ in range(6):
+        env.step(DEFAULT)
+    assert env.known_good == pytest.approx(PARAMETER_SPACE.defaults())  # judged once the test is ready
