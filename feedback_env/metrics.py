@@ -407,6 +407,9 @@ class MetricSpec:
     :param valid_range: ``(lo, hi)``: the values the function returns (see the module table).
     :param doc: one line: what it is and its degenerate-case values.
     :param optional: needs an optional extra and is computed only when named.
+    :param undefined: the values it returns where it is undefined or degenerate (no speech, a silent
+        reference, unscorable input): kept in records, where a reward pairs them with the unprocessed
+        chunk's, but not measurements: summaries and means leave them out (see :meth:`defined`).
     """
 
     name: str
@@ -418,6 +421,12 @@ class MetricSpec:
     valid_range: tuple[float, float]
     doc: str
     optional: bool = False
+    undefined: tuple[float, ...] = ()
+
+    def defined(self, values) -> np.ndarray:
+        """Bool mask of ``values`` that are measurements: finite and not one of :attr:`undefined`."""
+        v = np.asarray(values, dtype=np.float64)
+        return np.isfinite(v) & ~np.isin(v, self.undefined)
 
     @property
     def worst(self) -> float:
@@ -439,8 +448,9 @@ def _spec(
     rng: tuple[float, float],
     doc: str,
     optional: bool = False,
+    undefined: tuple[float, ...] = (),
 ) -> MetricSpec:
-    return MetricSpec(fn.__name__, fn, intrusive, higher, unit, cheap, (float(rng[0]), float(rng[1])), doc, optional)
+    return MetricSpec(fn.__name__, fn, intrusive, higher, unit, cheap, (float(rng[0]), float(rng[1])), doc, optional, undefined)
 
 
 def dnsmos(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int) -> float:
@@ -474,19 +484,22 @@ METRICS: dict[str, MetricSpec] = {
     s.name: s
     for s in (
         _spec(si_sdr, True, True, "dB", True, (-SDR_CLAMP_DB, SDR_CLAMP_DB),
-              "scale-invariant SDR (Le Roux 2019), clamped to +-100 dB; muted estimate -100"),
+              "scale-invariant SDR (Le Roux 2019), clamped to +-100 dB; muted estimate -100",
+              undefined=(-SDR_CLAMP_DB, SDR_CLAMP_DB)),
         _spec(snr, True, True, "dB", True, (-SDR_CLAMP_DB, SDR_CLAMP_DB),
-              "plain SNR of estimate vs reference, clamped to +-100 dB; identical +100"),
+              "plain SNR of estimate vs reference, clamped to +-100 dB; identical +100",
+              undefined=(-SDR_CLAMP_DB, SDR_CLAMP_DB)),
         _spec(seg_snr, True, True, "dB", True, (SEG_SNR_MIN_DB, SEG_SNR_MAX_DB),
               "segmental SNR, 30 ms Hann frames, hop 7.5 ms, per frame clamped to [-10, 35] dB"),
         _spec(lsd, True, False, "dB", True, (0.0, LSD_MAX_DB),
               "log-spectral distance, 32 ms frames, power floor -100 dB; identical 0"),
         _spec(pesq, True, True, "MOS", False, (PESQ_UNDEFINED, PESQ_MAX),
-              "PESQ MOS-LQO, WB at 16/48 kHz, NB at 8 kHz; unscorable (silence, < 0.25 s) 1.0"),
+              "PESQ MOS-LQO, WB at 16/48 kHz, NB at 8 kHz; unscorable (silence, < 0.25 s) 1.0",
+              undefined=(PESQ_UNDEFINED,)),
         _spec(stoi, True, True, "", False, (-1.0, 1.0),
-              "STOI (pystoi); < 30 active frames (~0.4 s speech) or silent reference 0.0"),
+              "STOI (pystoi); < 30 active frames (~0.4 s speech) or silent reference 0.0", undefined=(STOI_UNDEFINED,)),
         _spec(estoi, True, True, "", False, (-1.0, 1.0),
-              "extended STOI (pystoi); < 30 active frames or silent reference 0.0"),
+              "extended STOI (pystoi); < 30 active frames or silent reference 0.0", undefined=(STOI_UNDEFINED,)),
         _spec(wada_snr, False, True, "dB", True, (WADA_MIN_DB, WADA_MAX_DB),
               "blind SNR by WADA (Kim & Stern 2008), -20..100 dB; silence/DC -20"),
         _spec(loudness_lufs, False, True, "LUFS", True, (LOUDNESS_FLOOR_LUFS, LOUDNESS_CEIL_LUFS),

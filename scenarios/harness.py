@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from feedback_env.errors import ScenarioError
+from feedback_env.metrics import METRICS
 from scenarios.strategies import ClipContext, last_pass_mean, make_strategy
 
 INTRUSIVE_METRICS = ("si_sdr", "pesq", "stoi", "estoi")
@@ -163,8 +164,16 @@ def _evaluate_by_id(source: str, sample_rate: int, clip_id: str, name: str, budg
     return evaluate_strategy(clip, name, budget, seed, clip_context(clip, chunk_s), extra_metrics)
 
 
-def _mean(values: Iterable[float]) -> float | None:
-    v = [x for x in values if x is not None and np.isfinite(x)]
+def _measured(metric: str, values: Iterable[float | None]) -> list[float]:
+    """The values that are measurements of ``metric``: not missing, finite, not its undefined value (STOI 0
+    of a clip with too little speech, SI-SDR -100 of one with a silent reference...)."""
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    spec = METRICS.get(metric)
+    return v[spec.defined(v) if spec else np.isfinite(v)].tolist()
+
+
+def _mean(metric: str, values: Iterable[float | None]) -> float | None:
+    v = _measured(metric, values)
     return float(np.mean(v)) if v else None
 
 
@@ -206,14 +215,16 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
                     groups.setdefault(_tag_key(tags[cid][tag]), []).append(cid)
             if groups:
                 by_tag[tag] = {
-                    value: {m: _mean(good[c]["final"].get(m) for c in ids) for m in metrics} for value, ids in groups.items()
+                    value: {m: _mean(m, (good[c]["final"].get(m) for c in ids)) for m in metrics} for value, ids in groups.items()
                 }
         fractions = [c["fraction_of_oracle"] for c in good.values() if c.get("fraction_of_oracle") is not None]
         reached = [c["iterations_to_95"] for c in good.values() if c.get("fraction_of_oracle") is not None]
         timing = [c["ms_per_iteration"] for c in good.values() if c.get("ms_per_iteration") is not None]
         out[name] = {
             "clips": clips,
-            "mean": {m: _mean(c["final"].get(m) for c in good.values()) for m in metrics},
+            "mean": {m: _mean(m, (c["final"].get(m) for c in good.values())) for m in metrics},
+            # clips each mean is over: intrusive metrics only where a clean reference is, undefined values left out
+            "mean_n": {m: len(_measured(m, (c["final"].get(m) for c in good.values()))) for m in metrics},
             "mean_by_tag": by_tag,
             "median_fraction_of_oracle": float(np.median(fractions)) if fractions else None,
             # clips where the oracle beat the defaults by less than MIN_ORACLE_ROOM: no fraction, not in the median
@@ -311,7 +322,7 @@ def run_evaluation(
         "seed": seed,
         "chunk_s": chunk_s,
         "strategies": strategies,
-        "input": {"clips": input_metrics, "mean": {m: _mean(v.get(m) for v in input_metrics.values())
+        "input": {"clips": input_metrics, "mean": {m: _mean(m, (v.get(m) for v in input_metrics.values()))
                                                    for m in INTRUSIVE_METRICS + BLIND_METRICS}},  # fmt: skip
         "best_adaptive": best,
         "unreadable_clips": dict(scenario_set.errors),

@@ -421,3 +421,23 @@ def test_the_best_adaptive_strategy_is_ranked_on_one_criterion():
         s["median_fraction_of_oracle"] = None
     assert _best_adaptive(strategies, ["spsa", "cma", "ucb"]) == "cma"
     assert _best_adaptive(strategies, []) is None
+
+
+def test_means_leave_out_undefined_values_and_count_their_clips(capsys):
+    """STOI 0 (too little speech) was averaged as a measurement: 0.83 and 0 gave 0.41. Means are now over
+    the measured values, and ``mean_n`` says over how many clips; the table says so when it is fewer."""
+    from scenarios.harness import summarize
+    from scenarios.report import print_table
+
+    def entry(final):
+        return {"final": final, "curve": [], "iterations_to_95": None}
+
+    entries = {"defaults": {"long": entry({"stoi": 0.83, "si_sdr": 10.0, "wada_snr": 20.0}),
+                            "short": entry({"stoi": 0.0, "si_sdr": 12.0, "wada_snr": 22.0}),
+                            "blind": entry({"wada_snr": 24.0})}}  # fmt: skip
+    s = summarize(entries, {c: {} for c in ("long", "short", "blind")})["defaults"]
+    assert s["mean"] == pytest.approx({"stoi": 0.83, "si_sdr": 11.0, "wada_snr": 22.0})
+    assert s["mean_n"] == {"stoi": 1, "si_sdr": 2, "wada_snr": 3}
+    print_table({"scenarios": "three", "clips": 3, "budget": 2, "seconds": 1.0, "strategies": {"defaults": s}})
+    out = capsys.readouterr().out
+    assert "means over fewer clips (a clean reference, a defined value): si_sdr 2, stoi 1 of 3" in out

@@ -1041,3 +1041,15 @@ def test_messages_a_new_user_meets_say_what_to_do(builtin, tmp_path):
     assert not record.ok and "not a number ('good')" in record.error
     with pytest.raises(ValueError, match="whole number"):
         loop.analyze_performance(window=1.5)
+
+
+def test_summaries_leave_out_undefined_metric_values(builtin):
+    """Chunks whose reference is silent score SI-SDR -100 (a lead-in of digital silence): they were averaged
+    into the summary's mean (-10.8 dB where every real chunk scored 8-15); now counted apart."""
+    clip = builtin["white_snr+5_f3"]
+    loop = FeedbackLoopSystem(seed=0)
+    x, s = clip.noisy[:8000], clip.clean[:8000]
+    for v in [-100.0, -100.0, 9.0, 15.0, 11.0, 12.0]:
+        loop.collect_feedback(x, x, metrics={"si_sdr": v}, clean_audio=s)
+    row = loop.analyze_performance().metric_summaries["si_sdr"]
+    assert row["mean"] == pytest.approx(11.75) and row["n"] == 4 and row["undefined"] == 2

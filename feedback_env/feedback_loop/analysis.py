@@ -72,7 +72,10 @@ class PerformanceAnalysis:
     :param best_params: tuned parameters of the best setting in the window (highest mean reward over
         its records; with continuously changing parameters, the best record), physical units.
     :param best_reward: its mean reward; ``best_count`` its records.
-    :param metric_summaries: ``{metric: {mean, std, min, p10, median, p90, max, n, improvement}}``
+    :param metric_summaries: ``{metric: {mean, std, min, p10, median, p90, max, n, undefined, improvement}}``
+        over the ``n`` measured values; ``undefined`` counts the values the metric returns where it is
+        undefined (:attr:`~feedback_env.metrics.MetricSpec.undefined`: SI-SDR -100 of a chunk with a silent
+        reference, STOI 0 with too little speech...), left out
         (``improvement``: mean improvement over the unprocessed input, metric units, positive = better).
     :param error_analysis: ``failures`` (index, message), ``worst`` records, and ``shared_conditions``
         of the worst (features that differ from the rest, with the test's p-value).
@@ -142,8 +145,10 @@ def _summaries(history: ProcessingHistory, window: int, ok: np.ndarray) -> dict[
 
     out = {}
     for name in history.metric_names:
-        v = history.metric(name, window)[ok]
-        v = v[np.isfinite(v)]
+        spec = METRICS.get(name)
+        values = history.metric(name, window)[ok]
+        measured = spec.defined(values) if spec else np.isfinite(values)  # undefined values are no measurements
+        v = values[measured]
         if v.size == 0:
             continue
         row = {
@@ -155,12 +160,14 @@ def _summaries(history: ProcessingHistory, window: int, ok: np.ndarray) -> dict[
             "p90": float(np.percentile(v, 90)),
             "max": float(v.max()),
             "n": int(v.size),
+            "undefined": int(np.isfinite(values).sum() - v.size),  # e.g. SI-SDR of a chunk with a silent reference
         }
         base = history.metric(name, window, baseline=True)[ok]
-        paired = np.isfinite(base) & np.isfinite(history.metric(name, window)[ok])
-        if paired.any() and name in METRICS:
-            delta = history.metric(name, window)[ok][paired] - base[paired]
-            row["improvement"] = float(delta.mean() if METRICS[name].higher_is_better else -delta.mean())
+        if spec:
+            paired = measured & spec.defined(base)
+            if paired.any():
+                delta = values[paired] - base[paired]
+                row["improvement"] = float(delta.mean() if spec.higher_is_better else -delta.mean())
         out[name] = row
     return out
 
