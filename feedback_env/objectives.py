@@ -93,9 +93,14 @@ class Objective:
 
 # --------------------------------------------------------------------------- scalarizations
 def _vec(x: Sequence[float] | np.ndarray, name: str, m: int | None = None) -> np.ndarray:
+    """``x`` as float64 ``(m,)``; NaN is an error (``eps`` may hold -inf: no constraint), so are negative weights."""
     a = np.asarray(x, dtype=np.float64).reshape(-1)
     if m is not None and a.size != m:
         raise ValueError(f"{name}: expected {m} values, got {a.size}")
+    if np.isnan(a).any() or (name != "eps" and not np.isfinite(a).all()):
+        raise ValueError(f"{name}: values must be {'numbers or -inf' if name == 'eps' else 'finite'}, got {a.tolist()}")
+    if name == "weights" and (a < 0).any():
+        raise ValueError(f"weights must be >= 0, got {a.tolist()}")
     return a
 
 
@@ -289,6 +294,14 @@ class QualityReward:
             raise ValueError(f"unknown scalarization {scalarization!r}; known: {SCALARIZATIONS}")
         if not (np.isfinite(clip) and clip > 0):
             raise ValueError(f"clip must be a positive number, got {clip!r}")
+        if not (np.isfinite(rho) and rho >= 0):
+            raise ValueError(f"rho must be a non-negative number, got {rho!r}")
+        if lower is not None and not np.isfinite(lower):
+            raise ValueError(f"lower must be a finite number or None, got {lower!r}")
+        for label, given in (("ideal", ideal), ("eps", eps)):
+            bad = {k: v for k, v in (given or {}).items() if not np.isfinite(v)}
+            if bad:
+                raise ValueError(f"{label}: values must be finite (in metric units), got {bad}")
         self.scalarization = scalarization
         self.clip = float(clip)
         self.rho = float(rho)

@@ -262,3 +262,17 @@ def test_quality_reward_on_real_metrics_prefers_less_noise():
     explained = reward.explain(better, noisy)
     assert explained["reward"] == reward(better, noisy)
     assert [o["metric"] for o in explained["objectives"]] == ["si_sdr", "lsd"]
+
+
+def test_nan_settings_are_errors_naming_them():
+    """A NaN rho made every reward -10, a NaN eps disabled its constraint, a NaN ideal became the worst value."""
+    objectives = [Objective("si_sdr", "max", 10.0, 1.0), Objective("lsd", "min", 10.0, 0.2)]
+    for kwargs, name in (({"rho": float("nan")}, "rho"), ({"eps": {"lsd": float("nan")}}, "eps"),
+                         ({"ideal": {"si_sdr": float("nan")}}, "ideal"), ({"lower": float("nan")}, "lower")):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            QualityReward(objectives, "chebyshev", **kwargs)
+    with pytest.raises(ValueError, match="u: values must be finite"):
+        weighted_sum([1.0, float("nan")], [1.0, 1.0])
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        chebyshev([1.0, 0.0], [1.0, -1.0], [1.0, 1.0])
+    assert epsilon_constraint([1.0, 0.5], 0, [-np.inf, 0.0]) == 1.0  # -inf: no constraint, still allowed
