@@ -318,6 +318,8 @@ def run_evaluation(
     result = {
         "scenarios": scenario_set.name,
         "clips": len(scenario_set),
+        "sample_rate": scenario_set.sample_rate,
+        "pesq_mode": "narrow-band (P.862.1)" if scenario_set.sample_rate == 8000 else "wide-band (P.862.2)",
         "budget": budget,
         "seed": seed,
         "chunk_s": chunk_s,

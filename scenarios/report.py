@@ -73,7 +73,8 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     total = result["clips"]
-    table = Table(title=f"{result['scenarios']}: {total} clips, budget {result['budget']} iterations")
+    rate = f", {result['sample_rate']} Hz, PESQ {result['pesq_mode']}" if "sample_rate" in result else ""
+    table = Table(title=f"{result['scenarios']}: {total} clips{rate}, budget {result['budget']} iterations")
     table.add_column("strategy")
     failures = any(s.get("errors") for s in result["strategies"].values())
     if failures:

@@ -99,6 +99,7 @@ def test_the_harness_runs_every_strategy_on_an_unseen_folder(folder):
     budget = 12
     result, _ = run_evaluation(str(folder), names, budget, progress=False)
     assert set(result["strategies"]) == set(names) and result["clips"] == 2
+    assert result["sample_rate"] == 16000 and result["pesq_mode"] == "wide-band (P.862.2)"  # PESQ NB and WB differ
     assert "gone" in result["unreadable_clips"] and "gone.wav" in result["unreadable_clips"]["gone"]
     for name in names:
         s = result["strategies"][name]
