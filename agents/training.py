@@ -178,6 +178,11 @@ class RunConfig:
             raise ValueError(f"timesteps and n_envs must be positive, got {self.timesteps} and {self.n_envs}")
         if not 0.0 <= self.smoothing < 1.0:  # the env checks it too, but only once it is built
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if self.env_id != "feedback_env/AudioEnhancement-v0" and (
+            self.residual is not None or self.smoothing != RunConfig.smoothing
+        ):
+            raise ValueError(f"residual and smoothing act on the absolute env's actions; {self.env_id} has none of them "
+                             f"(got residual {self.residual}, smoothing {self.smoothing})")  # fmt: skip
         if not 0.0 <= self.feature_context < 1.0:
             raise ValueError(f"feature context must be in [0, 1), got {self.feature_context}")
         if self.ensemble is None:

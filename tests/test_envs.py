@@ -148,6 +148,8 @@ def test_tuned_subset_and_fixed_overrides():
     assert info["params"]["highpass_hz"] == pytest.approx(120.0)
     with pytest.raises(ValueError, match="unknown config keys"):
         gym.make("feedback_env/AudioEnhancement-v0", config={"tunned": []})
+    with pytest.raises(ValueError, match="empty: it would tune nothing"):  # it tuned all 19
+        gym.make("feedback_env/AudioEnhancement-v0", config={"tuned": []})
 
 
 def test_render_modes():

@@ -93,6 +93,8 @@ def test_resume_after_a_killed_run_continues_with_the_replay_buffer(tiny_set, tm
     (["--ensemble", "-1"], "ensemble must be a number of checkpoints >= 0"),
     (["--algo", "sac", "--ensemble", "2"], "0 unless the algorithm is td3; got 2 for sac"),
     (["--members", "0"], "members must be >= 1"),
+    (["--env", "feedback_env/AudioEnhancementDelta-v0", "--residual", "0.3"], "act on the absolute env's actions"),
+    (["--env", "feedback_env/AudioEnhancementDelta-v0", "--smoothing", "0.5"], "act on the absolute env's actions"),
     (["--algo", "sac", "--members", "2"], "1 unless the algorithm is td3; got 2 for sac"),
 ])  # fmt: skip
 def test_bad_flags_fail_clearly(tiny_set, tmp_path, capsys, extra, message):

@@ -242,7 +242,9 @@ class AudioEnhancementEnv(gym.Env):
         if self.chunk_size <= 0:
             raise ValueError(f"chunk_s must be at least one sample (1 / {self.sample_rate} s), got {chunk_s!r}")
         self.start_params = {**self.param_space.defaults(), **self.param_space.validate(c["fixed"])}
-        tuned = list(c["tuned"]) if c["tuned"] else list(self.param_space.names)
+        if c["tuned"] is not None and not len(c["tuned"]):
+            raise ValueError('config["tuned"] is empty: it would tune nothing (None tunes all the parameters)')
+        tuned = list(c["tuned"]) if c["tuned"] is not None else list(self.param_space.names)
         self.action_type = self._make_action_type(tuned)
         self.action_space = self.action_type.action_space
         self.features = ChunkFeatures(self.sample_rate, context=c["feature_context"])
