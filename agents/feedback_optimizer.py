@@ -23,7 +23,7 @@ from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
 
 from agents.factory import load_agent, make_agent, save_agent
-from agents.prioritized import PrioritizedTD3
+from agents.prioritized import PrioritizedReplayBuffer, PrioritizedTD3
 
 HORIZON = 40_000
 """Default ``horizon`` of :class:`RLFeedbackOptimizer`: gradient updates from the start of training to its end,
@@ -109,13 +109,23 @@ class RLFeedbackOptimizer:
 
     @classmethod
     def load(
-        cls, path: str | Path, replay_buffer: str | Path | None = None, seed: int = 0, horizon: int = HORIZON
+        cls,
+        path: str | Path,
+        replay_buffer: str | Path | None = None,
+        seed: int = 0,
+        horizon: int = HORIZON,
+        prioritized: bool = True,
     ) -> "RLFeedbackOptimizer":
         """Load a TD3 model saved by :func:`agents.save_agent` (and optionally its replay buffer .pkl);
-        the model keeps its training progress, so updates go on annealing from where it was saved."""
+        the model keeps its training progress, so updates go on annealing from where it was saved. A model
+        trained with uniform replay (``train.py``'s default) learns on with prioritized replay when
+        ``prioritized``, its buffer's transitions carried over (:meth:`PrioritizedReplayBuffer.from_uniform`)."""
         model = load_agent(path)
         if replay_buffer is not None:
             model.load_replay_buffer(replay_buffer)
+        if prioritized and not isinstance(model.replay_buffer, PrioritizedReplayBuffer):
+            model.replay_buffer = PrioritizedReplayBuffer.from_uniform(model.replay_buffer)
+            model.beta_start = model.replay_buffer.beta
         return cls.from_model(model, seed, horizon)
 
     @property

@@ -76,6 +76,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.priorities = np.zeros((self.buffer_size, self.n_envs), dtype=np.float64)  # p_i^alpha
         self.max_priority = 1.0  # largest p_i seen (before the exponent)
 
+    @classmethod
+    def from_uniform(cls, buffer: ReplayBuffer, **kwargs: Any) -> "PrioritizedReplayBuffer":
+        """A prioritized buffer holding the transitions of SB3's uniform ``buffer``, each at the largest
+        priority (as new transitions enter); ``kwargs``: ``alpha``, ``beta``, ``epsilon``."""
+        new = cls(buffer.buffer_size, buffer.observation_space, buffer.action_space, buffer.device, buffer.n_envs,
+                  handle_timeout_termination=buffer.handle_timeout_termination, **kwargs)  # fmt: skip
+        for field in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+            getattr(new, field)[:] = getattr(buffer, field)
+        new.pos, new.full = buffer.pos, buffer.full
+        new.priorities[: buffer.buffer_size if buffer.full else buffer.pos] = new.max_priority**new.alpha
+        return new
+
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
         self.priorities[self.pos] = self.max_priority**self.alpha
         super().add(obs, next_obs, action, reward, done, infos)

@@ -129,3 +129,23 @@ def test_online_updates_anneal_beta_to_one_over_the_horizon(tmp_path):
     np.testing.assert_allclose(betas, np.minimum(0.4 + 0.06 * np.arange(12), 1.0), atol=1e-9)
     with pytest.raises(ValueError, match="horizon must be a positive number of updates, got 0"):
         RLFeedbackOptimizer(3, 1, horizon=0)
+
+
+def test_a_model_trained_with_uniform_replay_learns_on_with_prioritized_replay(tmp_path):
+    """train.py trains with SB3's uniform buffer; loaded for online learning (the loop's ``policy`` strategy)
+    it kept it, though the optimizer is documented as prioritized. Its transitions now move over."""
+    uniform = RLFeedbackOptimizer(3, 1, seed=0, prioritized=False, learning_starts=0)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        state = rng.uniform(-1, 1, 3).astype(np.float32)
+        uniform.store(state, rng.uniform(-1, 1, 1), float(rng.normal()), state, done=True)
+    uniform.save(tmp_path / "opt.zip", replay_buffer=tmp_path / "buffer.pkl")
+    loaded = RLFeedbackOptimizer.load(tmp_path / "opt.zip", replay_buffer=tmp_path / "buffer.pkl")
+    buffer, before = loaded.model.replay_buffer, uniform.model.replay_buffer
+    assert isinstance(buffer, PrioritizedReplayBuffer) and buffer.size() == before.size() == 6
+    for field in ("observations", "next_observations", "actions", "rewards", "dones"):
+        np.testing.assert_array_equal(getattr(buffer, field)[:6], getattr(before, field)[:6])
+    np.testing.assert_array_equal(buffer.priorities[:6], 1.0)  # every old transition at the largest priority
+    assert loaded.update_policy(batch_size=4) is not None
+    kept = RLFeedbackOptimizer.load(tmp_path / "opt.zip", replay_buffer=tmp_path / "buffer.pkl", prioritized=False)
+    assert not isinstance(kept.model.replay_buffer, PrioritizedReplayBuffer)
