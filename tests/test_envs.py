@@ -158,6 +158,9 @@ def test_render_modes():
     env.step(env.action_space.sample())
     image = env.render()
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.shape[0] > 100
+    for _ in range(3):  # frames keep one shape through the episode, as video recorders need
+        env.step(env.action_space.sample())
+        assert env.render().shape == image.shape
     env = gym.make("feedback_env/AudioEnhancement-v0", render_mode="ansi")
     env.reset(seed=0)
     env.step(env.action_space.sample())

@@ -181,13 +181,15 @@ class AudioEnhancementEnv(gym.Env):
     :meth:`default_config` for every key and its default. A key only another of the three envs uses
     (here ``max_step`` and ``presets``; see ``unused_config_keys``) raises ``ValueError`` unless it has
     its default value. ``render_mode="rgb_array"`` returns the
-    spectrogram of the unprocessed episode so far above that of the enhanced one; ``"ansi"`` a line.
+    spectrogram of the last ``RENDER_S`` (4 s) of the unprocessed episode above that of the enhanced one
+    (silence before the episode's start; one frame shape throughout); ``"ansi"`` a line.
 
     ## Version History
     * v0: initial version.
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
+    RENDER_S = 4.0
     unused_config_keys: tuple[str, ...] = ("max_step", "presets")
     """Keys of :meth:`default_config` this env ignores: giving one a non-default value is an error."""
 
@@ -421,10 +423,12 @@ class AudioEnhancementEnv(gym.Env):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            if not self._episode_out:
-                silence = np.zeros(self.chunk_size, dtype=np.float32)
-                return before_after_image(silence, silence, self.sample_rate)
-            return before_after_image(np.concatenate(self._episode_in), np.concatenate(self._episode_out), self.sample_rate)
+            window = int(round(self.RENDER_S * self.sample_rate))  # a fixed width: video recorders need one frame shape
+
+            def last(chunks: list[np.ndarray]) -> np.ndarray:
+                return np.concatenate([np.zeros(window, np.float32), *chunks])[-window:]
+
+            return before_after_image(last(self._episode_in), last(self._episode_out), self.sample_rate)
         if self.render_mode == "ansi":
             i = self._last_info
             if not i:
