@@ -286,8 +286,8 @@ def test_learning_convergence_measured_level(learning):
 
 @pytest.mark.xfail(strict=True, reason=(
     "missed (measured): 30 iterations after the noise changes, 10 of the 24 runs (8 non-stationary clips, seeds "
-    "0-2: 4 / 3 / 3) are back to >= 90 % of the new segment's oracle improvement (median 0.87; pink-to-babble "
-    "0.52 / 0.28 / 0.59, babble-down10 0.41 / 0.53 / 0.66); with random-sign probes 11 (5 / 3 / 3), without the "
+    "0-2: 3 / 3 / 4) are back to >= 90 % of the new segment's oracle improvement (median 0.88; pink-to-babble "
+    "0.52 / 0.28 / 0.59, babble-down10 0.41 / 0.53 / 0.66); with random-sign probes 7 (4 / 1 / 2), without the "
     "live averaging 11, with one scored chunk 10 (benchmarks/feedback_loop.py --adaptation-seeds): SPSA needs "
     "~60-100 iterations to re-converge"))  # fmt: skip
 def test_adaptation_speed(adaptation):
@@ -303,7 +303,7 @@ def test_adaptation_measured_level(adaptation):
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
     assert len(adaptation) == 8 * len(ADAPTATION_SEEDS)
     finals = [c[-1] for c in adaptation.values()]
-    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.87 and 0.79
+    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.88 and 0.80
     assert all(c[-1] > c[0] for c in adaptation.values()), shown  # every clip improved after the change, on every seed
 
 
