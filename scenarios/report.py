@@ -110,12 +110,15 @@ def print_table(result: dict[str, Any]) -> None:
                           f"{escape(clip_id)}: {escape(error)})")  # fmt: skip
     for clip_id, error in result.get("unreadable_clips", {}).items():
         console.print(f"[red]unreadable clip {escape(clip_id)}[/red]: {escape(error)}")
+    fewer_by: dict[str, list[str]] = {}  # one line per distinct shortfall, naming the strategies it applies to
     for name, s in result["strategies"].items():
         ran = total - len(s.get("errors", {}))
-        fewer = {m: n for m, n in s.get("mean_n", {}).items() if m in shown and n < ran}
+        fewer = sorted((m, n) for m, n in s.get("mean_n", {}).items() if m in shown and n < ran)
         if fewer:
-            console.print(f"{escape(name)}: means over fewer clips (a clean reference, a defined value): "
-                          f"{', '.join(f'{m} {n}' for m, n in sorted(fewer.items()))} of {ran}")  # fmt: skip
+            fewer_by.setdefault(f"{', '.join(f'{m} {n}' for m, n in fewer)} of {ran}", []).append(name)
+    for shortfall, names in fewer_by.items():
+        console.print(f"{escape(', '.join(names))}: means over fewer clips (a clean reference, a defined value): "
+                      f"{escape(shortfall)}")  # fmt: skip
     without = sorted({c for s in result["strategies"].values() for c in s.get("no_fraction_of_oracle", [])})
     if without:
         console.print(f"'of oracle' leaves out {len(without)} clips where the oracle beats the defaults by less than "
