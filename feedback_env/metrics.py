@@ -350,9 +350,10 @@ def loudness_lufs(estimate: np.ndarray, reference: np.ndarray | None, sample_rat
     """Integrated loudness in LUFS (ITU-R BS.1770-4, K-weighting, gated) via ``pyloudnorm``.
 
     A 0 dBFS-peak 997 Hz sine reads -3.05 LUFS at 48 kHz, -3.08 at 16 kHz and -3.19 at 8 kHz (BS.1770's
-    -3.01 is for 48 kHz within 0.1 LU; pyloudnorm's K-weighting designed at lower rates drifts). Input shorter than the 0.4 s gating block is measured as
-    one block of its own length (the K-weighted mean square, still gated at -70 LUFS). Silence, and any
-    level below the absolute gate, reads -70.0 LUFS; the result is clamped to [-70, 30] LUFS.
+    -3.01 is for 48 kHz within 0.1 LU; pyloudnorm's K-weighting designed at lower rates drifts). Input
+    shorter than the 0.4 s gating block is measured as one block of its own length (the K-weighted mean
+    square, still gated at -70 LUFS). Silence, and any level below the absolute gate, reads -70.0 LUFS;
+    the result is clamped to [-70, 30] LUFS.
     """
     import pyloudnorm
 
@@ -409,7 +410,9 @@ class MetricSpec:
     :param optional: needs an optional extra and is computed only when named.
     :param undefined: the values it returns where it is undefined or degenerate (no speech, a silent
         reference, unscorable input): kept in records, where a reward pairs them with the unprocessed
-        chunk's, but not measurements: summaries and means leave them out (see :meth:`defined`).
+        chunk's, but not measurements: summaries and means leave them out (see :meth:`defined`) and count
+        them (``undefined``, ``mean_n``). SI-SDR -100 also marks a muted estimate, a real worst: counted so,
+        such an output shows in those counts instead of in the mean.
     """
 
     name: str

@@ -217,14 +217,15 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
                 by_tag[tag] = {
                     value: {m: _mean(m, (good[c]["final"].get(m) for c in ids)) for m in metrics} for value, ids in groups.items()
                 }
+        measured = {m: _measured(m, (c["final"].get(m) for c in good.values())) for m in metrics}
         fractions = [c["fraction_of_oracle"] for c in good.values() if c.get("fraction_of_oracle") is not None]
         reached = [c["iterations_to_95"] for c in good.values() if c.get("fraction_of_oracle") is not None]
         timing = [c["ms_per_iteration"] for c in good.values() if c.get("ms_per_iteration") is not None]
         out[name] = {
             "clips": clips,
-            "mean": {m: _mean(m, (c["final"].get(m) for c in good.values())) for m in metrics},
+            "mean": {m: float(np.mean(v)) if v else None for m, v in measured.items()},
             # clips each mean is over: intrusive metrics only where a clean reference is, undefined values left out
-            "mean_n": {m: len(_measured(m, (c["final"].get(m) for c in good.values()))) for m in metrics},
+            "mean_n": {m: len(v) for m, v in measured.items()},
             "mean_by_tag": by_tag,
             "median_fraction_of_oracle": float(np.median(fractions)) if fractions else None,
             # clips where the oracle beat the defaults by less than MIN_ORACLE_ROOM: no fraction, not in the median

@@ -131,7 +131,6 @@ class LoudnessLeveller:
         self._hops = np.zeros(0)  # mean squares of the last HOPS_PER_BLOCK hops
         self.reference_ms: float | None = None  # running mean square of the blocks above the absolute gate
         self._gated = deque(maxlen=self.WINDOW_BLOCKS)  # mean squares of the last blocks above both gates
-        self._gated_blocks = 0
         self._gain_from = 0.0  # the running hop ramps from this gain (dB) ...
         self._gain_to = 0.0  # ... to this one
 
@@ -163,8 +162,7 @@ class LoudnessLeveller:
                 self.reference_ms = previous + self._forget * (self._capped(block, self.reference_ms) - previous)
                 if self._lufs(block) > self._lufs(self.reference_ms) - self.RELATIVE_GATE_LU:
                     self._gated.append(self._capped(block, self.estimate_ms))
-                    self._gated_blocks += 1
-        warm = self._gated_blocks >= self.WARM_UP_BLOCKS
+        warm = len(self._gated) >= self.WARM_UP_BLOCKS  # the window (50) never shrinks
         wanted = s.target_lufs - self.loudness_lufs if warm else 0.0
         wanted = min(max(wanted, -s.max_gain_db), s.max_gain_db)
         self._gain_from = self._gain_to

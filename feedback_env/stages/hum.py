@@ -120,19 +120,18 @@ class HumRemover:
         self._residual = np.array([self._residual[index[f]] if f in index else residual for f in present])
         self._zi = np.array([self._zi[index[f]] if f in index else np.zeros(2) for f in present]).reshape(-1, 2)
         self._notch_hz = present
-        targets = np.full(present.size, residual)
         sos = self.bank(self._notch_hz, width_hz)
-        ramp = min(x.size, int(np.ceil(np.max(np.abs(targets - self._residual), initial=0.0) / self._ramp_step)))
+        ramp = min(x.size, int(np.ceil(np.max(np.abs(residual - self._residual), initial=0.0) / self._ramp_step)))
         y = np.empty_like(x)
         if ramp:  # one section at a time, r moving sample by sample
             steps = self._ramp_step * np.arange(1, ramp + 1)
             u = x[:ramp].copy()
             for k in range(sos.shape[0]):
                 peak, self._zi[k] = lfilter(sos[k, :3], sos[k, 3:], u, zi=self._zi[k])  # lighter than sosfilt per call
-                change = targets[k] - self._residual[k]
+                change = residual - self._residual[k]
                 trajectory = self._residual[k] + np.sign(change) * np.minimum(steps, abs(change))
                 u -= trajectory * peak
-                self._residual[k] = targets[k] if steps[-1] >= abs(change) else trajectory[-1]
+                self._residual[k] = residual if steps[-1] >= abs(change) else trajectory[-1]
             y[:ramp] = u
         keep = self._residual > 0.0  # a notch faded out to 0 leaves the cascade
         self._notch_hz, self._residual, self._zi, sos = self._notch_hz[keep], self._residual[keep], self._zi[keep], sos[keep]
