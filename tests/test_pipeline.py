@@ -269,6 +269,21 @@ def test_leveller_holds_its_gain_through_a_pause():
     assert gain_db(12.0, 16.0) < gain_db(8.0, 12.0) + 1.0
 
 
+def test_a_switched_off_leveller_starts_afresh_when_switched_on():
+    """Off, the leveller measures nothing: switched on after 10 s of a loud talker, its output is that of a
+    leveller that never heard it (and so on target as fast)."""
+    loud, quiet = speech_at(10.0, -15.0, seed=3), speech_at(15.0, -35.0, seed=4)
+    switched = EnhancementPipeline(params={**LEVELLED, "level_max_gain_db": 0.0})
+    switched.process(loud)
+    switched.set_params(LEVELLED)
+    fresh = EnhancementPipeline(params=LEVELLED)
+    fresh.process(np.zeros_like(loud))  # the other stages' states matter: silence leaves them as the talker's would not
+    after, never = switched.process(quiet), fresh.process(quiet)
+    gain = lambda y, a, b: lufs_between(y, a, b) - lufs_between(quiet, a, b)  # noqa: E731
+    assert gain(after, 5.0, 15.0) == pytest.approx(gain(never, 5.0, 15.0), abs=0.2)
+    assert lufs_between(after, 5.0, 15.0) == pytest.approx(-23.0, abs=1.0)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     unit=st.lists(st.floats(-1, 1), min_size=PARAMETER_SPACE.dim, max_size=PARAMETER_SPACE.dim),

@@ -12,7 +12,7 @@ at the gain of the next one, so the stage looks one sub-block ahead (its latency
   blocks every 100 ms; absolute gate -70 LUFS, relative gate 10 LU below the ungated level) of the last
   5 s of gated audio, so that pauses do not pull the level up; after 5 gated blocks, gain
   ``clip(target - loudness, +-max_gain)``, slewed at most 0.5 dB per 100 ms and ramped across the next
-  100 ms. ``max_gain = 0`` disables it.
+  100 ms. ``max_gain = 0`` switches it off: it then measures nothing and starts afresh when switched on.
 * Peak limiter (in :class:`Dynamics`): gain ``min(1, ceiling / peak)`` per sub-block after the other two,
   instantaneous attack, 50 ms release. A ramp never exceeds the gain of the sub-block it spans, so the
   output never exceeds the ceiling.
@@ -169,7 +169,15 @@ class LoudnessLeveller:
         self._gain_to += min(max(wanted - self._gain_to, -self.SLEW_DB), self.SLEW_DB)
 
     def gain_db(self, blocks: np.ndarray, pre_gain_db: np.ndarray, s: DynamicsSettings) -> np.ndarray:
-        """Gain in dB per sub-block of ``blocks`` (sub-blocks, samples), measured after ``pre_gain_db``."""
+        """Gain in dB per sub-block of ``blocks`` (sub-blocks, samples), measured after ``pre_gain_db``.
+
+        Switched off (``max_gain_db`` 0) it measures nothing and forgets what it had measured, so it starts
+        afresh when switched on (a fifth of a 0.5 s chunk's processing went to measuring for an off leveller).
+        """
+        if s.max_gain_db <= 0.0:
+            if self.reference_ms is not None or self._hops.size or self._filled:
+                self.reset()
+            return np.zeros(blocks.shape[0])
         weighted, self._zi = sosfilt(self._sos, blocks.reshape(-1), zi=self._zi)
         mean_square = np.mean(weighted.reshape(blocks.shape) ** 2, axis=1) * 10.0 ** (pre_gain_db / 10.0)
         gains = np.empty(mean_square.size)
@@ -183,8 +191,6 @@ class LoudnessLeveller:
             if self._filled == self.subs_per_hop:
                 self._end_hop(s)
             k += n
-        if s.max_gain_db <= 0.0:
-            return np.zeros(mean_square.size)
         return np.clip(gains, -s.max_gain_db, s.max_gain_db)
 
 
