@@ -132,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     saved = Path(config.out) / "run.json"
-    if args.resume and saved.exists():
+    if args.resume and not saved.exists():  # every run writes run.json before its first step
+        print(f"error: --resume: no run in {config.out} (no run.json); check --out, or start a run without --resume",
+              file=sys.stderr)
+        return 2
+    if args.resume:
         previous = RunConfig.load(saved)
         conflicts = conflicts_with_run(config, previous, given_flags(argv))
         if conflicts:

@@ -34,6 +34,11 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'agents' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    try:  # a submodule (agents.strategy, ...) reached as an attribute after a bare ``import agents``
+        return import_module(f"agents.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"agents.{name}":
+            raise
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

@@ -129,6 +129,8 @@ def save_agent(model: BaseAlgorithm, path: str | Path, **extra: Any) -> Path:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The config saved with the model at ``path``."""
     p = config_path(path)
+    if not (Path(path).is_file() or Path(f"{path}.zip").is_file()):  # SB3 loads "run/model" as "run/model.zip"
+        raise FileNotFoundError(f"no model file {path}: train one (python train.py --out DIR gives DIR/model.zip)")
     if not p.exists():
         raise FileNotFoundError(f"no config {p} next to model {path}: save models with agents.save_agent")
     return json.loads(p.read_text())

@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.budget < 1:
         parser.error(f"--budget must be at least 1, got {args.budget}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.json.suffix.lower() == ".csv":
+        parser.error(f"--json {args.json}: the CSV is written beside the JSON with the suffix .csv, so this would "
+                     "overwrite the JSON; give a .json path")
     if not (math.isfinite(args.chunk_s) and args.chunk_s >= MIN_CHUNK_S):
         parser.error(f"--chunk-s must be a finite number of seconds, at least {MIN_CHUNK_S}, got {args.chunk_s}")
     args.strategies = args.strategies or [n for n in STRATEGY_NAMES if n != "oracle"]

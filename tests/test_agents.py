@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch as th
 
+import agents
 import feedback_env  # noqa: F401  (registers the ids)
 from agents.factory import DEFAULTS, agent_config, load_agent, make_agent, read_config, save_agent
 from agents.prioritized import PrioritizedReplayBuffer, PrioritizedTD3
@@ -43,6 +44,25 @@ def test_500_step_smoke_run_and_save_load_gives_the_same_actions(algo, tmp_path)
     config = read_config(path)
     assert config["algo"] == algo and config["env_id"] == ENV
     assert config["hyperparameters"] == agent_config(algo, **SMOKE[algo])
+
+
+def test_a_model_that_is_not_there_is_named_as_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file .*train one"):
+        load_agent(tmp_path / "runs" / "model.zip")
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        read_config(tmp_path)  # a folder, not a model
+
+
+def test_submodules_are_reachable_as_attributes_after_a_bare_import():
+    """README: ``import agents`` then ``agents.strategy.policy_loop_options(...)``."""
+    import subprocess
+    import sys
+
+    code = "import agents; print(callable(agents.strategy.policy_loop_options))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        agents.nonexistent  # noqa: B018
 
 
 def test_td3_defaults_are_the_documented_ones():

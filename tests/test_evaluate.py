@@ -442,3 +442,13 @@ def test_means_leave_out_undefined_values_and_count_their_clips(capsys):
     print_table({"scenarios": "three", "clips": 3, "budget": 2, "seconds": 1.0, "strategies": {"defaults": s}})
     out = capsys.readouterr().out
     assert "means over fewer clips (a clean reference, a defined value): si_sdr 2, stoi 1 of 3" in out
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--json", "results/eval.csv"], "overwrite the JSON"),  # the CSV beside it would have the same path
+    (["--json", "r.json", "--jobs", "0"], "--jobs"),
+])  # fmt: skip
+def test_flags_that_would_lose_results_or_run_nothing_are_refused(extra, named, capsys):
+    with pytest.raises(SystemExit) as info:
+        evaluate.parse_args(["builtin", *extra])
+    assert info.value.code == 2 and named in capsys.readouterr().err

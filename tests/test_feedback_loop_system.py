@@ -973,6 +973,40 @@ def test_the_offline_strategy_waits_for_records_in_a_stream(builtin):
     assert "GP surrogate" in loop.updates[-1].explanation
 
 
+def test_step_hands_back_the_enhanced_chunk(builtin):
+    """What a service plays: ``last_output`` after each step is the pipeline's output for that chunk, with the
+    parameters its record reports."""
+    clip = builtin["white_snr+5_f3"]
+    loop = FeedbackLoopSystem(seed=0)
+    assert loop.last_output is None
+    pipe = EnhancementPipeline(16000)
+    for k in range(4):
+        x = clip.noisy[k * CHUNK : (k + 1) * CHUNK]
+        record = loop.step(x, clip.clean[k * CHUNK : (k + 1) * CHUNK])
+        expected = pipe.process(x, record.params)
+        assert loop.last_output.dtype == np.float32 and loop.last_output.shape == x.shape
+        np.testing.assert_array_equal(loop.last_output, expected)
+    loop.reset_stream()
+    assert loop.last_output is None
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"tuned": "nr_floor_db"}, "got the string 'nr_floor_db'"),
+    ({"tuned": []}, "tuned is empty"),
+    ({"strategy": "gradeint"}, "unknown strategy name.*gradeint"),
+    ({"strategy_options": {"cmaes": {"sigma0": 0.1}}}, "unknown strategy name.*cmaes"),
+])  # fmt: skip
+def test_a_mistyped_setting_fails_when_the_loop_is_built_not_mid_stream(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        FeedbackLoopSystem(seed=0, **kwargs)
+
+
+def test_options_given_under_an_alias_reach_the_strategy():
+    loop = FeedbackLoopSystem(seed=0, strategy_options={"spsa": {"pairs": 3}, "optuna": {"max_trials": 40}})
+    assert loop.strategy("gradient").pairs == 3 and loop.strategy("spsa").pairs == 3
+    assert loop.strategy("bayesian").max_trials == 40
+
+
 @pytest.mark.parametrize("strategy, options, named", [
     ("offline", {"neighbours": 1}, "neighbours"), ("offline", {"max_points": 0}, "max_points"),
     ("bayesian", {"max_trials": 0}, "max_trials"), ("bayesian", {"max_trials": 5}, "n_startup_trials"),

@@ -105,6 +105,12 @@ def test_bad_flags_fail_clearly(tiny_set, tmp_path, capsys, extra, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_resume_of_a_folder_without_a_run_is_an_error_not_a_new_run(tiny_set, tmp_path, capsys):
+    """A mistyped --out with --resume used to start a full default run there."""
+    assert train.main(["--resume", "--out", str(tmp_path / "no_such_run"), "--scenarios", str(tiny_set), "--no-progress"]) == 2
+    assert "no run in" in capsys.readouterr().err and not (tmp_path / "no_such_run").exists()
+
+
 def test_a_td3_run_saves_the_mean_action_of_its_last_checkpoints_and_its_final_model(tiny_set, tmp_path):
     from agents.ensemble import EnsembleTD3Policy, member_predictor
 

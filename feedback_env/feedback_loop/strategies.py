@@ -121,6 +121,15 @@ def unregister_strategy(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+ALIASES = {"spsa": "gradient", "optuna": "bayesian"}
+"""Built-in names that select the same strategy as another."""
+
+
+def canonical_strategy(name: str) -> str:
+    """The name an alias stands for (options given under either name apply to both)."""
+    return ALIASES.get(name, name)
+
+
 def available_strategies() -> tuple[str, ...]:
     """Registered names, built-ins first."""
     _register_builtins()

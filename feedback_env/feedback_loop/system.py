@@ -41,7 +41,7 @@ from feedback_env.feedback_loop.history import ProcessingHistory
 from feedback_env.feedback_loop.records import FeedbackRecord, RollbackEvent, UpdateRecord
 from feedback_env.feedback_loop.replay import ChunkReplay, DelayLine, snapshot
 from feedback_env.feedback_loop.storage import LoopFileError, read_checked, write_atomic
-from feedback_env.feedback_loop.strategies import UpdateStrategy, make_strategy
+from feedback_env.feedback_loop.strategies import UpdateStrategy, available_strategies, canonical_strategy, make_strategy
 from feedback_env.features import ChunkFeatures
 from feedback_env.metrics import METRICS, compute_metrics
 from feedback_env.objectives import Objective, QualityReward
@@ -103,10 +103,11 @@ class FeedbackLoopSystem:
         Objective (intrusive default if None). A non-intrusive reward here is used for every chunk.
     :param history_size: records kept (bounded memory).
     :param seed: seeds the loop's random generator (perturbations, candidate draws).
-    :param tuned: parameter names the loop tunes (:data:`DEFAULT_TUNED` if not given; None = all).
+    :param tuned: parameter names the loop tunes, a non-empty list (:data:`DEFAULT_TUNED` if not given; None = all).
     :param start_params: physical overrides of the pipeline's current parameters at the start.
     :param strategy: default strategy of :meth:`update_parameters` and :meth:`step`.
-    :param strategy_options: ``{name: kwargs}`` passed to a strategy's factory.
+    :param strategy_options: ``{name: kwargs}`` passed to a strategy's factory (options under an alias, ``spsa`` or
+        ``optuna``, apply to the strategy it names). Unknown names here or in ``strategy`` raise ``ValueError``.
     :param update_every: :meth:`step` updates after this many records.
     :param max_step: trust region: largest change of any tuned parameter per update (unit cube).
     :param false_alarm_rate: of the rollback test, per record on a stationary stream.
@@ -170,6 +171,10 @@ class FeedbackLoopSystem:
         self.pipeline = pipeline if pipeline is not None else EnhancementPipeline(16000)
         self.sample_rate = self.pipeline.sample_rate
         self.full_space: ParameterSpace = self.pipeline.space
+        if isinstance(tuned, str) and tuned != "default":
+            raise ValueError(f"tuned must be a list of parameter names ('default' or None: all), got the string {tuned!r}")
+        if tuned is not None and not isinstance(tuned, str) and len(tuned) == 0:
+            raise ValueError("tuned is empty: name at least one parameter ('default' for the default set, None for all)")
         names = DEFAULT_TUNED if tuned == "default" else (tuned or self.full_space.names)
         self.space: ParameterSpace = self.full_space.subspace(names)
         if start_params:
@@ -184,8 +189,13 @@ class FeedbackLoopSystem:
         self.n_objectives = max(len(r.objectives) for r in self.rewards.values())
         self.features = ChunkFeatures(self.sample_rate, context=feature_context)
         self.history = ProcessingHistory(history_size, self.full_space.names, self.features.names)
+        known = available_strategies()
+        unknown = [n for n in (strategy, *(strategy_options or {})) if n not in known]
+        if unknown:  # caught here, not mid-stream at the first update
+            raise ValueError(f"unknown strategy name(s) {unknown} in strategy/strategy_options; registered: "
+                             f"{', '.join(known)} (register_strategy() before building the loop)")
         self.default_strategy = strategy
-        self.strategy_options = {k: dict(v) for k, v in (strategy_options or {}).items()}
+        self.strategy_options = {canonical_strategy(k): dict(v) for k, v in (strategy_options or {}).items()}
         self.update_every = int(update_every)
         self.mode = mode
         self.monitor = CheckpointMonitor(false_alarm_rate, min_shift, interval=checkpoint_interval)
@@ -210,6 +220,7 @@ class FeedbackLoopSystem:
         self._recent_scores: deque[tuple[np.ndarray | None, dict] | None] = deque(maxlen=self.replay_scored)
         self._scratch = EnhancementPipeline(self.sample_rate, space=self.full_space, config=self.pipeline.config)
         self._coming: np.ndarray | None = None
+        self.last_output: np.ndarray | None = None  # the enhanced chunk of the last step(), float32 (n,)
         self._since_update = 0
         self._noisy_delay = DelayLine(self.pipeline.latency)
         self._clean_delay: DelayLine | None = None
@@ -361,6 +372,7 @@ class FeedbackLoopSystem:
 
         :param noisy_chunk: the next chunk of the noisy stream, ``(n,)``.
         :param clean_chunk: the matching clean chunk, or None (non-intrusive metrics).
+        :return: the chunk's record; the enhanced chunk itself, float32 ``(n,)``, is :attr:`last_output`.
         """
         x = as_audio(noisy_chunk, "noisy_chunk")
         clean = None
@@ -381,6 +393,7 @@ class FeedbackLoopSystem:
             clean_ref = self._clean_delay.push(clean)
         else:
             self._clean_delay = None
+        self.last_output = out
         record = self._record(noisy_ref, out, clean_ref, self.pipeline.params, {}, self._coming, streamed=True)
         if record.ok and self.should_rollback():
             self.rollback()
@@ -389,6 +402,7 @@ class FeedbackLoopSystem:
     def reset_stream(self) -> None:
         """Start a new stream: clear the pipeline state and the delay lines (parameters and history stay)."""
         self.pipeline.reset()
+        self.last_output = None
         self._noisy_delay.reset()
         self._clean_delay = None
         self.features.reset()
@@ -441,7 +455,7 @@ class FeedbackLoopSystem:
     def strategy(self, name: str) -> UpdateStrategy:
         """The loop's instance of strategy ``name`` (created on first use)."""
         if name not in self.strategies:
-            self.strategies[name] = make_strategy(name, self, self.strategy_options.get(name))
+            self.strategies[name] = make_strategy(name, self, self.strategy_options.get(canonical_strategy(name)))
         return self.strategies[name]
 
     def update_parameters(self, strategy: str | None = None) -> UpdateRecord:
