@@ -181,6 +181,8 @@ class ParameterSpace:
 
     def subspace(self, names: Iterable[str]) -> "ParameterSpace":
         """The space of just these parameters, in the order given."""
+        if isinstance(names, str):  # it would iterate letters ("unknown parameter 'n'")
+            raise ValueError(f"parameter names must be a list of names, got the string {names!r}")
         return ParameterSpace(self[n] for n in names)
 
     def with_defaults(self, overrides: Mapping[str, float]) -> "ParameterSpace":

@@ -175,14 +175,14 @@ def _register_builtins() -> None:
 
     for name, factory in (
         ("gradient", optimizers.GradientStrategy),
-        ("spsa", optimizers.GradientStrategy),
         ("cma", optimizers.CMAStrategy),
         ("bayesian", optimizers.BayesianStrategy),
-        ("optuna", optimizers.BayesianStrategy),
         ("random", optimizers.RandomSearchStrategy),
         ("offline", offline.OfflineStrategy),
         ("bandit", _bandit_strategy),
         ("policy", _policy_strategy),
     ):
         _REGISTRY.setdefault(name, factory)
+    for alias, name in ALIASES.items():
+        _REGISTRY.setdefault(alias, _REGISTRY[name])
     _BUILTINS_DONE = True

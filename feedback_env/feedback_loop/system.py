@@ -171,9 +171,7 @@ class FeedbackLoopSystem:
         self.pipeline = pipeline if pipeline is not None else EnhancementPipeline(16000)
         self.sample_rate = self.pipeline.sample_rate
         self.full_space: ParameterSpace = self.pipeline.space
-        if isinstance(tuned, str) and tuned != "default":
-            raise ValueError(f"tuned must be a list of parameter names ('default' or None: all), got the string {tuned!r}")
-        if tuned is not None and not isinstance(tuned, str) and len(tuned) == 0:
+        if tuned is not None and len(tuned) == 0:
             raise ValueError("tuned is empty: name at least one parameter ('default' for the default set, None for all)")
         names = DEFAULT_TUNED if tuned == "default" else (tuned or self.full_space.names)
         self.space: ParameterSpace = self.full_space.subspace(names)

@@ -175,8 +175,7 @@ class LoudnessLeveller:
         afresh when switched on (a fifth of a 0.5 s chunk's processing went to measuring for an off leveller).
         """
         if s.max_gain_db <= 0.0:
-            if self.reference_ms is not None or self._hops.size or self._filled:
-                self.reset()
+            self.reset()
             return np.zeros(blocks.shape[0])
         weighted, self._zi = sosfilt(self._sos, blocks.reshape(-1), zi=self._zi)
         mean_square = np.mean(weighted.reshape(blocks.shape) ** 2, axis=1) * 10.0 ** (pre_gain_db / 10.0)
