@@ -13,6 +13,8 @@ itself, one chunk at a time, instead of handing SB3 an env:
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +191,45 @@ class RLFeedbackOptimizer:
         act = th.as_tensor(np.asarray(action, dtype=np.float32).reshape(1, -1), device=self.model.device)
         with th.no_grad():
             return float(self.model.critic.q1_forward(obs, act).item())
+
+    BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts", "priorities")
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """What online learning changed, as arrays (for :meth:`FeedbackLoopSystem.save`, which takes no pickles):
+        the networks and their optimizers (``torch.save`` bytes, read back with ``weights_only``), the counters
+        and training progress, the exploration noise's random state, and the filled part of the replay buffer
+        (with its priorities)."""
+        blob = io.BytesIO()
+        th.save(self.model.get_parameters(), blob)
+        buffer = self.model.replay_buffer
+        filled = buffer.buffer_size if buffer.full else buffer.pos
+        out = {
+            "parameters": np.frombuffer(blob.getvalue(), dtype=np.uint8),
+            "counters": np.array([self.updates, self.model._n_updates, self.model.num_timesteps, buffer.pos,
+                                  buffer.full], dtype=np.int64),  # fmt: skip
+            "progress": np.array([self.model._current_progress_remaining, getattr(buffer, "max_priority", 1.0)]),
+            "rng": np.frombuffer(json.dumps(self._rng.bit_generator.state).encode(), dtype=np.uint8),
+        }
+        for field in self.BUFFER_FIELDS:
+            if hasattr(buffer, field):
+                out[f"buffer.{field}"] = getattr(buffer, field)[:filled]
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_arrays` into this optimizer (same spaces and buffer kind)."""
+        params = th.load(io.BytesIO(arrays["parameters"].tobytes()), weights_only=True)
+        self.model.set_parameters(params, exact_match=True, device=self.model.device)
+        self.updates, self.model._n_updates, self.model.num_timesteps, pos, full = map(int, arrays["counters"])
+        self.model._current_progress_remaining, max_priority = map(float, arrays["progress"])
+        self._rng.bit_generator.state = json.loads(arrays["rng"].tobytes().decode())
+        buffer = self.model.replay_buffer
+        for field in self.BUFFER_FIELDS:
+            if f"buffer.{field}" in arrays:
+                saved = arrays[f"buffer.{field}"]
+                getattr(buffer, field)[: len(saved)] = saved
+        buffer.pos, buffer.full = pos, bool(full)
+        if hasattr(buffer, "max_priority"):
+            buffer.max_priority = max_priority
 
     def save(self, path: str | Path, replay_buffer: str | Path | None = None, **config: Any) -> Path:
         """Save the model (and its config, with ``config`` added); optionally the replay buffer."""

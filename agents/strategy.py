@@ -144,6 +144,30 @@ class PolicyStrategy:
         kind = f"mean action of {members} TD3 actors" if members else "TD3 policy"
         return f"{kind} ({self.mode}, {'learning' if self.learn else 'fixed'}): {what}; critic value {q:.3f}"
 
+    def state_dict(self) -> dict[str, Any]:
+        """Whether it learns (its learnt state is in :meth:`state_arrays`)."""
+        return {"learn": bool(self.learn)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to do: a fixed policy is its model file; a learning one comes back in :meth:`load_state_arrays`."""
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """A learning policy's online state (:meth:`RLFeedbackOptimizer.state_arrays`) and the proposal awaiting
+        its outcome; nothing for a fixed policy (its model file is all of it)."""
+        if not self.learn:
+            return {}
+        out = self.optimizer.state_arrays()
+        if self._pending is not None:
+            out["pending.observation"], out["pending.action"] = self._pending
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        if not arrays:
+            return
+        self.optimizer.load_state_arrays(arrays)
+        if "pending.action" in arrays:
+            self._pending = (arrays["pending.observation"], arrays["pending.action"])
+
     def observe(self, loop: Any, record: Any) -> None:
         """Learn from the outcome of the last proposal (when ``learn``): store it and take TD3 steps."""
         if not self.learn or self._pending is None:

@@ -75,9 +75,14 @@ def as_audio(
         raise InvalidAudioError(
             f"{name}: {bad.size} non-finite sample(s) ({kinds} at index {int(bad[0])} first)"
         )
-    if not allow_silent and out.size and float(np.sqrt(np.mean(np.square(out, dtype=np.float64)))) < SILENCE_RMS:
+    if not allow_silent and out.size and is_silent(out):
         raise InvalidAudioError(f"{name}: is silent (all-zero); a signal is needed here")
     return out
+
+
+def is_silent(x: np.ndarray) -> bool:
+    """True when ``x`` ``(n,)`` is all-zero by the package's definition: RMS below :data:`SILENCE_RMS`."""
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) < SILENCE_RMS
 
 
 def check_rate(sample_rate: object, name: str = "sample_rate") -> int:

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from feedback_env.audio import is_silent
 from feedback_env.errors import MetricError
 from feedback_env.metrics import METRICS, MetricSpec
 
@@ -368,6 +369,16 @@ class QualityReward:
     def intrusive(self) -> bool:
         """True when some objective needs a clean reference."""
         return any(o.spec.intrusive for o in self.objectives)
+
+    def can_score(self, reference: np.ndarray | None) -> bool:
+        """False when this reward is intrusive and the chunk's clean ``reference`` ``(n,)`` is missing or silent.
+
+        A silent reference (a speech pause) leaves every intrusive metric undefined, SI-SDR -100 processed
+        or not, and what is left of the reward (LSD) rewards any suppression: a loop that learned from such
+        chunks drifted to the strongest suppression during a pause. The loop and its objective record these
+        chunks without scoring them.
+        """
+        return not self.intrusive or (reference is not None and not is_silent(reference))
 
     # ------------------------------------------------------------------ evaluation
     def normalized(self, metrics: Mapping[str, float]) -> np.ndarray:

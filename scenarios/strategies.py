@@ -147,7 +147,7 @@ class NoisereduceStrategy(Strategy):
         elapsed = time.perf_counter() - started
         rewards = aligned_chunk_rewards(output, clip, context.chunk, context.objective.reward)
         curve = [float(rewards[i % rewards.size]) for i in range(budget)]
-        return ClipRun(curve, final_output=output, objective=float(np.mean(rewards)), extra={"seconds": elapsed})
+        return ClipRun(curve, final_output=output, objective=float(np.nanmean(rewards)), extra={"seconds": elapsed})
 
 
 class OracleStrategy(Strategy):
@@ -190,7 +190,8 @@ def last_pass_mean(curve, chunks_per_pass: int) -> float | None:
 
 
 def aligned_chunk_rewards(output: np.ndarray, clip, chunk: int, reward) -> np.ndarray:
-    """The loop's reward of each chunk of an output aligned with the clip (no pipeline latency)."""
+    """The loop's reward of each chunk of an output aligned with the clip (no pipeline latency); NaN where it
+    cannot score the chunk (a silent clean reference)."""
     from feedback_env.metrics import compute_metrics
 
     names = list(reward.metric_names)
@@ -198,6 +199,9 @@ def aligned_chunk_rewards(output: np.ndarray, clip, chunk: int, reward) -> np.nd
     for start in range(0, clip.noisy.size, chunk):
         part = slice(start, start + chunk)
         reference = None if clip.clean is None else clip.clean[part]
+        if not reward.can_score(reference):
+            rewards.append(np.nan)
+            continue
         rewards.append(reward(compute_metrics(output[part], reference, clip.sample_rate, names=names),
                               compute_metrics(clip.noisy[part], reference, clip.sample_rate, names=names)))  # fmt: skip
     return np.asarray(rewards, dtype=float)

@@ -792,6 +792,32 @@ def test_a_rollback_restarts_the_paired_searches_at_the_checkpoint(builtin, name
     assert strategy.reference == {n: loop.parameters[n] for n in loop.space.names}
 
 
+@pytest.mark.parametrize("name", ["cma", "bayesian", "random"])
+def test_the_paired_searches_start_again_where_others_moved_the_parameters(builtin, name):
+    """When an operator's ``set_parameters`` or another strategy moved the live parameters, the search starts
+    again from them, scoring its candidates against them, instead of walking back towards an incumbent measured
+    on older chunks against another reference (before: 250 Hz of high-pass set by hand was back at 52 Hz after
+    4 updates, never compared with anything)."""
+    clip = builtin["white_snr+5_f3"]
+    chunks = iter(chunk_stream(clip.noisy, clip.clean, CHUNK, 40))
+    loop = FeedbackLoopSystem(seed=0, strategy=name)
+    for _ in range(6):
+        loop.step(*next(chunks))
+    search = loop.strategy(name)
+    assert search.evaluated == 5 * search.candidates  # its own moves do not restart it
+    loop.set_parameters({"highpass_hz": 250.0})
+    set_by_hand = {n: loop.parameters[n] for n in loop.space.names}
+    loop.step(*next(chunks))
+    assert search.reference == set_by_hand and search.evaluated == search.candidates
+    assert loop.parameters["highpass_hz"] > 150.0  # one update moves at most the trust region's 0.2 of the cube
+    loop.step(*next(chunks))
+    loop.update_parameters("gradient")
+    moved_by_gradient = {n: loop.parameters[n] for n in loop.space.names}
+    loop.step(*next(chunks))  # recorded with the gradient's parameters (no update due)
+    loop.step(*next(chunks))  # the default strategy's turn again
+    assert search.reference == moved_by_gradient and search.evaluated == search.candidates
+
+
 def test_evaluate_uses_the_loops_pipeline_config(builtin):
     """A chunk given to collect_feedback is re-processed with the loop's pipeline config (frame length...):
     evaluate() of the live parameters gives the live reward."""
@@ -995,6 +1021,7 @@ def test_step_hands_back_the_enhanced_chunk(builtin):
     ({"tuned": []}, "tuned is empty"),
     ({"strategy": "gradeint"}, "unknown strategy name.*gradeint"),
     ({"strategy_options": {"cmaes": {"sigma0": 0.1}}}, "unknown strategy name.*cmaes"),
+    ({"strategy_options": {"spsa": {"perturbaton": 0.1}}}, "'gradient'.*'perturbaton'.*perturbation"),
 ])  # fmt: skip
 def test_a_mistyped_setting_fails_when_the_loop_is_built_not_mid_stream(kwargs, named):
     with pytest.raises(ValueError, match=named):
@@ -1087,3 +1114,70 @@ def test_summaries_leave_out_undefined_metric_values(builtin):
         loop.collect_feedback(x, x, metrics={"si_sdr": v}, clean_audio=s)
     row = loop.analyze_performance().metric_summaries["si_sdr"]
     assert row["mean"] == pytest.approx(11.75) and row["n"] == 4 and row["undefined"] == 2
+
+
+def test_a_pause_in_the_reference_is_recorded_but_not_learned_from(builtin):
+    """While the clean reference is silent (a speech pause), SI-SDR is -100 processed or not, so the reward
+    would be LSD alone, which rewards any suppression. Such chunks are recorded as not scored: no update,
+    checkpoint or strategy learns from them, and speech after a 10 s pause is enhanced about as well as
+    without it (before: the loop drifted to the strongest suppression during the pause, and the speech after
+    it lost 5-6 dB of SI-SDR improvement; the rollback could not help, the checkpoint had drifted too)."""
+    clip = builtin["white_snr-5_m1"]
+    speech = list(chunk_stream(clip.noisy, clip.clean, CHUNK, 8))
+    noise = clip.noisy - clip.clean
+
+    def run(pause: int):
+        loop = FeedbackLoopSystem(seed=0)
+        for x, c in speech:
+            loop.step(x, c)
+        before = (loop.parameters, loop.checkpoint, len(loop.updates))
+        paused = [loop.step(x, np.zeros_like(x)) for x, _ in chunk_stream(noise, None, CHUNK, pause)]
+        after = [loop.step(x, c) for x, c in chunk_stream(clip.noisy, clip.clean, CHUNK, 16)]
+        gain = np.mean([r.metrics["si_sdr"] - r.baseline["si_sdr"] for r in after])
+        return loop, before, paused, gain
+
+    _, _, _, no_pause = run(0)
+    loop, (params, checkpoint, updates), paused, after_pause = run(20)
+    silent = paused[1:]  # the first chunk's reference, delayed by the pipeline's latency, may end in speech
+    assert all(not r.ok and r.reward is None and "clean reference is silent" in r.error for r in silent)
+    assert all(r.metrics["si_sdr"] == -100.0 and np.isfinite(r.metrics["lsd"]) for r in silent)  # still measured
+    assert len(loop.updates) > updates + 8  # it went on learning on the speech after the pause
+    assert loop.updates[updates + 1].iteration > paused[-1].index  # but made no update during it
+    assert after_pause > no_pause - 1.0, (after_pause, no_pause)
+    analysis = loop.analyze_performance(window=40)
+    assert analysis.n_failures == sum(not r.ok for r in paused) and "clean reference is silent" in analysis.error_analysis["failures"][0][1]
+
+
+def test_the_objective_leaves_out_chunks_it_cannot_score(builtin):
+    """The static objective the oracle maximises scores chunks as the loop does: a chunk with a silent clean
+    reference is NaN in the curve and left out of the mean, not scored by LSD alone."""
+    clip = builtin["white_snr-5_m1"]
+    clean = clip.clean.copy()
+    clean[: 2 * CHUNK] = 0.0
+    objective = StreamObjective(clip.noisy, clean)
+    curve = objective.cycled({}, 2 * len(objective))
+    silent = np.isnan(curve)
+    # the first two chunks of each pass (the first chunk of the second pass may begin with the clip's end)
+    assert silent[[0, 1, 9]].all() and not silent[2:8].any() and not silent[10:].any()
+    assert objective({}) == pytest.approx(np.nanmean(curve[8:]))
+    with pytest.raises(ValueError, match="clean reference is silent in every chunk"):
+        StreamObjective(clip.noisy, np.zeros_like(clip.clean))
+
+
+def test_chunks_too_short_to_score_are_recorded_not_learned_from(builtin, tmp_path):
+    """SI-SDR and LSD of a few milliseconds are noise (10 ms chunks: rewards with a standard deviation of 2, a
+    step at 4.7x real time), so chunks under ``min_scored_s`` are recorded without a score and no update follows
+    them; longer chunks are learnt from as before."""
+    clip = builtin["white_snr+5_f3"]
+    loop = FeedbackLoopSystem(seed=0)
+    loop.step(clip.noisy[:CHUNK], clip.clean[:CHUNK])
+    short = [loop.step(clip.noisy[s : s + 160], clip.clean[s : s + 160]) for s in range(CHUNK, CHUNK + 800, 160)]
+    assert all(not r.ok and r.reward is None and "too short to score" in r.error and "min_scored_s" in r.error
+               for r in short)  # fmt: skip
+    assert len(loop.updates) == 1  # the one due after the first chunk; none after the short ones
+    loop.step(clip.noisy[CHUNK : 2 * CHUNK], clip.clean[CHUNK : 2 * CHUNK])
+    loop.step(clip.noisy[2 * CHUNK : 3 * CHUNK], clip.clean[2 * CHUNK : 3 * CHUNK])
+    assert len(loop.updates) == 2 and loop.last_record.ok
+    assert FeedbackLoopSystem.load(loop.save(tmp_path / "loop.npz")).min_scored_s == loop.min_scored_s == 0.1
+    with pytest.raises(ValueError, match="min_scored_s"):
+        FeedbackLoopSystem(min_scored_s=-1.0)

@@ -68,6 +68,40 @@ def test_policy_strategy_sets_the_parameters_its_env_would(builtin, tmp_path, fe
     assert "TD3 policy" in update.explanation and len(records) == 4
 
 
+def test_a_learning_policy_is_saved_with_the_loop(builtin, tmp_path):
+    """What a policy learnt online (weights, optimizers, replay buffer with priorities, progress, the proposal
+    awaiting its outcome) is saved with the loop and comes back on load (before: load() rebuilt the policy from
+    its model file, without a word, and everything learnt online was gone)."""
+    from agents.strategy import policy_loop_options
+
+    env_config = {"tuned": ["highpass_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s"]}
+    env = gym.make("feedback_env/AudioEnhancement-v0", config=env_config)
+    optimizer = RLFeedbackOptimizer(env.observation_space, env.action_space, seed=3, learning_starts=0)
+    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id="feedback_env/AudioEnhancement-v0", env_config=env_config)
+    options = policy_loop_options(path)
+    options["strategy_options"]["policy"].update(learn=True, batch_size=4)
+    loop = FeedbackLoopSystem(seed=0, **options)
+    stream(loop, builtin["pink_snr+0_f1"], 10)
+    learnt = loop.strategy("policy").optimizer
+    assert learnt.updates > 0
+    loop.update_parameters()  # a proposal whose outcome the next chunk will tell
+    loop.save(tmp_path / "loop.npz")
+    restored = FeedbackLoopSystem.load(tmp_path / "loop.npz").strategy("policy")
+    again = restored.optimizer
+    obs = loop.observation()
+    np.testing.assert_array_equal(again.select_action(obs, 0.0), learnt.select_action(obs, 0.0))
+    for a, b in zip(learnt.model.critic.optimizer.state_dict()["state"].values(),
+                    again.model.critic.optimizer.state_dict()["state"].values()):  # fmt: skip
+        np.testing.assert_array_equal(a["exp_avg"].numpy(), b["exp_avg"].numpy())
+    buffers = learnt.model.replay_buffer, again.model.replay_buffer
+    assert buffers[1].size() == buffers[0].size() == 9 and buffers[1].pos == buffers[0].pos
+    np.testing.assert_array_equal(buffers[1].priorities, buffers[0].priorities)
+    np.testing.assert_array_equal(buffers[1].observations, buffers[0].observations)
+    assert (again.updates, again.model._n_updates) == (learnt.updates, learnt.model._n_updates)
+    assert again.model._current_progress_remaining == learnt.model._current_progress_remaining
+    np.testing.assert_array_equal(restored._pending[1], loop.strategy("policy")._pending[1])
+
+
 def test_policy_strategy_needs_a_model():
     loop = FeedbackLoopSystem(seed=0, strategy="policy")
     with pytest.raises(ValueError, match="needs a trained model"):

@@ -75,12 +75,17 @@ class StreamObjective:
             ref = None if c is None else clean_delay.push(c)
             self.references.append(ref)
             self.baselines.append(compute_metrics(unprocessed, ref, self.sample_rate, names=names))
+        self.scored = np.array([self.reward.can_score(ref) for ref in self.references])
+        if not self.scored[n:].any():
+            raise ValueError("the clean reference is silent in every chunk: the intrusive reward scores none of them "
+                             "(pass clean=None for the non-intrusive reward)")
 
     def __len__(self) -> int:
         return len(self.noisy_chunks)
 
     def cycled(self, params: Mapping[str, float], iterations: int) -> np.ndarray:
-        """Reward of each of ``iterations`` chunks of the cycled clip with ``params`` fixed, from a reset pipeline."""
+        """Reward of each of ``iterations`` chunks of the cycled clip with ``params`` fixed, from a reset pipeline;
+        NaN for a chunk the reward cannot score (:meth:`QualityReward.can_score`: a silent clean reference)."""
         self.pipeline.reset()
         self.pipeline.set_params({**self.defaults, **params})
         names = list(self.reward.metric_names)
@@ -88,10 +93,14 @@ class StreamObjective:
         for i in range(iterations):
             t = i if i < len(self) else len(self) + i % len(self)
             y = self.pipeline.process(self.noisy_chunks[i % len(self)])
+            if not self.scored[t]:
+                out[i] = np.nan
+                continue
             metrics = compute_metrics(y, self.references[t], self.sample_rate, names=names)
             out[i] = self.reward(metrics, self.baselines[t])
         return out
 
     def __call__(self, params: Mapping[str, float]) -> float:
-        """Mean chunk reward of the second pass of the cycled clip with ``params`` (merged over the defaults)."""
-        return float(np.mean(self.cycled(params, 2 * len(self))[len(self) :]))
+        """Mean chunk reward of the second pass of the cycled clip with ``params`` (merged over the defaults),
+        over the chunks the reward can score."""
+        return float(np.nanmean(self.cycled(params, 2 * len(self))[len(self) :]))

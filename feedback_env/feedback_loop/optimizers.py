@@ -57,6 +57,18 @@ def _unit(loop: "FeedbackLoopSystem") -> np.ndarray:
     return loop.space.to_unit({n: params[n] for n in loop.space.names}, dtype=np.float64)
 
 
+def _moved_by_others(strategy, loop: "FeedbackLoopSystem", live: np.ndarray, started_at: np.ndarray | None) -> bool:
+    """Are the live parameters (unit cube) neither where ``strategy``'s update left them (if the loop's last
+    update was its) nor where it (re)started (``started_at``; None: not known)? Then a rollback, another
+    strategy or ``set_parameters`` moved them."""
+    last = loop.updates[-1] if loop.updates else None
+    if last is not None and loop.strategies.get(last.strategy) is strategy:
+        left = loop.space.to_unit({n: last.new_params[n] for n in loop.space.names}, dtype=np.float64)
+        if np.allclose(left, live, rtol=0.0, atol=1e-9):
+            return False
+    return started_at is None or not np.allclose(started_at, live, rtol=0.0, atol=1e-9)
+
+
 def _largest_moves(loop: "FeedbackLoopSystem", x_old: np.ndarray, x_new: np.ndarray, k: int = 3) -> str:
     old, new = loop.space.from_unit(x_old), loop.space.from_unit(x_new)
     order = np.argsort(-np.abs(x_new - x_old))[:k]
@@ -119,14 +131,6 @@ class GradientStrategy:
         self.iterate: np.ndarray | None = None  # unit cube; None: start from the live parameters
         self.pending: list[np.ndarray] = []  # the current Hadamard matrix's rows not yet probed
 
-    def _moved_by_others(self, loop: "FeedbackLoopSystem", live: np.ndarray) -> bool:
-        """Are the live parameters not where this strategy's last update left them?"""
-        last = loop.updates[-1] if loop.updates else None
-        if self.iterate is None or last is None or loop.strategies.get(last.strategy) is not self:
-            return True
-        left = loop.space.to_unit({n: last.new_params[n] for n in loop.space.names}, dtype=np.float64)
-        return not np.allclose(left, live, rtol=0.0, atol=1e-9)
-
     def _direction(self, loop: "FeedbackLoopSystem", dim: int) -> np.ndarray:
         """The next probe direction ``D`` in {-1, +1}^dim."""
         if self.design == "rademacher":
@@ -146,7 +150,7 @@ class GradientStrategy:
         live = _unit(loop)
         if self.m.shape != live.shape:
             self.reset(live.size)
-        if self._moved_by_others(loop, live):
+        if self.iterate is None or _moved_by_others(self, loop, live, None):
             self.iterate = live.copy()
         x = self.iterate
         c = self.perturbation / (self.k + 1) ** 0.101
@@ -208,7 +212,9 @@ class GradientStrategy:
 
 class _PairedSearch:
     """Candidates scored by their gain over a fixed reference on the same chunk; the live parameters
-    follow the incumbent. Each update spends ``candidates + 1`` evaluations (the reference once).
+    follow the incumbent. Each update spends ``candidates + 1`` evaluations (the reference once). The search
+    starts again from the live parameters when something else moved them (a rollback, another strategy,
+    ``set_parameters``): its incumbent was measured against another reference and would pull them back untested.
 
     Subclasses provide ``_ask() -> x``, ``_tell(x, gain)`` and ``_incumbent() -> (x, detail, confidence)``.
     """
@@ -258,6 +264,9 @@ class _PairedSearch:
 
     def propose(self, loop: "FeedbackLoopSystem") -> Proposal:
         x_old = _unit(loop)
+        started_at = loop.space.to_unit(self.reference, dtype=np.float64)
+        if _moved_by_others(self, loop, x_old, started_at):  # its incumbent was measured elsewhere: start from here
+            self.start(loop)
         reference = loop.evaluate(self.reference)
         gains = []
         for _ in range(self.candidates):

@@ -21,8 +21,9 @@ class FeedbackRecord:
         ``None`` for a failure.
     :param features: normalized :class:`~feedback_env.features.ChunkFeatures` of the input, float32 ``(13,)``.
     :param intrusive: the reward used a clean reference.
-    :param ok: usable for learning; ``False`` when a metric was NaN or missing.
-    :param error: why the record failed (``None`` when ``ok``).
+    :param ok: usable for learning; ``False`` when a metric was NaN or missing, or when the reward cannot
+        score the chunk (an intrusive reward and a silent clean reference: a pause; metrics still recorded).
+    :param error: why the record failed or was not scored (``None`` when ``ok``).
     """
 
     index: int

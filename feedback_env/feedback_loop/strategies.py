@@ -56,8 +56,9 @@ packages are imported when first used.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -134,6 +135,22 @@ def available_strategies() -> tuple[str, ...]:
     """Registered names, built-ins first."""
     _register_builtins()
     return tuple(_REGISTRY)
+
+
+def check_strategy_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` now, not at the first update, when ``options`` has a name the factory of strategy
+    ``name`` does not take (factories taking ``**options``, as ``bandit`` and ``policy``, check theirs when built)."""
+    _register_builtins()
+    factory = _REGISTRY[name]
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (some builtins): it checks its own when built
+        return
+    try:
+        signature.bind(None, **options)
+    except TypeError as exc:
+        taken = [p for p in list(signature.parameters)[1:] if signature.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+        raise ValueError(f"strategy {canonical_strategy(name)!r}: {exc}; its options: {', '.join(taken)}") from None
 
 
 def make_strategy(name: str, loop: "FeedbackLoopSystem", options: dict[str, Any] | None = None) -> UpdateStrategy:

@@ -41,7 +41,13 @@ from feedback_env.feedback_loop.history import ProcessingHistory
 from feedback_env.feedback_loop.records import FeedbackRecord, RollbackEvent, UpdateRecord
 from feedback_env.feedback_loop.replay import ChunkReplay, DelayLine, snapshot
 from feedback_env.feedback_loop.storage import LoopFileError, read_checked, write_atomic
-from feedback_env.feedback_loop.strategies import UpdateStrategy, available_strategies, canonical_strategy, make_strategy
+from feedback_env.feedback_loop.strategies import (
+    UpdateStrategy,
+    available_strategies,
+    canonical_strategy,
+    check_strategy_options,
+    make_strategy,
+)
 from feedback_env.features import ChunkFeatures
 from feedback_env.metrics import METRICS, compute_metrics
 from feedback_env.objectives import Objective, QualityReward
@@ -133,6 +139,10 @@ class FeedbackLoopSystem:
         at 0.79 of the new oracle on average (1: 0.77) (``--ablation``, ``--adaptation-seeds``; the
         ``gradient`` strategy's defaults). With random-sign probes, one scored chunk learned markedly worse
         (13 / 11 / 9 against 15 / 15 / 12 at >= 90 %, stop 16).
+    :param min_scored_s: chunks shorter than this (seconds) are recorded without a score and not learnt from:
+        SI-SDR and LSD of a few milliseconds are noise (10 ms chunks: rewards with a standard deviation of 2 on
+        a 1-wide scale, and with ``update_every=1`` a step at 4.7x real time; 0.1 s: 0.7x). A service with short
+        frames passes blocks of them to :meth:`step` (0.5 s, as the envs and every figure here use).
     :param feature_context: :class:`~feedback_env.features.ChunkFeatures` ``context``: the per-chunk
         decay of the averaged features appended to each record's and observation's features (0: none).
         A TD3 policy needs the value it was trained with (its config's ``env_config["feature_context"]``).
@@ -160,6 +170,7 @@ class FeedbackLoopSystem:
         replay_warmup: int = 1,
         replay_scored: int | None = None,
         feature_context: float = 0.0,
+        min_scored_s: float = 0.1,
     ):
         if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
@@ -167,6 +178,9 @@ class FeedbackLoopSystem:
             raise ValueError(f"mode must be 'online' or 'offline', got {mode!r}")
         if int(update_every) < 1:
             raise ValueError(f"update_every must be at least 1, got {update_every}")
+        if not (isinstance(min_scored_s, (int, float)) and 0.0 <= min_scored_s < math.inf):
+            raise ValueError(f"min_scored_s must be a number of seconds >= 0, got {min_scored_s!r}")
+        self.min_scored_s = float(min_scored_s)
         self.learning_rate = float(learning_rate)
         self.pipeline = pipeline if pipeline is not None else EnhancementPipeline(16000)
         self.sample_rate = self.pipeline.sample_rate
@@ -194,6 +208,8 @@ class FeedbackLoopSystem:
                              f"{', '.join(known)} (register_strategy() before building the loop)")
         self.default_strategy = strategy
         self.strategy_options = {canonical_strategy(k): dict(v) for k, v in (strategy_options or {}).items()}
+        for name, options in self.strategy_options.items():
+            check_strategy_options(name, options)
         self.update_every = int(update_every)
         self.mode = mode
         self.monitor = CheckpointMonitor(false_alarm_rate, min_shift, interval=checkpoint_interval)
@@ -265,7 +281,8 @@ class FeedbackLoopSystem:
             needs are computed). A NaN, infinite or missing (None) value, or one outside the metric's
             ``valid_range`` in :data:`~feedback_env.metrics.METRICS` (e.g. si_sdr beyond +-100 dB), makes
             the record a failure, kept in the history but never used for learning.
-        :param clean_audio: clean reference aligned with both, ``(n,)``: intrusive metrics and reward.
+        :param clean_audio: clean reference aligned with both, ``(n,)``: intrusive metrics and reward. A
+            silent one (a pause) leaves the intrusive reward undefined: the record is kept, not learned from.
         :param params: the full or partial physical parameters the output was made with (the loop's
             current ones by default).
         :raises InvalidAudioError, ParameterError: bad audio or parameters (nothing is recorded).
@@ -325,6 +342,12 @@ class FeedbackLoopSystem:
                 reward = float(reward_fn(metrics, baseline))
             except FeedbackEnvError as exc:
                 errors.append(str(exc))
+        if not errors and out.size < self.min_scored_s * self.sample_rate:
+            errors.append(f"too short to score: {out.size} samples ({out.size / self.sample_rate:.3g} s) < min_scored_s "
+                          f"= {self.min_scored_s:g} s; pass longer chunks (blocks of frames)")
+        if not errors and not reward_fn.can_score(clean):
+            errors.append("not scored: the clean reference is silent (a pause), so the intrusive reward is undefined "
+                          "here (SI-SDR -100 processed or not; LSD alone would reward any suppression)")
         ok = not errors
         record = FeedbackRecord(
             index=self.history.total,
@@ -378,8 +401,9 @@ class FeedbackLoopSystem:
             clean = as_audio(clean_chunk, "clean_chunk")
             check_same_length(x, clean, ("noisy_chunk", "clean_chunk"))
         self._coming = self.features(x)
-        if self.mode == "online" and self.last_record is not None and self._since_update >= self.update_every:
-            if self._replays:
+        last = self.last_record  # an update needs a fresh scored chunk: after a failed one it waits for the next
+        if self.mode == "online" and last is not None and last.ok and self._since_update >= self.update_every:
+            if self._replays:  # none after reset_stream()
                 self.update_parameters(self.default_strategy)
         self._recent_inputs.append((snapshot(self.pipeline), x))
         out = self.pipeline.process(x)
@@ -557,6 +581,8 @@ class FeedbackLoopSystem:
             getter = getattr(s, "state_dict", None)
             if callable(getter):
                 strategies[name] = getter()
+            if callable(getattr(s, "state_arrays", None)):  # state too big for JSON (a learning policy's networks)
+                arrays.update({f"strategy.{name}.{k}": np.asarray(v) for k, v in s.state_arrays().items()})
         meta = {
             "history": history_meta,
             "config": {
@@ -575,6 +601,7 @@ class FeedbackLoopSystem:
                 "replay_warmup": self.replay_warmup,
                 "replay_scored": self.replay_scored,
                 "feature_context": self.features.context,
+                "min_scored_s": self.min_scored_s,
                 "sample_rate": self.sample_rate,
             },
             "objectives": {str(k): _reward_spec(v) for k, v in self.rewards.items()},
@@ -600,7 +627,8 @@ class FeedbackLoopSystem:
         blind_objectives: QualityReward | Sequence[Objective] | None = None,
     ) -> "FeedbackLoopSystem":
         """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, events, and the
-        strategies' states: ``gradient`` and ``bandit`` resume exactly, ``random`` and ``bayesian`` go on
+        strategies' states: ``gradient``, ``bandit`` and a learning ``policy`` (networks, optimizers, replay buffer,
+        progress) resume exactly, ``random`` and ``bayesian`` go on
         with their incumbent and (TPE) every trial of the study (TPE's random stream seeded anew), ``cma``
         at the centre it sampled around and its step size (its covariance and paths start afresh: ``cma``
         keeps them private).
@@ -649,6 +677,7 @@ class FeedbackLoopSystem:
                 replay_warmup=c.get("replay_warmup", 1),  # files from before these were saved
                 replay_scored=c.get("replay_scored", 1),
                 feature_context=c.get("feature_context", 0.0),
+                min_scored_s=c.get("min_scored_s", 0.0),  # files from before it: everything was scored
             )
             loop.history = history
             loop.monitor.load_state_dict(meta["monitor"])
@@ -663,6 +692,9 @@ class FeedbackLoopSystem:
                 loader = getattr(strategy, "load_state_dict", None)
                 if callable(loader):
                     loader(state)
+                if callable(getattr(strategy, "load_state_arrays", None)):
+                    prefix = f"strategy.{name}."
+                    strategy.load_state_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
             loop.rng.bit_generator.state = meta["rng"]  # last: making the strategies above draws from it
             if len(history):
                 loop.last_record = history.record(int(history.slots(1)[0]))
