@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping
+from typing import Iterable, Iterator, Literal, Mapping
 
 import numpy as np
 
@@ -118,6 +118,10 @@ class ParameterSpace:
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        """The names, in order (as ``in`` takes names, like a mapping; :attr:`parameters` holds the objects)."""
+        return iter(self.names)
 
     def __repr__(self) -> str:
         return f"ParameterSpace({', '.join(self.names)})"

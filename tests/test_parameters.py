@@ -94,3 +94,11 @@ def test_a_value_that_is_not_a_number_is_named(params, message):
             PARAMETER_SPACE.clip(params)
     assert PARAMETER_SPACE.validate({"highpass_hz": np.float32(100.0)}) == {"highpass_hz": 100.0}
     assert PARAMETER_SPACE.validate({"highpass_hz": np.array(100)}) == {"highpass_hz": 100.0}
+
+
+def test_a_space_iterates_its_names_like_a_mapping():
+    """``in`` takes names, so iteration gives names (before: ``for p in space`` raised "unknown parameter 0");
+    ``space.parameters`` holds the Parameter objects."""
+    space = PARAMETER_SPACE.subspace(["highpass_hz", "nr_floor_db"])
+    assert list(space) == ["highpass_hz", "nr_floor_db"] and all(name in space for name in space)
+    assert [space[name].low for name in space] == [p.low for p in space.parameters]

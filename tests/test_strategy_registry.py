@@ -77,7 +77,8 @@ def test_a_learning_policy_is_saved_with_the_loop(builtin, tmp_path):
     env_config = {"tuned": ["highpass_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s"]}
     env = gym.make("feedback_env/AudioEnhancement-v0", config=env_config)
     optimizer = RLFeedbackOptimizer(env.observation_space, env.action_space, seed=3, learning_starts=0)
-    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id="feedback_env/AudioEnhancement-v0", env_config=env_config)
+    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id="feedback_env/AudioEnhancement-v0",
+                      env_config=env_config)  # fmt: skip
     options = policy_loop_options(path)
     options["strategy_options"]["policy"].update(learn=True, batch_size=4)
     loop = FeedbackLoopSystem(seed=0, **options)

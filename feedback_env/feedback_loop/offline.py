@@ -13,7 +13,7 @@ No audio is processed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -170,3 +170,10 @@ class OfflineStrategy:
 
     def observe(self, loop: "FeedbackLoopSystem", record: "FeedbackRecord") -> None:
         """The surrogate is refitted from the history at each proposal."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The seed of its fits and draws (the rest is refitted from the history)."""
+        return {"seed": self.model.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.seed = int(state["seed"])

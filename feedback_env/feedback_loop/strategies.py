@@ -149,7 +149,8 @@ def check_strategy_options(name: str, options: Mapping[str, Any]) -> None:
     try:
         signature.bind(None, **options)
     except TypeError as exc:
-        taken = [p for p in list(signature.parameters)[1:] if signature.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+        kinds = {p: signature.parameters[p].kind for p in list(signature.parameters)[1:]}
+        taken = [p for p, kind in kinds.items() if kind is not inspect.Parameter.VAR_KEYWORD]
         raise ValueError(f"strategy {canonical_strategy(name)!r}: {exc}; its options: {', '.join(taken)}") from None
 
 

@@ -22,6 +22,7 @@ safety checks of :mod:`.guards`; rollback uses the CUSUM test of :mod:`.checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -53,7 +54,7 @@ from feedback_env.metrics import METRICS, compute_metrics
 from feedback_env.objectives import Objective, QualityReward
 from feedback_env.observation import build_observation, feedback_vector
 from feedback_env.parameters import ParameterSpace
-from feedback_env.pipeline import EnhancementPipeline
+from feedback_env.pipeline import EnhancementPipeline, PipelineConfig
 
 CURVATURE_BLOCK = 10
 """Updates averaged into each end of the convergence analyzer's secant pairs. SPSA's gradient on one chunk
@@ -119,7 +120,8 @@ class FeedbackLoopSystem:
     :param false_alarm_rate: of the rollback test, per record on a stationary stream.
     :param min_shift: drop the rollback test detects quickly, in baseline standard deviations.
     :param checkpoint_interval: records between checkpoint candidates.
-    :param blind_objectives: reward for chunks without a clean reference (non-intrusive default).
+    :param blind_objectives: reward for chunks without a clean reference (non-intrusive default; its WADA-SNR
+        rewards suppressed pauses, so a loop learning from it alone drifts towards over-suppression).
     :param mode: ``"online"`` (:meth:`step` updates) or ``"offline"`` (:meth:`step` only records;
         :meth:`update_parameters` defaults to the ``offline`` surrogate strategy).
     :param replay_warmup: chunks before the last one that :meth:`evaluate` re-processes first with the
@@ -306,8 +308,10 @@ class FeedbackLoopSystem:
             raise MetricError(f"metrics must be a mapping of name to value, got {type(metrics).__name__}")
         return {str(k): v for k, v in metrics.items()}
 
-    def _record(self, inp, out, clean, params, given, features, streamed: bool) -> FeedbackRecord:
-        """Score and store one chunk; ``streamed``: it came through :meth:`step` (replayable from snapshots)."""
+    def _record(self, inp, out, clean, params, given, features, streamed: bool, unscored: str | None = None
+                ) -> FeedbackRecord:  # fmt: skip
+        """Score and store one chunk; ``streamed``: it came through :meth:`step` (replayable from snapshots);
+        ``unscored``: why it must not be scored, known before its metrics (they are still computed and kept)."""
         intrusive = clean is not None
         reward_fn = self.rewards[intrusive]
         needed = list(reward_fn.metric_names)
@@ -342,6 +346,8 @@ class FeedbackLoopSystem:
                 reward = float(reward_fn(metrics, baseline))
             except FeedbackEnvError as exc:
                 errors.append(str(exc))
+        if not errors and unscored:
+            errors.append(unscored)
         if not errors and out.size < self.min_scored_s * self.sample_rate:
             errors.append(f"too short to score: {out.size} samples ({out.size / self.sample_rate:.3g} s) < min_scored_s "
                           f"= {self.min_scored_s:g} s; pass longer chunks (blocks of frames)")
@@ -408,15 +414,18 @@ class FeedbackLoopSystem:
         self._recent_inputs.append((snapshot(self.pipeline), x))
         out = self.pipeline.process(x)
         noisy_ref = self._noisy_delay.push(x)
-        clean_ref = None
+        clean_ref, unscored = None, None
         if clean is not None:
             if self._clean_delay is None:
                 self._clean_delay = DelayLine(self.pipeline.latency)
+                if self.last_output is not None and self.pipeline.latency:  # mid-stream, after chunks without one
+                    unscored = (f"not scored: the clean reference resumed after a gap, so its first "
+                                f"{self.pipeline.latency} samples (the pipeline's latency) are unknown; the next chunk is scored")
             clean_ref = self._clean_delay.push(clean)
         else:
             self._clean_delay = None
         self.last_output = out
-        record = self._record(noisy_ref, out, clean_ref, self.pipeline.params, {}, self._coming, streamed=True)
+        record = self._record(noisy_ref, out, clean_ref, self.pipeline.params, {}, self._coming, True, unscored)
         if record.ok and self.should_rollback():
             self.rollback()
         return record
@@ -576,11 +585,10 @@ class FeedbackLoopSystem:
     def save(self, path: str | Path) -> Path:
         """Write the history and the loop's state atomically (temporary file + rename)."""
         arrays, history_meta = self.history.to_arrays()
-        strategies = {}
+        strategies = {}  # every strategy made, in order (None: nothing to restore), so load() makes them all again
         for name, s in self.strategies.items():
             getter = getattr(s, "state_dict", None)
-            if callable(getter):
-                strategies[name] = getter()
+            strategies[name] = getter() if callable(getter) else None
             if callable(getattr(s, "state_arrays", None)):  # state too big for JSON (a learning policy's networks)
                 arrays.update({f"strategy.{name}.{k}": np.asarray(v) for k, v in s.state_arrays().items()})
         meta = {
@@ -603,6 +611,7 @@ class FeedbackLoopSystem:
                 "feature_context": self.features.context,
                 "min_scored_s": self.min_scored_s,
                 "sample_rate": self.sample_rate,
+                "pipeline_config": dataclasses.asdict(self.pipeline.config),
             },
             "objectives": {str(k): _reward_spec(v) for k, v in self.rewards.items()},
             "parameters": self.parameters,
@@ -633,7 +642,9 @@ class FeedbackLoopSystem:
         at the centre it sampled around and its step size (its covariance and paths start afresh: ``cma``
         keeps them private).
 
-        The pipeline's streaming state is not saved (a restarted process starts a new stream).
+        The pipeline is rebuilt with the saved sample rate and :class:`~feedback_env.pipeline.PipelineConfig` (a
+        ``pipeline`` given here is used as it is, with a warning if its config differs); a custom parameter space is
+        not saved. Its streaming state is not saved either (a restarted process starts a new stream).
         Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
         for the other scalarizations (their ideal points and bounds are not saved).
         :raises LoopFileError: a missing, damaged or inconsistent file (nothing is half-restored).
@@ -655,8 +666,15 @@ class FeedbackLoopSystem:
                         f"{path}: the saved {'intrusive' if flag else 'blind'} reward uses {spec['scalarization']}; "
                         "pass it again to load()"
                     )
+            saved = c.get("pipeline_config")  # files from before it was saved: the default
+            config = PipelineConfig() if saved is None else PipelineConfig(**saved)
             if pipeline is None:
-                pipeline = EnhancementPipeline(int(c["sample_rate"]))
+                pipeline = EnhancementPipeline(int(c["sample_rate"]), config=config)
+            elif pipeline.config != config:
+                given = dataclasses.asdict(pipeline.config)
+                differ = [f"{k}: saved {v}, given {given[k]}" for k, v in dataclasses.asdict(config).items() if given[k] != v]
+                warnings.warn(f"{path}: the pipeline given to load() differs from the saved one ({'; '.join(differ)}); "
+                              "using the given one", UserWarning, stacklevel=2)  # fmt: skip
             loop = cls(
                 learning_rate=c["learning_rate"],
                 pipeline=pipeline,
@@ -690,7 +708,7 @@ class FeedbackLoopSystem:
             for name, state in meta["strategies"].items():
                 strategy = loop.strategy(name)
                 loader = getattr(strategy, "load_state_dict", None)
-                if callable(loader):
+                if state is not None and callable(loader):
                     loader(state)
                 if callable(getattr(strategy, "load_state_arrays", None)):
                     prefix = f"strategy.{name}."
