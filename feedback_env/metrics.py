@@ -462,14 +462,15 @@ def dnsmos(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int)
     Non-intrusive, 16 kHz (other rates are resampled); clips shorter than the model's 9 s window are
     tiled by speechmos. Samples are clipped to [-1, 1] (speechmos refuses others); the result is
     clipped to [1, 5]. Slow (seconds per clip): for reports, not for RL steps. Needs the optional
-    extra: ``pip install 'feedback-env[dnsmos]'`` (speechmos imports librosa, onnxruntime and requests
-    without declaring them).
+    extra: ``pip install -e ".[dnsmos]"`` in the project's folder, as README says (speechmos imports librosa,
+    onnxruntime and requests without declaring them).
     """
     try:
         from speechmos import dnsmos as _dnsmos
     except ImportError as exc:
         raise MetricError(
-            f"dnsmos needs the optional extra: pip install 'feedback-env[dnsmos]' ({type(exc).__name__}: {exc})"
+            f"dnsmos needs the optional extra: pip install -e \".[dnsmos]\" in the project's folder, with its .venv "
+            f"active ({type(exc).__name__}: {exc})"
         ) from exc
     x = _f64(estimate)
     if sample_rate != 16000:

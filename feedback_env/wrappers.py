@@ -161,29 +161,31 @@ class SafetyWrapper(gym.Wrapper):
         else:
             action = self._limit(proposed)
         obs, reward, terminated, truncated, info = self.env.step(action)
-        detector = self.detector
-        judged = detector.ready  # this step's test could alarm
-        cost = max(0.0, detector.mean - reward) if judged else 0.0
-        rollback = detector.update(reward)
+        rollback, cost = False, 0.0
         extra: dict[str, Any] = {}
-        if rollback:
-            self.rollbacks += 1
-            extra["safety"] = f"rolled back to the known-good parameters: {detector.explain()}"
-            detector.reset(keep_baseline=True)
-            # rewards of the known-good setting stay (a value-independent rule, so the baseline is not censored)
-            ran = [*self._pending, (float(reward), dict(info["params"]))]
-            self._pending = deque(item for item in ran if self._is_known_good(item[1]))
-            if self.is_delta:
-                obs = self.env.unwrapped.restore_params(self.known_good)
+        if info.get("scored", True):  # a chunk the reward cannot score (a pause) is neither judged nor learnt from
+            detector = self.detector
+            judged = detector.ready  # this step's test could alarm
+            cost = max(0.0, detector.mean - reward) if judged else 0.0
+            rollback = detector.update(reward)
+            if rollback:
+                self.rollbacks += 1
+                extra["safety"] = f"rolled back to the known-good parameters: {detector.explain()}"
+                detector.reset(keep_baseline=True)
+                # rewards of the known-good setting stay (a value-independent rule, so the baseline is not censored)
+                ran = [*self._pending, (float(reward), dict(info["params"]))]
+                self._pending = deque(item for item in ran if self._is_known_good(item[1]))
+                if self.is_delta:
+                    obs = self.env.unwrapped.restore_params(self.known_good)
+                else:
+                    self._hold = self.hold_steps
             else:
-                self._hold = self.hold_steps
-        else:
-            self._pending.append((float(reward), dict(info["params"])))
-            while len(self._pending) > self.confirm_steps:
-                confirmed_reward, confirmed_params = self._pending.popleft()
-                detector.add_baseline(confirmed_reward)
-                if judged:  # a setting confirmed while no alarm was possible was never judged
-                    self.known_good = confirmed_params
+                self._pending.append((float(reward), dict(info["params"])))
+                while len(self._pending) > self.confirm_steps:
+                    confirmed_reward, confirmed_params = self._pending.popleft()
+                    detector.add_baseline(confirmed_reward)
+                    if judged:  # a setting confirmed while no alarm was possible was never judged
+                        self.known_good = confirmed_params
         if not np.array_equal(action, proposed):
             extra["applied_action"] = np.asarray(action, dtype=np.float32)
         info = {**info, **extra, "rollback": rollback, "rollbacks": self.rollbacks, "cost": float(cost), "substituted": substituted}

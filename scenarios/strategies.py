@@ -18,7 +18,9 @@ final output is the clip rendered with the parameter schedule of the last pass o
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -103,9 +105,11 @@ class LoopStrategy(Strategy):
 
     adaptive = True
 
-    def __init__(self, name: str, strategy: str, relative_cost: float = 50.0, **loop_options: Any):
+    def __init__(self, name: str, strategy: str, relative_cost: float = 50.0, trained_chunk_s: float | None = None,
+                 **loop_options: Any):  # fmt: skip
         self.name, self.strategy, self.loop_options = name, strategy, loop_options
         self.relative_cost = relative_cost
+        self.trained_chunk_s = trained_chunk_s  # a policy's: it hears and acts per chunk of this length
 
     def make_loop(self, clip, seed: int):
         from feedback_env import FeedbackLoopSystem
@@ -118,6 +122,10 @@ class LoopStrategy(Strategy):
         from feedback_env.feedback_loop.objective import chunk_stream
 
         loop = self.make_loop(clip, seed)
+        chunk_s = context.chunk / clip.sample_rate
+        if self.trained_chunk_s is not None and not math.isclose(chunk_s, self.trained_chunk_s, rel_tol=1e-6):
+            warnings.warn(f"{self.name}: trained on {self.trained_chunk_s:g} s chunks, run on {chunk_s:g} s: its features' "
+                          "per-chunk context and what it learnt per chunk do not carry over", UserWarning, stacklevel=2)
         n = context.n_chunks
         curve, used = [], []
         started = time.perf_counter()
@@ -211,12 +219,14 @@ def _policy(path: str) -> Strategy:
     """A loop acting with the SB3 policy saved at ``path``, observing and setting the parameters it was trained on."""
     from pathlib import Path
 
+    from agents.factory import read_config
     from agents.strategy import policy_loop_options
 
     if not Path(path).is_file():
         raise ValueError(f"strategy td3:{path}: no model file {path!r} (train one with `python train.py`)")
     options = policy_loop_options(path)
-    return LoopStrategy(f"td3:{path}", options.pop("strategy"), relative_cost=6.0, **options)
+    chunk_s = read_config(path).get("env_config", {}).get("chunk_s")
+    return LoopStrategy(f"td3:{path}", options.pop("strategy"), relative_cost=6.0, trained_chunk_s=chunk_s, **options)
 
 
 def make_strategy(name: str) -> Strategy:

@@ -34,6 +34,7 @@ def odd_set(tmp_path_factory):
         "whisper": (tone * 1e-4 + rng.standard_normal(n) * 1e-5, tone * 1e-4),
         "clean_in": (tone, tone),
         "no_reference": (tone + 0.05 * rng.standard_normal(n), None),
+        "pause": (np.concatenate([tone, np.zeros(n)]) + 0.05 * rng.standard_normal(2 * n), np.concatenate([tone, np.zeros(n)])),
     }
     clips = []
     for name, (noisy, clean) in signals.items():
@@ -346,3 +347,20 @@ def test_render_before_reset_shows_an_empty_episode():
     assert image.dtype == np.uint8 and image.ndim == 3
     assert AudioEnhancementEnv(render_mode="ansi").render() == "clip -: no step yet"
     assert AudioEnhancementEnv().render() is None
+
+
+def test_a_chunk_the_reward_cannot_score_pays_nothing_and_is_not_judged(odd_set):
+    """In a pause the clean reference is silent: SI-SDR is -100 processed or not, and LSD alone would pay for any
+    suppression (a policy would learn to over-suppress pauses). The env pays 0 there and says so in
+    ``info["scored"]``; the SafetyWrapper neither learns from nor judges those steps."""
+    from feedback_env.wrappers import SafetyWrapper
+
+    env = SafetyWrapper(gym.make("feedback_env/AudioEnhancement-v0", config={"scenarios": str(odd_set)}), min_samples=2,
+                        confirm_steps=1)  # fmt: skip
+    env.reset(seed=0, options={"clip": "pause"})
+    steps = [env.step(np.full(19, 0.8, dtype=np.float32)) for _ in range(4)]  # strong noise reduction
+    assert [info["scored"] for *_, info in steps] == [True, True, False, False]
+    assert [r for _, r, *_ in steps[2:]] == [0.0, 0.0] and steps[0][1] != 0.0
+    assert all(info["cost"] == 0.0 and not info["rollback"] for *_, info in steps[2:])
+    assert np.isfinite(steps[3][4]["metrics"]["lsd"])  # still measured
+    assert len(env.detector._baseline) + len(env._pending) == 2  # only the scored steps reached the test

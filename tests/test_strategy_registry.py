@@ -103,6 +103,27 @@ def test_a_learning_policy_is_saved_with_the_loop(builtin, tmp_path):
     np.testing.assert_array_equal(restored._pending[1], loop.strategy("policy")._pending[1])
 
 
+def test_the_harness_warns_when_a_policy_runs_at_another_chunk_length(builtin, tmp_path):
+    """A policy's features (their per-chunk context) and what it learnt are per chunk: run by the harness at another
+    ``--chunk-s`` than it was trained at, it says so (before: no word)."""
+    import warnings
+
+    from scenarios.harness import clip_context
+    from scenarios.strategies import make_strategy
+
+    env_config = {"tuned": ["highpass_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s"], "chunk_s": 0.5}
+    env = gym.make("feedback_env/AudioEnhancement-v0", config={"tuned": env_config["tuned"]})
+    optimizer = RLFeedbackOptimizer(env.observation_space, env.action_space, seed=3)
+    path = save_agent(optimizer.model, tmp_path / "policy.zip", env_id="feedback_env/AudioEnhancement-v0",
+                      env_config=env_config)  # fmt: skip
+    strategy, clip = make_strategy(f"td3:{path}"), builtin["pink_snr+0_f1"]
+    with pytest.warns(UserWarning, match=r"trained on 0.5 s chunks, run on 0.25 s"):
+        strategy.run(clip, 2, 0, clip_context(clip, 0.25))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        strategy.run(clip, 2, 0, clip_context(clip, 0.5))
+
+
 def test_policy_strategy_needs_a_model():
     loop = FeedbackLoopSystem(seed=0, strategy="policy")
     with pytest.raises(ValueError, match="needs a trained model"):

@@ -156,7 +156,9 @@ class AudioEnhancementEnv(gym.Env):
     ``QualityReward`` (see :mod:`feedback_env.objectives`): by default the weighted improvement of the
     enhanced chunk over the unprocessed chunk on cheap intrusive metrics, both compared with the clean
     reference delayed by the pipeline latency (SI-SDR in units of 10 dB plus a log-spectral-distance
-    term); for clips without a clean reference, the non-intrusive default. Always finite.
+    term); for clips without a clean reference, the non-intrusive default. Always finite. A chunk whose
+    clean reference is silent (a speech pause) cannot be scored (SI-SDR is -100 processed or not, and the
+    LSD term alone would pay for any suppression): it pays 0, with ``info["scored"] = False``.
 
     ## Starting State
     The pipeline is reset (filter states, noise estimate) and its parameters set to the defaults
@@ -402,10 +404,15 @@ class AudioEnhancementEnv(gym.Env):
         output = self.pipeline.process(s.noisy_chunks[t], self.params)
         reward_fn = self._reward_for()
         processed, baseline = self._metrics(output, t, reward_fn)
-        reward = float(reward_fn(processed, baseline))
-        if not np.isfinite(reward):  # QualityReward is finite by construction; keep the promise regardless
-            reward = -reward_fn.clip
-        self._last = feedback_vector(reward_fn, processed, baseline, reward, self._n_objectives)
+        scored = reward_fn.can_score(None if s.clean_chunks is None else s.clean_chunks[t])
+        if scored:
+            reward = float(reward_fn(processed, baseline))
+            if not np.isfinite(reward):  # QualityReward is finite by construction; keep the promise regardless
+                reward = -reward_fn.clip
+            self._last = feedback_vector(reward_fn, processed, baseline, reward, self._n_objectives)
+        else:  # nothing to learn: no reward and no feedback (as after a reset)
+            reward = 0.0
+            self._last = feedback_vector(None, None, None, 0.0, self._n_objectives)
         self._t += 1
         truncated = self._t >= len(s.noisy_chunks)
         if self.render_mode is not None:
@@ -417,6 +424,7 @@ class AudioEnhancementEnv(gym.Env):
             "params": dict(self.params),
             "metrics": processed,
             "baseline_metrics": baseline,
+            "scored": scored,
         }
         self._last_info = {**info, "reward": reward, "n_chunks": len(s.noisy_chunks)}
         return self._observation(), reward, False, truncated, info
