@@ -18,7 +18,7 @@ _CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)_steps\.zip$")
 class QualityCallback(BaseCallback):
     """Logs, averaged between dumps: ``quality/<metric>`` of each processed chunk and
     ``quality/<metric>_gain`` over the unprocessed chunk (from ``info["metrics"]`` and
-    ``info["baseline_metrics"]``); under the safety wrapper ``safety/rollback_rate`` (per step),
+    ``info["baseline_metrics"]``; chunks the reward could not score left out); under the safety wrapper ``safety/rollback_rate`` (per step),
     ``safety/cost`` and ``safety/rollbacks`` (total over all envs)."""
 
     def __init__(self, verbose: int = 0):
@@ -28,7 +28,8 @@ class QualityCallback(BaseCallback):
     def _on_step(self) -> bool:
         for index, info in enumerate(self.locals.get("infos", [])):
             baseline = info.get("baseline_metrics", {})
-            for name, value in info.get("metrics", {}).items():
+            measured = info.get("metrics", {}) if info.get("scored", True) else {}  # not a pause's undefined values
+            for name, value in measured.items():
                 self.logger.record_mean(f"quality/{name}", value)
                 if name in baseline:
                     self.logger.record_mean(f"quality/{name}_gain", value - baseline[name])

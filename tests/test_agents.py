@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -143,6 +145,23 @@ def test_quality_callback_logs_metrics_and_rollbacks(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "progress.csv")))
     assert {"quality/si_sdr", "quality/si_sdr_gain", "quality/lsd", "safety/rollbacks", "safety/rollback_rate", "safety/cost"} <= set(rows[0])
     assert all(np.isfinite(float(r["quality/si_sdr_gain"])) for r in rows if r["quality/si_sdr_gain"])
+
+
+def test_quality_callback_leaves_out_chunks_the_reward_could_not_score():
+    """A pause (silent clean reference) gives SI-SDR -100 processed or not: logged, it would drag the mean down by
+    tens of dB; the env marks it ``scored=False`` and the callback leaves it out."""
+    from stable_baselines3.common.logger import Logger
+
+    from agents.callbacks import QualityCallback
+
+    callback, logger = QualityCallback(), Logger(folder=None, output_formats=[])
+    callback.model = SimpleNamespace(logger=logger)  # BaseCallback.logger is the model's
+    callback.locals = {"infos": [
+        {"metrics": {"si_sdr": 10.0}, "baseline_metrics": {"si_sdr": 4.0}, "scored": True},
+        {"metrics": {"si_sdr": -100.0}, "baseline_metrics": {"si_sdr": -100.0}, "scored": False},
+    ]}  # fmt: skip
+    callback._on_step()
+    assert logger.name_to_value["quality/si_sdr"] == 10.0 and logger.name_to_value["quality/si_sdr_gain"] == 6.0
 
 
 def test_weight_averaging_leaves_the_mean_of_the_snapshots():
