@@ -1234,3 +1234,34 @@ def test_load_recreates_every_strategy_the_loop_had_made(builtin, tmp_path):
         lp.update_parameters("offline")
         run(lp, clip.noisy, clip.clean, 3)
     assert restored.parameters == loop.parameters
+
+
+def test_a_failing_update_still_enhances_and_records_the_chunk(builtin):
+    """A strategy that raises mid-stream (a bug, a library failure) used to cost the chunk: step() raised before
+    processing it. The chunk is now enhanced with the current parameters and recorded, and then the error is
+    raised, with a note saying so and an event in the log."""
+
+    class Broken:
+        name = "broken"
+
+        def propose(self, loop):
+            raise RuntimeError("solver diverged")
+
+        def observe(self, loop, record):
+            pass
+
+    register_strategy("broken", lambda loop: Broken())
+    try:
+        clip = builtin["white_snr+5_f3"]
+        loop = FeedbackLoopSystem(seed=0, strategy="broken")
+        chunks = list(chunk_stream(clip.noisy, clip.clean, CHUNK, 2))
+        loop.step(*chunks[0])
+        params = loop.parameters
+        with pytest.raises(RuntimeError, match="solver diverged") as info:
+            loop.step(*chunks[1])
+        assert "enhanced with the current parameters and recorded" in "".join(info.value.__notes__)
+        assert loop.history.total == 2 and loop.last_record.ok and loop.last_record.params == params
+        assert loop.last_output is not None and loop.last_output.shape == (CHUNK,)
+        assert loop.events[-1]["kind"] == "update_failed" and "solver diverged" in loop.events[-1]["reason"]
+    finally:
+        unregister_strategy("broken")

@@ -400,6 +400,8 @@ class FeedbackLoopSystem:
         :param noisy_chunk: the next chunk of the noisy stream, ``(n,)``.
         :param clean_chunk: the matching clean chunk, or None (non-intrusive metrics).
         :return: the chunk's record; the enhanced chunk itself, float32 ``(n,)``, is :attr:`last_output`.
+        :raises: what a failing update raised, after the chunk was enhanced with the current parameters and
+            recorded (an ``update_failed`` event is logged).
         """
         x = as_audio(noisy_chunk, "noisy_chunk")
         clean = None
@@ -408,9 +410,13 @@ class FeedbackLoopSystem:
             check_same_length(x, clean, ("noisy_chunk", "clean_chunk"))
         self._coming = self.features(x)
         last = self.last_record  # an update needs a fresh scored chunk: after a failed one it waits for the next
+        failed: Exception | None = None
         if self.mode == "online" and last is not None and last.ok and self._since_update >= self.update_every:
             if self._replays:  # none after reset_stream()
-                self.update_parameters(self.default_strategy)
+                try:
+                    self.update_parameters(self.default_strategy)
+                except Exception as exc:  # raised once the chunk is enhanced and recorded: a live stream loses nothing
+                    failed = exc
         self._recent_inputs.append((snapshot(self.pipeline), x))
         out = self.pipeline.process(x)
         noisy_ref = self._noisy_delay.push(x)
@@ -426,6 +432,12 @@ class FeedbackLoopSystem:
             self._clean_delay = None
         self.last_output = out
         record = self._record(noisy_ref, out, clean_ref, self.pipeline.params, {}, self._coming, True, unscored)
+        if failed is not None:
+            self.events.append({"kind": "update_failed", "iteration": record.index, "strategy": self.default_strategy,
+                                "reason": f"{type(failed).__name__}: {failed}"})  # fmt: skip
+            failed.add_note("FeedbackLoopSystem.step(): the update failed; the chunk was still enhanced with the current "
+                            "parameters and recorded (loop.last_output, loop.last_record)")  # fmt: skip
+            raise failed
         if record.ok and self.should_rollback():
             self.rollback()
         return record
