@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=int, default=None,
                    help=f"env steps (chunks) in total (default {defaults.timesteps}); with --resume, the run's own unless given")
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--n-envs", type=int, default=defaults.n_envs, help="parallel envs (SubprocVecEnv when > 1)")
+    p.add_argument("--n-envs", type=int, default=defaults.n_envs, help="parallel envs (SubprocVecEnv when > 1); "
+                   "TD3/SAC then take a gradient step per N env steps: --hyper '{\"gradient_steps\": N}' keeps the count")
     p.add_argument("--out", default=defaults.out, help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint under --out, with the run's own settings (other values: an error)")
@@ -145,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         if args.timesteps is not None:  # a given --timesteps may extend a resumed run; the rest is the run's own
+            if args.timesteps < previous.timesteps:
+                print(f"error: --resume: --timesteps {args.timesteps} is below the run's own {previous.timesteps}: a "
+                      "resume can only extend a run", file=sys.stderr)  # fmt: skip
+                return 2
             previous.timesteps = args.timesteps
         previous.out = config.out  # the folder holding run.json is the run's, wherever it started (moved, copied)
         config = previous

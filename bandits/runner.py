@@ -152,6 +152,8 @@ def run_on_env(
         (default :meth:`RewardAdapter.for_env_reward`); other policies get the raw reward.
     :param clips: clip ids to cycle over; default :func:`split_clips`.
     :param seed: passed to the first ``reset``.
+
+    Steps the env could not score (``info["scored"]`` False: a silent clean reference) are logged, not learnt from.
     """
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"run_on_env needs a Discrete action space, got {env.action_space}")
@@ -177,7 +179,8 @@ def run_on_env(
         x = context(obs) if context is not None else None
         arm = policy.select(x)
         obs, reward, terminated, truncated, info = env.step(arm)
-        policy.update(arm, adapter(reward) if adapter is not None and policy.unit_rewards else reward, x)
+        if info.get("scored", True):  # a chunk the env could not score (a pause) pays a placeholder: no information
+            policy.update(arm, adapter(reward) if adapter is not None and policy.unit_rewards else reward, x)
         arms[t], rewards[t], chunks[t], episodes[t] = arm, reward, info["chunk"], episode
         clip_ids.append(info["clip"])
         if terminated or truncated:

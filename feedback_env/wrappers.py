@@ -25,7 +25,7 @@ SAME_SETTING = 1e-6
 """Unit-cube widths within which two settings count as the same (above float64 round-trip error)."""
 
 
-class SafetyWrapper(gym.Wrapper):
+class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """
     Rolls the parameters back to the last known-good ones when the reward drops below its baseline.
 
@@ -83,7 +83,12 @@ class SafetyWrapper(gym.Wrapper):
         reset_on_episode: bool = True,
         baseline_size: int = 64,
     ):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(  # so that env.spec re-makes it (gym.make(env.spec), check_env)
+            self, false_alarm_rate=false_alarm_rate, min_shift=min_shift, min_samples=min_samples,
+            confirm_steps=confirm_steps, hold_steps=hold_steps, max_change=max_change,
+            reset_on_episode=reset_on_episode, baseline_size=baseline_size,
+        )  # fmt: skip
+        gym.Wrapper.__init__(self, env)
         base = env.unwrapped
         if not hasattr(base, "action_type") or not hasattr(base, "restore_params"):
             raise TypeError(f"SafetyWrapper needs an AudioEnhancement env, got {type(base).__name__}")

@@ -221,3 +221,25 @@ def test_exp3_takes_one_update_per_draw(builtin):
     other = preset_params(PRESETS_LIST[(arm + 1) % 6])  # a preset it did not draw: no importance weight for it
     strategy.observe(loop, loop.evaluate(other))
     assert strategy.policy.store.read().updates == 1 and strategy.ignored == 4
+
+
+def test_run_on_env_does_not_learn_from_chunks_the_env_could_not_score():
+    """A pause (silent clean reference) pays a placeholder 0 with ``info["scored"] = False``; rescaled into
+    [0, 1] it reached UCB1 as 0.375, an update that carried no information (half of them on a clip with 1 s of
+    leading silence). Unscored steps are logged but not learnt from."""
+
+    class Pauses(gym.Env):
+        action_space, observation_space = gym.spaces.Discrete(2), gym.spaces.Box(-1, 1, (1,))
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return np.zeros(1, np.float32), {}
+
+        def step(self, arm):
+            self.t += 1
+            info = {"chunk": self.t, "clip": "c", "scored": self.t % 2 == 0}
+            return np.zeros(1, np.float32), 0.0 if self.t % 2 else 1.0, False, self.t >= 10, info
+
+    policy = UCB1(2)
+    log = run_on_env(Pauses(), policy, 10, clips=["c"])
+    assert len(log.rewards) == 10 and sum(policy.describe_arm(a)["pulls"] for a in range(2)) == 5

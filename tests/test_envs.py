@@ -364,3 +364,18 @@ def test_a_chunk_the_reward_cannot_score_pays_nothing_and_is_not_judged(odd_set)
     assert all(info["cost"] == 0.0 and not info["rollback"] for *_, info in steps[2:])
     assert np.isfinite(steps[3][4]["metrics"]["lsd"])  # still measured
     assert len(env.detector._baseline) + len(env._pending) == 2  # only the scored steps reached the test
+
+
+def test_a_reward_that_needs_a_reference_is_refused_at_reset_on_clips_without_one(odd_set):
+    """One ``config["reward"]`` serves every clip; an intrusive one cannot score a clip without a clean reference.
+    That surfaced as a MetricError at the first step of such a clip, minutes into a training run (clips are drawn
+    at random); it is now an error at reset, naming the clips, and clips with a reference still work."""
+    from feedback_env.errors import MetricError
+    from feedback_env.objectives import QualityReward
+
+    config = {"scenarios": str(odd_set), "reward": QualityReward.default()}
+    with pytest.raises(MetricError, match=r"no_reference.*no clean reference"):
+        gym.make("feedback_env/AudioEnhancement-v0", config=config).reset(seed=0)
+    env = gym.make("feedback_env/AudioEnhancement-v0", config=config)  # (gymnasium's checker trips after a failed reset)
+    env.reset(seed=0, options={"clip": "clean_in"})
+    assert np.isfinite(env.step(env.action_space.sample())[1])

@@ -308,6 +308,21 @@ def test_any_parameters_any_audio_stay_finite_and_under_the_ceiling(unit, kind, 
     assert np.max(np.abs(out)) <= 10 ** (params["limiter_ceiling_db"] / 20) + 1e-6
 
 
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_every_parameter_at_either_bound_stays_finite_at_every_rate(rate):
+    """At 8 kHz the top of eq_mid_hz's range (4000 Hz) is the Nyquist frequency: the peak filter was 0/0 there,
+    the output NaN, and it stayed NaN (the stages' states held it); an agent's action of +1 lands there."""
+    x = (0.1 * np.random.default_rng(0).standard_normal(rate // 2)).astype(np.float32)
+    for i, name in enumerate(PARAMETER_SPACE.names):
+        for end in (-1.0, 1.0):
+            unit = PARAMETER_SPACE.to_unit(PARAMETER_SPACE.defaults())
+            unit[i] = end
+            params = {**PARAMETER_SPACE.from_unit(unit), "eq_mid_db": 6.0 if name != "eq_mid_db" else 12.0 * end}
+            pipe = EnhancementPipeline(rate, params)
+            out = np.concatenate([pipe.process(x), pipe.process(x)])
+            assert np.all(np.isfinite(out)), (name, end)
+
+
 def test_bad_input_names_the_problem_and_keeps_state(builtin):
     pipe = EnhancementPipeline()
     good = builtin[0].noisy[:8000]

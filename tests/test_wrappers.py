@@ -1,3 +1,5 @@
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -234,3 +236,16 @@ def test_a_setting_tried_before_the_test_can_alarm_never_becomes_known_good(stre
     for _ in range(6):
         env.step(DEFAULT)
     assert env.known_good == pytest.approx(PARAMETER_SPACE.defaults())  # judged once the test is ready
+
+
+def test_the_wrapped_env_can_be_made_again_from_its_spec_and_passes_the_checker():
+    """Gymnasium records a wrapper's arguments in ``env.spec`` when it is a ``RecordConstructorArgs``:
+    ``gym.make(env.spec)`` and Gymnasium's ``check_env`` (which re-makes the env from its spec) failed on it."""
+    from gymnasium.utils.env_checker import check_env
+
+    env = SafetyWrapper(gym.make(DELTA), min_samples=4, max_change=0.5)
+    again = gym.make(env.spec)
+    assert isinstance(again, SafetyWrapper) and again.max_change == 0.5 and again.detector.min_samples == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it warns that any wrapped env is not the raw one
+        check_env(env, skip_render_check=True)

@@ -14,6 +14,7 @@ from gymnasium import spaces
 
 from feedback_env.envs.actions import AbsoluteAction, DeltaAction, PresetAction
 from feedback_env.envs.rendering import before_after_image, metrics_line
+from feedback_env.errors import MetricError
 from feedback_env.features import ChunkFeatures
 from feedback_env.metrics import compute_metrics
 from feedback_env.objectives import QualityReward
@@ -346,6 +347,12 @@ class AudioEnhancementEnv(gym.Env):
             ids = None
         else:
             ids = self._clip_ids(scenario_set)
+        if self._rewards[False].intrusive:  # config["reward"] serves every clip, and it needs a clean reference
+            lacking = [i for i in ([clip_id] if ids is None else ids) if scenario_set[i].clean is None]
+            if lacking:
+                raise MetricError(f"clip(s) {lacking} have no clean reference, and config['reward'] "
+                                  f"({', '.join(self._rewards[False].metric_names)}) needs one: use clips with references "
+                                  "(config['split'] / config['clips']) or a non-intrusive reward")  # fmt: skip
         super().reset(seed=seed)
         if ids is None:
             stream = self._stream_for(scenario_name, scenario_set, clip_id)

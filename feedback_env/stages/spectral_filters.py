@@ -29,6 +29,8 @@ def _rbj_biquad(kind: str, f0_hz: float, gain_db: float, q: float, sample_rate: 
 
     scipy.signal has peaking filters only without gain and no shelves, hence these formulas by hand.
     """
+    if not 0.0 < f0_hz < 0.5 * sample_rate:  # at Nyquist the peak is 0/0 there (NaN), and near it no filter at all
+        raise ValueError(f"{kind} biquad at {f0_hz} Hz: needs 0 < f0 < {0.5 * sample_rate:g} Hz (Nyquist at {sample_rate} Hz)")
     a_lin = 10.0 ** (gain_db / 40.0)
     w0 = 2.0 * math.pi * f0_hz / sample_rate
     cos_w0, alpha = math.cos(w0), math.sin(w0) / (2.0 * q)
