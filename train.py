@@ -146,10 +146,6 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         if args.timesteps is not None:  # a given --timesteps may extend a resumed run; the rest is the run's own
-            if args.timesteps < previous.timesteps:
-                print(f"error: --resume: --timesteps {args.timesteps} is below the run's own {previous.timesteps}: a "
-                      "resume can only extend a run", file=sys.stderr)  # fmt: skip
-                return 2
             previous.timesteps = args.timesteps
         previous.out = config.out  # the folder holding run.json is the run's, wherever it started (moved, copied)
         config = previous

@@ -309,8 +309,10 @@ def train(config: RunConfig, resume: bool = False, progress_bar: bool = True) ->
     """
     if config.members == 1:
         if resume and _finished(config):  # nothing to train; re-saving the last checkpoint would undo the averaging
-            print(f"--resume: the run in {config.out} already finished its {config.timesteps} steps; its model is kept")
-            return load_agent(Path(config.out) / "model.zip")
+            path = Path(config.out) / "model.zip"
+            print(f"--resume: the run in {config.out} already finished ({read_config(path)['timesteps']} steps); its "
+                  "model is kept")  # fmt: skip
+            return load_agent(path)
         return _train_one(config, resume, progress_bar)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

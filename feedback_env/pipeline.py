@@ -41,8 +41,11 @@ PARAMETER_SPACE = ParameterSpace(
         Parameter("highpass_hz", 10.0, 500.0, 70.0, "log", "high-pass cut-off (4th-order Butterworth magnitude on the "
                   "STFT bins, 31 Hz apart: the window's leakage keeps the stop band within a few tens of dB, and "
                   "cut-offs below ~50 Hz act less than their label, 10-20 Hz hardly at all)"),
-        Parameter("hum_depth_db", 0.0, 50.0, 30.0, "linear", "attenuation at each mains harmonic (0 = off)"),
-        Parameter("hum_width_hz", 0.5, 10.0, 2.0, "log", "-3 dB width of each hum notch"),
+        Parameter("hum_depth_db", 0.0, 50.0, 30.0, "linear", "attenuation at each harmonic of exactly 50 or 60 Hz (0 = "
+                  "off); a mains off by d Hz puts harmonic k k*d away, so high ones are cut less unless the notches "
+                  "are wider"),
+        Parameter("hum_width_hz", 0.5, 10.0, 2.0, "log", "width of the band-pass each notch subtracts (its -3 dB "
+                  "width when deep)"),
         Parameter("nr_oversubtraction", 0.5, 8.0, 1.5, "log", "Wiener over-subtraction factor"),
         Parameter("nr_floor_db", -40.0, 0.0, -15.0, "linear", "noise-reduction gain floor (0 = off)"),
         Parameter("nr_noise_window_s", 0.2, 5.0, 1.5, "log", "noise-tracking window: how fast a noise rise is followed"),
@@ -55,7 +58,8 @@ PARAMETER_SPACE = ParameterSpace(
         Parameter("comp_ratio", 1.0, 20.0, 1.0, "log", "compression ratio (1 = off)"),
         Parameter("comp_attack_ms", 0.5, 100.0, 5.0, "log", "compressor attack time constant"),
         Parameter("comp_release_ms", 10.0, 1000.0, 150.0, "log", "compressor release time constant"),
-        Parameter("comp_makeup_db", 0.0, 24.0, 0.0, "linear", "compressor make-up gain"),
+        Parameter("comp_makeup_db", 0.0, 24.0, 0.0, "linear", "compressor make-up gain (threshold, ratio and make-up changes "
+                  "apply within 1 ms: a large step clicks)"),
         Parameter("level_target_lufs", -40.0, -10.0, -23.0, "linear", "loudness target (BS.1770 over the last 5 s of gated audio)"),
         Parameter("level_max_gain_db", 0.0, 30.0, 0.0, "linear", "largest level correction either way (0 = off)"),
         Parameter("limiter_ceiling_db", -12.0, 0.0, -1.0, "linear", "peak ceiling, dBFS"),

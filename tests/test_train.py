@@ -422,11 +422,10 @@ def test_a_set_without_train_or_test_clips_is_said_before_any_work(tiny_set, tmp
 def test_resuming_a_finished_run_leaves_its_policy_alone(tiny_set, tmp_path, capsys):
     """A finished one-agent run resumed (by habit, or to redo its table) kept nothing to train but re-saved its raw
     last checkpoint as the policy, dropping the weight averaging and the checkpoint ensemble (test SI-SDR 11.36 ->
-    11.06). It now keeps the saved policy; asking a resume for fewer steps than the run's own is an error."""
+    11.06). It now keeps the saved policy, also when the resume asks for fewer steps than the run took (a killed
+    run may be resumed with fewer steps than it planned, as long as some are left)."""
     assert train.main(args(tiny_set, tmp_path, 80)) == 0
     saved = (tmp_path / "model.zip").read_bytes()
-    assert train.main([*args(tiny_set, tmp_path, 80), "--resume"]) == 0
-    assert (tmp_path / "model.zip").read_bytes() == saved and "already finished" in capsys.readouterr().out
-    assert train.main([*args(tiny_set, tmp_path, 40), "--resume"]) == 2
-    assert "--timesteps 40 is below the run's own 80" in capsys.readouterr().err
-    assert (tmp_path / "model.zip").read_bytes() == saved
+    for timesteps in (80, 40):
+        assert train.main([*args(tiny_set, tmp_path, timesteps), "--resume"]) == 0
+        assert (tmp_path / "model.zip").read_bytes() == saved and "already finished" in capsys.readouterr().out
