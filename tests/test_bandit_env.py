@@ -225,8 +225,8 @@ def test_exp3_takes_one_update_per_draw(builtin):
 
 def test_run_on_env_does_not_learn_from_chunks_the_env_could_not_score():
     """A pause (silent clean reference) pays a placeholder 0 with ``info["scored"] = False``; rescaled into
-    [0, 1] it reached UCB1 as 0.375, an update that carried no information (half of them on a clip with 1 s of
-    leading silence). Unscored steps are logged but not learnt from."""
+    [0, 1] it reached UCB1 as a real outcome, an update that carried no information. Unscored steps are logged
+    but not learnt from."""
 
     class Pauses(gym.Env):
         action_space, observation_space = gym.spaces.Discrete(2), gym.spaces.Box(-1, 1, (1,))

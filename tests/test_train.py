@@ -421,8 +421,8 @@ def test_a_set_without_train_or_test_clips_is_said_before_any_work(tiny_set, tmp
 
 def test_resuming_a_finished_run_leaves_its_policy_alone(tiny_set, tmp_path, capsys):
     """A finished one-agent run resumed (by habit, or to redo its table) kept nothing to train but re-saved its raw
-    last checkpoint as the policy, dropping the weight averaging and the checkpoint ensemble (test SI-SDR 11.36 ->
-    11.06). It now keeps the saved policy, also when the resume asks for fewer steps than the run took (a killed
+    last checkpoint as the policy, dropping the weight averaging and the checkpoint ensemble (and the test
+    SI-SDR it had). It now keeps the saved policy, also when the resume asks for fewer steps than the run took (a killed
     run may be resumed with fewer steps than it planned, as long as some are left)."""
     assert train.main(args(tiny_set, tmp_path, 80)) == 0
     saved = (tmp_path / "model.zip").read_bytes()

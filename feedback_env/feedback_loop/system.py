@@ -142,9 +142,9 @@ class FeedbackLoopSystem:
         ``gradient`` strategy's defaults). With random-sign probes, one scored chunk learned markedly worse
         (13 / 11 / 9 against 15 / 15 / 12 at >= 90 %, stop 16).
     :param min_scored_s: chunks shorter than this (seconds) are recorded without a score and not learnt from:
-        SI-SDR and LSD of a few milliseconds are noise (10 ms chunks: rewards with a standard deviation of 2 on
-        a 1-wide scale, and with ``update_every=1`` a step at 4.7x real time; 0.1 s: 0.7x). A service with short
-        frames passes blocks of them to :meth:`step` (0.5 s, as the envs and every figure here use).
+        SI-SDR and LSD of a few milliseconds are noise, and an update after every 10 ms chunk (16 replays of it)
+        cannot keep up with real time. A service with short frames passes blocks of them to :meth:`step` (0.5 s,
+        as the envs and every figure here use).
     :param feature_context: :class:`~feedback_env.features.ChunkFeatures` ``context``: the per-chunk
         decay of the averaged features appended to each record's and observation's features (0: none).
         A TD3 policy needs the value it was trained with (its config's ``env_config["feature_context"]``).
