@@ -144,13 +144,6 @@ class PolicyStrategy:
         kind = f"mean action of {members} TD3 actors" if members else "TD3 policy"
         return f"{kind} ({self.mode}, {'learning' if self.learn else 'fixed'}): {what}; critic value {q:.3f}"
 
-    def state_dict(self) -> dict[str, Any]:
-        """Whether it learns (its learnt state is in :meth:`state_arrays`)."""
-        return {"learn": bool(self.learn)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to do: a fixed policy is its model file; a learning one comes back in :meth:`load_state_arrays`."""
-
     def state_arrays(self) -> dict[str, np.ndarray]:
         """A learning policy's online state (:meth:`RLFeedbackOptimizer.state_arrays`) and the proposal awaiting
         its outcome; nothing for a fixed policy (its model file is all of it)."""

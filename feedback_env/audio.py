@@ -80,9 +80,16 @@ def as_audio(
     return out
 
 
+def silent_energy(energy: float, n: int) -> bool:
+    """All-zero by the package's definition, from the energy ``sum(x^2)`` of ``n`` samples: RMS at most
+    :data:`SILENCE_RMS` (for callers that have the energy already, as the metrics do)."""
+    return energy <= n * SILENCE_RMS**2
+
+
 def is_silent(x: np.ndarray) -> bool:
-    """True when ``x`` ``(n,)`` is all-zero by the package's definition: RMS below :data:`SILENCE_RMS`."""
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) < SILENCE_RMS
+    """True when ``x`` ``(n,)`` is all-zero by the package's definition (:func:`silent_energy`)."""
+    x64 = np.asarray(x, dtype=np.float64).reshape(-1)
+    return silent_energy(float(np.dot(x64, x64)), x64.size)
 
 
 def check_rate(sample_rate: object, name: str = "sample_rate") -> int:

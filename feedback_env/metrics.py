@@ -40,7 +40,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import resample_poly
 
-from feedback_env.audio import SILENCE_RMS, as_audio, check_pipeline_rate, check_same_length
+from feedback_env.audio import SILENCE_RMS, as_audio, check_pipeline_rate, check_same_length, silent_energy
 from feedback_env.cache import SharedCache
 from feedback_env.errors import MetricError
 
@@ -71,11 +71,6 @@ def _f64(x: np.ndarray | None) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(-1)
 
 
-def _is_silent(energy: float, n: int) -> bool:
-    """All-zero by the package's definition: RMS below ``SILENCE_RMS`` (about -140 dBFS)."""
-    return energy <= n * SILENCE_RMS**2
-
-
 def _ratio_db(num: float, den: float, clamp: float) -> float:
     """``10 log10(num / den)`` clamped to ``[-clamp, clamp]`` without dividing by zero."""
     lo, hi = 10.0 ** (-clamp / 10.0), 10.0 ** (clamp / 10.0)
@@ -99,7 +94,7 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> flo
     e, r = _f64(estimate), _f64(reference)
     n = e.size
     rr, ee = float(np.dot(r, r)), float(np.dot(e, e))
-    r_silent, e_silent = _is_silent(rr, n), _is_silent(ee, n)
+    r_silent, e_silent = silent_energy(rr, n), silent_energy(ee, n)
     if r_silent or e_silent:
         return SDR_CLAMP_DB if (r_silent and e_silent) else -SDR_CLAMP_DB
     alpha = float(np.dot(e, r)) / rr
@@ -220,7 +215,7 @@ def pesq(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float
             ratio = Fraction(16000, int(sample_rate))
             e = resample_poly(e, ratio.numerator, ratio.denominator)
             r = resample_poly(r, ratio.numerator, ratio.denominator)
-    if r.size < rate // 4 or _is_silent(float(np.dot(r, r)), r.size):
+    if r.size < rate // 4 or silent_energy(float(np.dot(r, r)), r.size):
         return PESQ_UNDEFINED
     try:
         with warnings.catch_warnings():
@@ -240,7 +235,7 @@ def _stoi(estimate: np.ndarray, reference: np.ndarray, sample_rate: int, extende
     from pystoi import stoi as _pystoi
 
     e, r = _f64(estimate), _f64(reference)
-    if r.size * 10000 < _STOI_MIN_SAMPLES_10K * sample_rate or _is_silent(float(np.dot(r, r)), r.size):
+    if r.size * 10000 < _STOI_MIN_SAMPLES_10K * sample_rate or silent_energy(float(np.dot(r, r)), r.size):
         return STOI_UNDEFINED
     try:
         with warnings.catch_warnings(record=True) as caught:
