@@ -3,7 +3,8 @@
 Stages in order (each carries its own state):
 
 1. high-pass: 4th-order Butterworth magnitude, a zero-phase gain on STFT bins;
-2. hum removal: narrow notches at the detected mains frequency (50/60 Hz) and harmonics, time domain;
+2. hum removal: narrow notches at the harmonics of the detected mains (its fundamental tracked near 50/60 Hz),
+   time domain;
 3. spectral noise reduction: MCRA noise tracking, decision-directed Wiener gain (STFT);
 4. 3-band EQ: low shelf, peak, high shelf, zero-phase gains on STFT bins;
 5. compressor; 6. output level: loudness leveller and peak limiter (1 ms gain steps).
@@ -41,9 +42,9 @@ PARAMETER_SPACE = ParameterSpace(
         Parameter("highpass_hz", 10.0, 500.0, 70.0, "log", "high-pass cut-off (4th-order Butterworth magnitude on the "
                   "STFT bins, 31 Hz apart: the window's leakage keeps the stop band within a few tens of dB, and "
                   "cut-offs below ~50 Hz act less than their label, 10-20 Hz hardly at all)"),
-        Parameter("hum_depth_db", 0.0, 50.0, 30.0, "linear", "attenuation at each harmonic of exactly 50 or 60 Hz (0 = "
-                  "off); a mains off by d Hz puts harmonic k k*d away, so high ones are cut less unless the notches "
-                  "are wider"),
+        Parameter("hum_depth_db", 0.0, 50.0, 30.0, "linear", "attenuation at each detected harmonic of the mains "
+                  "fundamental, tracked within 1 Hz of 50 or 60 Hz (0 = off); a fundamental drifting faster than the "
+                  "0.5 s blocks it is measured on keeps the high harmonics shallower unless the notches are wider"),
         Parameter("hum_width_hz", 0.5, 10.0, 2.0, "log", "width of the band-pass each notch subtracts (its -3 dB "
                   "width when deep)"),
         Parameter("nr_oversubtraction", 0.5, 8.0, 1.5, "log", "Wiener over-subtraction factor"),

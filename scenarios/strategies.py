@@ -166,7 +166,7 @@ class OracleStrategy(Strategy):
     19: the per-chunk reward cannot see gain that changes from chunk to chunk (SI-SDR per chunk is
     scale-invariant), so an all-parameter search buys chunk reward with a pumping compressor and
     leveller that whole-clip SI-SDR punishes (measured on the 19 built-in train clips: mean whole-clip SI-SDR
-    6.2 dB after CMA-ES over all 19 (400 evaluations a clip), 10.4 for the defaults, 12.8 for the cached oracle
+    6.3 dB after CMA-ES over all 19 (400 evaluations a clip), 10.7 for the defaults, 12.9 for the cached oracle
     over the tuned ones; ``benchmarks/feedback_loop.py --skip latency memory convergence --subset``).
     """
 
@@ -180,12 +180,13 @@ class OracleStrategy(Strategy):
         self.tuned = tuple(tuned) if tuned is not None else DEFAULT_TUNED
 
     def run(self, clip, budget, seed, context) -> ClipRun:
-        from feedback_env.oracle import cma_search
+        from feedback_env.oracle import ORACLE_SIGMAS, oracle_search
         from feedback_env.pipeline import PARAMETER_SPACE
 
         started = time.perf_counter()
         space = PARAMETER_SPACE.subspace(self.tuned)
-        result = cma_search(context.objective, space, budget=self.budget, seed=seed, restarts=self.restarts)
+        per_run = -(-self.budget // len(ORACLE_SIGMAS))  # the budget shared by the runs, rounded up
+        result = oracle_search(context.objective, space, per_run, seed, self.restarts)
         curve = context.objective.cycled(result.params, budget)
         return ClipRun(list(map(float, curve)), [result.params], objective=last_pass_mean(curve, context.n_chunks),
                        extra={"evaluations": result.evaluations, "seconds": time.perf_counter() - started})  # fmt: skip

@@ -89,6 +89,38 @@ def test_hum_is_detected_and_notched(builtin, noise, mains):
     del hum
 
 
+def _hum_removed_db(hum: np.ndarray, sr: int = 16000) -> tuple[float, HumRemover]:
+    """Hum power taken out by the notch bank (30 dB deep, 2 Hz wide) after its first 2 s, in dB."""
+    bank = HumRemover(sr)
+    out = np.concatenate([bank.process(hum[i : i + 8000], 30.0, 2.0) for i in range(0, hum.size, 8000)])
+    return 10 * np.log10(np.sum(hum[2 * sr :] ** 2) / np.sum(out[2 * sr :] ** 2)), bank
+
+
+@pytest.mark.parametrize("fundamental", [50.2, 49.6, 60.3])
+def test_hum_off_the_nominal_mains_frequency_is_notched_as_deeply_as_on_it(fundamental):
+    """Mains is never exactly 50 or 60 Hz; notches at exact multiples lose their depth k times faster at the
+    k-th harmonic (at 50.2 Hz the 20th sits 4 Hz off). The bank tracks the fundamental instead."""
+    t = np.arange(8 * 16000) / 16000
+    lines = sum(0.1 * k**-0.7 * np.sin(2 * np.pi * fundamental * k * t + k) for k in range(1, int(1000 // fundamental) + 1))
+    lines = lines + 1e-3 * np.random.default_rng(1).standard_normal(t.size)
+    nominal, _ = _hum_removed_db(sum(0.1 * k**-0.7 * np.sin(2 * np.pi * 50.0 * k * t + k) for k in range(1, 21)))
+    removed, bank = _hum_removed_db(lines)
+    assert bank.mains_hz == round(fundamental / 10) * 10 and bank.fundamental[bank.mains_hz] == pytest.approx(fundamental, abs=0.01)
+    assert removed > 25.0 and removed > nominal - 4.0, (removed, nominal)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("mains", [50.0, 60.0])
+def test_drifting_hum_is_followed(seed, mains):
+    """The generator's hum drifts by up to 0.1 Hz (0.05 Hz per block at most); exact multiples took 10-15 dB
+    off it at 30 dB depth, a tracked and extrapolated fundamental takes more than 17 (its pink floor, 25 dB
+    down, is not hum the notches could take)."""
+    from scenarios.noise import hum
+
+    removed, bank = _hum_removed_db(0.1 * hum(8 * 16000, 16000, mains, np.random.default_rng(seed)))
+    assert bank.mains_hz == mains and removed > 17.0, removed
+
+
 @pytest.mark.parametrize("schedule", ["off 1 s", "off 1.25 s", "30 and 10 dB by turns"])
 def test_hum_depth_changes_make_no_clicks(schedule):
     """Switching the notches off and on again, or changing their depth, chunk by chunk on steady hum: the
@@ -141,7 +173,7 @@ def test_shared_cache_is_bounded_and_shared_by_copies():
 def test_no_hum_no_notches(builtin):
     pipe = EnhancementPipeline()
     pipe.process_clip(builtin[0].clean)
-    assert pipe.hum.mains_hz is None
+    assert pipe.hum.mains_hz is None and pipe.hum.fundamental == {50.0: 50.0, 60.0: 60.0}
 
 
 def test_noise_reduction_improves_white_noise(builtin):

@@ -7,8 +7,8 @@ over the unprocessed one, both against the clean reference delayed by the pipeli
 as :meth:`FeedbackLoopSystem.step` delays them) and returns the mean over the *second* pass: the
 first pass is an unscored warm-up. That is the steady state the loop works in when it cycles a clip
 for more iterations than it has chunks; from a reset the noise tracker's start-up (the first ~2 s)
-favours other settings (measured: on ``hum60_snr+0_m2``, 47 ms instead of 30 ms of SNR smoothing is
-0.006 worse in the first pass and 0.013 better in every later one).
+favours other settings (shorter SNR smoothing, for one: the first pass ranks settings differently from
+every later pass, which all agree).
 
 The per-clip oracle is the CMA-ES maximum of this (:mod:`.oracle_cache`); "fraction of the oracle
 improvement" compares ``objective(x) - objective(defaults)`` with ``objective(oracle) - objective(defaults)``.

@@ -2,9 +2,10 @@
 
 The oracle of a clip (or of a segment of it) is the best static setting of the parameters the loop
 tunes by default (:data:`~feedback_env.feedback_loop.system.DEFAULT_TUNED`; the others at their
-defaults) found by CMA-ES (:func:`feedback_env.oracle.cma_search`: IPOP restarts, starting from the defaults) on
+defaults) found by CMA-ES (:func:`feedback_env.oracle.oracle_search`: from the defaults, once per initial step
+size in :data:`~feedback_env.oracle.ORACLE_SIGMAS`, IPOP restarts, the best kept) on
 :class:`~feedback_env.feedback_loop.objective.StreamObjective`, the objective the loop optimizes.
-Computing one takes ~1 minute per clip, too slow for a test suite, hence the cache::
+Computing one takes ~2 minutes per clip, too slow for a test suite, hence the cache::
 
     python -m feedback_env.feedback_loop.oracle_cache --out tests/data/feedback_loop_oracle.json --jobs 2
 
@@ -25,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from feedback_env.feedback_loop.objective import StreamObjective
-from feedback_env.oracle import cma_search
+from feedback_env.oracle import ORACLE_SIGMAS, oracle_search
 from feedback_env.feedback_loop.system import DEFAULT_TUNED
 from feedback_env.pipeline import PARAMETER_SPACE
 
 SPACE = PARAMETER_SPACE.subspace(DEFAULT_TUNED)
 
-SETTINGS = {"budget": 1200, "restarts": 2, "sigma0": 0.3, "seed": 0, "chunk_s": 0.5, "sample_rate": 16000}
+SETTINGS = {"budget": 1200, "restarts": 2, "sigma0": list(ORACLE_SIGMAS), "seed": 0, "chunk_s": 0.5, "sample_rate": 16000}
 CHECK_CLIP, CHECK_SEGMENT, CHECK_BUDGET = "brown_snr-5_m2", (0.0, 1.0), 300
 
 OBJECTIVE = (
@@ -60,7 +61,7 @@ def oracle_entry(clip, segment=None, budget=None, seed=None, restarts=None, sigm
                                                chunk_s=chunk_s).items() if v is not None}}  # fmt: skip
     objective = objective_for(clip, segment, s["chunk_s"])
     started = time.perf_counter()
-    result = cma_search(objective, SPACE, s["budget"], s["seed"], s["sigma0"], s["restarts"])
+    result = oracle_search(objective, SPACE, s["budget"], s["seed"], s["restarts"], s["sigma0"])
     return {
         "clip": clip.id,
         "segment": None if segment is None else list(segment),
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Compute the per-clip oracles of the feedback loop's objective.")
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--scenarios", default="builtin")
-    parser.add_argument("--budget", type=int, default=SETTINGS["budget"], help="CMA-ES evaluations per entry")
+    parser.add_argument("--budget", type=int, default=SETTINGS["budget"], help="CMA-ES evaluations per run (one run per step size)")
     parser.add_argument("--seed", type=int, default=SETTINGS["seed"])
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--only", nargs="*", help="entry keys to compute (default: all)")
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             entries[key] = entry
     data = {
         "objective": OBJECTIVE,
-        "settings": {**settings, "space": list(SPACE.names), "search": "feedback_env.oracle.cma_search"},
+        "settings": {**settings, "space": list(SPACE.names), "search": "feedback_env.oracle.oracle_search"},
         "scenarios": args.scenarios,
         "command": "python -m feedback_env.feedback_loop.oracle_cache " + " ".join(argv),
         "entries": dict(sorted(entries.items())),

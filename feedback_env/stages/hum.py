@@ -17,6 +17,17 @@ spectral neighbourhood; scores are smoothed over blocks; the mains frequency (50
 whose harmonics stand out most, and a harmonic is notched while its smoothed score exceeds
 ``detect_db`` in two successive blocks (hum persists, a held vowel moves on), provided at least three
 harmonics do (one lone peak is a voice or a tone).
+
+Mains frequency is not exactly 50 or 60 Hz: grids hold it within about +-0.2 Hz and it wanders slowly.
+A notch 2 Hz wide at 30 dB keeps only about 20 dB at 0.1 Hz off its centre, and the k-th harmonic is k
+times further off, so notches at exact multiples of 50 Hz lose most of their depth above the first few
+harmonics. The bank therefore tracks the fundamental: while hum is notched, every block measures the
+frequency of each notched harmonic's peak (parabolic interpolation of the log power on a 4x zero-padded
+spectrum, 0.5 Hz bins) within +-1.5 Hz of where the fundamental puts it, and the fundamental becomes
+their least-squares fit ``f_k = k f0`` (weights ``k^2 x`` the peak's prominence: a high harmonic pins f0
+more finely), kept within ``MAX_OFFSET_HZ`` of the nominal mains. Notches and block scores follow
+``k f0``; the fundamental's drift over the last blocks is extrapolated one block ahead, to the middle
+of the block the new notches will filter. Without hum the fundamental stays nominal.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ NEIGHBOUR_BINS = np.array([-6, -5, -4, -3, 3, 4, 5, 6])  # 6-12 Hz either side, 
 
 
 class HumRemover:
-    """Stateful, self-detecting notch bank.
+    """Stateful, self-detecting notch bank that tracks the mains fundamental.
 
     :param sample_rate: Hz.
     :param max_harmonic_hz: highest harmonic considered (mains buzz reaches about 1 kHz).
@@ -42,6 +53,13 @@ class HumRemover:
     RAMP_S = 0.02  # a notch's residual r moves at most from 0 to 1 in this time
     SCORE_SMOOTHING = 0.6  # weight of the past per block
     MIN_HARMONICS = 3  # mains hum shows at least this many harmonics
+    PAD = 4  # zero-padding of the block for measuring peak frequencies (0.5 Hz bins)
+    SEARCH_HZ = 1.5  # a harmonic's peak is looked for this far either side of k * f0
+    MAX_OFFSET_HZ = 1.0  # the fundamental stays this close to the nominal 50 or 60 Hz
+    MAX_PROMINENCE = 1e3  # a peak's weight in the fit saturates at 30 dB over its neighbourhood
+    DRIFT_SMOOTHING = 0.5  # weight of the past in the fundamental's drift per block
+    ACQUIRE_PASSES = 4  # refits on the first block of a hum
+    MAX_DRIFT_HZ = 0.1  # largest change of a locked fundamental per block (0.2 Hz/s, well above a grid's wander)
 
     def __init__(self, sample_rate: int, max_harmonic_hz: float = 1000.0, detect_db: float = 6.0):
         self.sample_rate = sample_rate
@@ -49,30 +67,42 @@ class HumRemover:
         self.detect_db = detect_db
         self.block = int(round(self.BLOCK_S * sample_rate))
         self._window = np.hanning(self.block)
-        resolution = sample_rate / self.block
-        self._harmonics = {m: np.arange(1, int(self.max_harmonic_hz // m) + 1) * m for m in CANDIDATES_HZ}
-        self._bins = {m: np.round(h / resolution).astype(int) for m, h in self._harmonics.items()}
+        self._resolution = sample_rate / self.block
+        self._orders = {m: np.arange(1, int(self.max_harmonic_hz // m) + 1) for m in CANDIDATES_HZ}  # harmonic numbers
         self._ramp_step = 1.0 / (self.RAMP_S * sample_rate)  # largest change of r per sample
         self._bank_cache = SharedCache(256)  # band-pass designs: a search asks for a new width each time
         self._score_cache = SharedCache(16)  # block scores: every replay of a chunk analyses the same blocks
+        self._peak_cache = SharedCache(16)  # padded block spectra, likewise
         self.reset()
 
     def reset(self) -> None:
-        self.scores_db = {m: np.zeros(h.size) for m, h in self._harmonics.items()}
-        self._above = {m: np.zeros(h.size, dtype=bool) for m, h in self._harmonics.items()}
-        self.active_hz = np.zeros(0)  # harmonics detected now
+        self.scores_db = {m: np.zeros(k.size) for m, k in self._orders.items()}
+        self._above = {m: np.zeros(k.size, dtype=bool) for m, k in self._orders.items()}
+        self.fundamental = {m: m for m in CANDIDATES_HZ}  # tracked f0 per candidate, Hz
+        self._drift = {m: 0.0 for m in CANDIDATES_HZ}  # its smoothed change per block, Hz
+        self._mains: float | None = None
+        self.active_orders = np.zeros(0, dtype=int)  # harmonic numbers notched now
         self._analysis = np.zeros(self.block)
         self._filled = 0
-        self._notch_hz = np.zeros(0)  # notches in the cascade: the active ones and those fading out
+        self._notch_orders = np.zeros(0, dtype=int)  # notches in the cascade: the active ones and those fading out
         self._residual = np.zeros(0)  # their r = 1 - g now
         self._zi = np.zeros((0, 2))  # their band-pass states
 
     @property
     def mains_hz(self) -> float | None:
-        """The detected mains frequency, or None while no harmonic is notched."""
-        if self.active_hz.size == 0:
-            return None
-        return min(CANDIDATES_HZ, key=lambda m: np.abs(self.active_hz / m - np.round(self.active_hz / m)).sum())
+        """The detected nominal mains frequency (50 or 60), or None while no harmonic is notched."""
+        return self._mains if self.active_orders.size else None
+
+    @property
+    def active_hz(self) -> np.ndarray:
+        """Centre frequencies of the harmonics notched now, Hz."""
+        return self.active_orders * self._centre() if self.active_orders.size else np.zeros(0)
+
+    def _centre(self) -> float:
+        """The fundamental the notches sit on: the tracked one, extrapolated one block ahead (it was measured
+        on a block centred half a block before the notches start, and they filter the next block)."""
+        m = self._mains
+        return 0.0 if m is None else float(np.clip(self.fundamental[m] + self._drift[m], m - self.MAX_OFFSET_HZ, m + self.MAX_OFFSET_HZ))
 
     def bank(self, harmonics_hz: np.ndarray, width_hz: float) -> np.ndarray:
         """``iirpeak`` band-pass second-order sections at ``harmonics_hz``, shape (len, 6)."""
@@ -84,43 +114,104 @@ class HumRemover:
         return sos
 
     def block_scores(self, block: np.ndarray) -> dict[float, np.ndarray]:
-        """Peak-to-neighbourhood ratio in dB of each candidate's harmonics in ``block`` (``self.block``
-        samples), before smoothing: ``{mains_hz: (harmonics,)}``. Memoized on the block's samples."""
-        key = block.tobytes()
+        """Peak-to-neighbourhood ratio in dB of each candidate's harmonics ``k f0`` (f0 as tracked) in
+        ``block`` (``self.block`` samples), before smoothing: ``{mains_hz: (harmonics,)}``. Memoized."""
+        key = (block.tobytes(), tuple(self.fundamental.values()))
         scores = self._score_cache.get(key)
         if scores is None:
             power = np.abs(np.fft.rfft(block * self._window)) ** 2 + 1e-20
             scores = {}
-            for mains, bins in self._bins.items():
+            for mains, orders in self._orders.items():
+                bins = np.round(orders * self.fundamental[mains] / self._resolution).astype(int)
                 neighbours = np.clip(bins[:, None] + NEIGHBOUR_BINS[None, :], 0, power.size - 1)
                 scores[mains] = 10.0 * np.log10(power[bins] / np.median(power[neighbours], axis=1))
             self._score_cache.put(key, scores)
         return scores
 
+    def peak_frequencies(self, block: np.ndarray, expected_hz: np.ndarray) -> np.ndarray:
+        """Frequency (Hz) of the spectral peak of ``block`` within ``SEARCH_HZ`` of each of ``expected_hz``:
+        the largest bin of the zero-padded power there, refined by a parabola through the log power of it
+        and its two neighbours (the padded spectrum is memoized per block)."""
+        key = block.tobytes()
+        log_power = self._peak_cache.get(key)
+        if log_power is None:
+            spectrum = np.fft.rfft(block * self._window, self.PAD * self.block)
+            log_power = self._peak_cache.put(key, np.log(spectrum.real**2 + spectrum.imag**2 + 1e-30))
+        step = self.sample_rate / (self.PAD * self.block)
+        reach = int(np.ceil(self.SEARCH_HZ / step))
+        centres = np.round(expected_hz / step).astype(int)
+        window = np.clip(centres[:, None] + np.arange(-reach, reach + 1)[None, :], 1, log_power.size - 2)
+        top = window[np.arange(window.shape[0]), np.argmax(log_power[window], axis=1)]
+        left, mid, right = log_power[top - 1], log_power[top], log_power[top + 1]
+        curvature = left - 2.0 * mid + right
+        offset = np.where(curvature < 0.0, 0.5 * (left - right) / np.where(curvature < 0.0, curvature, -1.0), 0.0)
+        return (top + np.clip(offset, -0.5, 0.5)) * step
+
+    def _fit(self, mains: float, orders: np.ndarray, weight: np.ndarray, f0: float) -> float | None:
+        """The fundamental fitted to the peaks found near ``orders * f0`` in the analysis block, or None when
+        fewer than ``MIN_HARMONICS`` peaks agree."""
+        measured = self.peak_frequencies(self._analysis, orders * f0) / orders  # each harmonic's say on f0
+        keep = np.abs(measured - np.median(measured)) <= 0.1  # a voice's harmonic beside a weak hum line points elsewhere
+        if keep.sum() < self.MIN_HARMONICS:
+            return None
+        fitted = np.sum(weight[keep] * measured[keep]) / np.sum(weight[keep])
+        return float(np.clip(fitted, mains - self.MAX_OFFSET_HZ, mains + self.MAX_OFFSET_HZ))
+
+    def _track(self, mains: float, orders: np.ndarray, prominence_db: np.ndarray) -> None:
+        """Refit the fundamental of ``mains`` to the measured peaks of its notched harmonics ``orders``: from
+        the last fit when locked on, and again from each new fit while acquiring (a high harmonic starts
+        too far from where the nominal fundamental puts it to be found at once)."""
+        weight = orders**2 * np.minimum(10.0 ** (prominence_db / 10.0), self.MAX_PROMINENCE)
+        f0 = self.fundamental[mains]
+        locked = self._mains == mains and self.active_orders.size > 0
+        fitted = self._fit(mains, orders, weight, f0)
+        for _ in range(0 if locked else self.ACQUIRE_PASSES):
+            again = None if fitted is None else self._fit(mains, orders, weight, fitted)
+            if again is None or abs(again - fitted) < 1e-4:
+                break
+            fitted = again
+        if fitted is None or (locked and abs(fitted - f0) > self.MAX_DRIFT_HZ):  # mains cannot jump: other lines
+            return
+        if locked:  # the change is drift
+            d = self.DRIFT_SMOOTHING
+            self._drift[mains] = d * self._drift[mains] + (1.0 - d) * (fitted - f0)
+        else:  # the change is where the fundamental was all along
+            self._drift[mains] = 0.0
+        self.fundamental[mains] = fitted
+
     def _analyse(self) -> None:
-        """Update the harmonic scores from the analysis block and choose the harmonics to notch."""
+        """Update the harmonic scores from the analysis block, choose the harmonics to notch and track the
+        fundamental of the mains chosen."""
         s = self.SCORE_SMOOTHING
-        for mains, score in self.block_scores(self._analysis).items():
+        block_scores = self.block_scores(self._analysis)
+        for mains, score in block_scores.items():
             self.scores_db[mains] = s * self.scores_db[mains] + (1 - s) * score
         mains = max(CANDIDATES_HZ, key=lambda m: np.sort(self.scores_db[m])[-self.MIN_HARMONICS :].sum())
         above = {m: self.scores_db[m] > self.detect_db for m in CANDIDATES_HZ}
         steady = above[mains] & self._above[mains]  # hum persists; a held vowel moves on
         self._above = above
-        active = self._harmonics[mains][steady]
+        active = self._orders[mains][steady]
         if active.size < self.MIN_HARMONICS:  # a lone peak is a voice or a tone, not mains hum
-            active = np.zeros(0)
-        self.active_hz = active
+            active = np.zeros(0, dtype=int)
+        else:
+            self._track(mains, active, block_scores[mains][steady])
+        if self._mains is not None and mains != self._mains:  # notches of the other mains leave at once
+            self._notch_orders = np.zeros(0, dtype=int)
+            self._residual, self._zi = np.zeros(0), np.zeros((0, 2))
+        self._mains = mains
+        self.active_orders = active
 
     def _notch(self, x: np.ndarray, residual: float, width_hz: float) -> np.ndarray:
         """Run ``x`` through the cascade; each notch's r moves towards ``residual`` (0 when switched off)."""
         # a harmonic no longer heard leaves at once; a new one joins (only while switched on) at full depth,
-        # from rest; the others keep their state and r
-        present = self.active_hz if residual > 0.0 else self._notch_hz[np.isin(self._notch_hz, self.active_hz)]
-        index = {f: k for k, f in enumerate(self._notch_hz)}
-        self._residual = np.array([self._residual[index[f]] if f in index else residual for f in present])
-        self._zi = np.array([self._zi[index[f]] if f in index else np.zeros(2) for f in present]).reshape(-1, 2)
-        self._notch_hz = present
-        sos = self.bank(self._notch_hz, width_hz)
+        # from rest; the others keep their state and r (their centres follow the fundamental)
+        active = self.active_orders
+        present = active if residual > 0.0 else self._notch_orders[np.isin(self._notch_orders, active)]
+        index = {k: i for i, k in enumerate(self._notch_orders)}
+        self._residual = np.array([self._residual[index[k]] if k in index else residual for k in present])
+        self._zi = np.array([self._zi[index[k]] if k in index else np.zeros(2) for k in present]).reshape(-1, 2)
+        self._notch_orders = present
+        sos = self.bank(np.round(self._notch_orders * self._centre(), 6), width_hz)
         ramp = min(x.size, int(np.ceil(np.max(np.abs(residual - self._residual), initial=0.0) / self._ramp_step)))
         y = np.empty_like(x)
         if ramp:  # one section at a time, r moving sample by sample
@@ -134,8 +225,8 @@ class HumRemover:
                 self._residual[k] = residual if steps[-1] >= abs(change) else trajectory[-1]
             y[:ramp] = u
         keep = self._residual > 0.0  # a notch faded out to 0 leaves the cascade
-        self._notch_hz, self._residual, self._zi, sos = self._notch_hz[keep], self._residual[keep], self._zi[keep], sos[keep]
-        if ramp < x.size and not self._notch_hz.size:
+        self._notch_orders, self._residual, self._zi, sos = self._notch_orders[keep], self._residual[keep], self._zi[keep], sos[keep]
+        if ramp < x.size and not self._notch_orders.size:
             y[ramp:] = x[ramp:]
         elif ramp < x.size:  # r constant (> 0): all sections at once, as ``(a - r b, a)`` whose state is ``-r`` times the band-pass state
             r = self._residual[:, None]
@@ -152,7 +243,7 @@ class HumRemover:
         while pos < x.size:
             n = min(x.size - pos, self.block - self._filled)
             segment = x[pos : pos + n]
-            if (residual > 0.0 and self.active_hz.size) or self._notch_hz.size:
+            if (residual > 0.0 and self.active_orders.size) or self._notch_orders.size:
                 out[pos : pos + n] = self._notch(segment, residual, width_hz)
             else:
                 out[pos : pos + n] = segment
