@@ -3,8 +3,8 @@
 Learning is judged with the loop's own objective (:mod:`feedback_env.feedback_loop.objective`): the mean
 chunk reward of a static setting over the cycled clip in steady state. "Fraction of the oracle
 improvement" is ``(J(params) - J(defaults)) / (J(oracle) - J(defaults))`` with the per-clip oracles of
-``tests/data/feedback_loop_oracle.json`` (CMA-ES, 1,200 evaluations, over the loop's default tuned
-parameters; ``test_oracle_cache_is_reproducible`` checks the file against the code).
+``tests/data/feedback_loop_oracle.json`` (CMA-ES, two runs of 1,200 evaluations, over the loop's default
+tuned parameters; ``test_oracle_cache_is_reproducible`` checks the file against the code).
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from feedback_env.feedback_loop import DEFAULT_TUNED, NoChunkError, Proposal, re
 from feedback_env.feedback_loop.objective import StreamObjective, chunk_stream
 from feedback_env.feedback_loop.oracle_cache import CHECK_BUDGET, load_cache, objective_for, oracle_entry
 from feedback_env.feedback_loop.replay import DelayLine, snapshot
+from feedback_env.oracle import ORACLE_SIGMAS
 from feedback_env.pipeline import EnhancementPipeline
 
 ORACLE_FILE = Path(__file__).parent / "data" / "feedback_loop_oracle.json"
 CHUNK = 8000  # 0.5 s at 16 kHz, as in the environments
-ADAPTATION_SEEDS = (0, 1, 2)
+ADAPTATION_SEEDS = (0,)  # benchmarks/feedback_loop.py --adaptation-seeds runs more (seeds 0-2 by default)
 
 
 @pytest.fixture(scope="module")
@@ -258,17 +259,18 @@ def learning(builtin):
 
 @pytest.fixture(scope="module")
 def adaptation(builtin):
-    """The 8 non-stationary clips on seeds 0-2 (one seed's worst clip alone swings by 0.5-1.0 from seed to seed)."""
+    """The 8 non-stationary clips on seed 0 (the worst clip moves by 0.3 or more from seed to seed, so the guard
+    below judges the 8 runs together)."""
     return _in_parallel(_adapt, [(c.id, seed) for seed in ADAPTATION_SEEDS for c in builtin if c.tags.get("stationary") is False])
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 15 of the 19 train clips on this "
-    "seed (median 0.97; white_snr+10_f2 0.89, babble_snr+0_f2 0.89, babble_snr+15_m1 0.89, babble-down10 0.69), "
-    "16 / 16 / 16 / 14 on seeds 1-4; with random-sign probes 15 / 15 / 12 / 14 / 16 (benchmarks/feedback_loop.py "
-    "--ablation --ablation-seeds 0 1 2 3 4). On seeds 0-2: the live parameters on the search's iterate 15 / 16 / 17, "
-    "one scored chunk 17 / 16 / 15 (but at >= 95 %: 12 / 11 / 9 against 12 / 12 / 12), a 3.5 s replay warm-up with "
-    "one scored chunk 17 / 15 / 14 at 1.9x the cost (--ablation)"))  # fmt: skip
+    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 13 of the 19 train clips on this "
+    "seed (median 0.96; white_snr+10_f2 0.88, hum50_snr+20_f2 0.63, hum60_snr+0_m2 0.85, babble_snr+0_f2 0.89, "
+    "babble_snr+15_m1 0.89, babble-down10 0.69), 15 / 14 / 16 / 14 on seeds 1-4 (benchmarks/feedback_loop.py "
+    "--ablation --ablation-seeds 1 2 3 4 --ablation-rows; --ablation alone adds the variants). On hum50_snr+20_f2 "
+    "the oracle switches the hum notches off (they take speech harmonics too) and SPSA stays on the plateau of "
+    "deep notches"))  # fmt: skip
 def test_learning_convergence(learning):
     """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]
@@ -279,17 +281,17 @@ def test_learning_convergence_measured_level(learning):
     """What the gradient strategy does reach in 100 iterations (guards against regressions)."""
     shown = {k: round(v, 2) for k, v in learning.items()}
     assert len(learning) == 19
-    assert sum(f >= 0.9 for f in learning.values()) >= 14, shown
+    assert sum(f >= 0.9 for f in learning.values()) >= 12, shown  # 13 measured
     assert np.median(list(learning.values())) >= 0.9, shown
-    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.69 measured)
+    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.63 measured)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): 30 iterations after the noise changes, 10 of the 24 runs (8 non-stationary clips, seeds "
-    "0-2: 3 / 3 / 4) are back to >= 90 % of the new segment's oracle improvement (median 0.88; pink-to-babble "
-    "0.52 / 0.28 / 0.59, babble-down10 0.41 / 0.53 / 0.66); with random-sign probes 7 (4 / 1 / 2), without the "
-    "live averaging 11, with one scored chunk 10 (benchmarks/feedback_loop.py --adaptation-seeds): SPSA needs "
-    "~60-100 iterations to re-converge"))  # fmt: skip
+    "missed (measured): 30 iterations after the noise changes, 3 of the 8 non-stationary clips on this seed are "
+    "back to >= 90 % of the new segment's oracle improvement (median 0.84; pink-to-babble 0.52, babble-down10 "
+    "0.41); on seeds 0-2, 11 of the 24 runs (3 / 4 / 4), with random-sign probes 6, without the live averaging 9, "
+    "with one scored chunk 9 (benchmarks/feedback_loop.py --adaptation-seeds): SPSA needs ~60-100 iterations to "
+    "re-converge"))  # fmt: skip
 def test_adaptation_speed(adaptation):
     """After the noise changes, quality is back to 90 % of the new optimum within 30 iterations."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
@@ -297,14 +299,14 @@ def test_adaptation_speed(adaptation):
 
 
 def test_adaptation_measured_level(adaptation):
-    """What adaptation does reach in 30 iterations after the change, over 8 clips x 3 seeds (guards against
-    regressions). Pooled, not one seed's worst clip: that moved by 0.5-1.0 with the random stream alone
-    (benchmarks/feedback_loop.py --adaptation-seeds, seeds 0-9: 0.28-0.74 Hadamard probes, -0.33-0.70 random signs)."""
+    """What adaptation does reach in 30 iterations after the change, over the 8 clips (guards against
+    regressions). Their median and mean, not the worst clip: that moves by 0.3 or more with the random stream
+    alone (benchmarks/feedback_loop.py --adaptation-seeds: 0.41 / 0.28 / 0.59 on seeds 0-2)."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
     assert len(adaptation) == 8 * len(ADAPTATION_SEEDS)
     finals = [c[-1] for c in adaptation.values()]
-    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.88 and 0.80
-    assert all(c[-1] > c[0] for c in adaptation.values()), shown  # every clip improved after the change, on every seed
+    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.84 and 0.77
+    assert all(c[-1] > c[0] for c in adaptation.values()), shown  # every clip improved after the change
 
 
 def test_stability_checks(builtin):
@@ -846,7 +848,7 @@ def test_oracle_cache_is_reproducible(builtin, oracles):
     [(key, check)] = [(k, e) for k, e in oracles.items() if k.startswith("check:")]
     again = oracle_entry(builtin[check["clip"]], tuple(check["segment"]), budget=CHECK_BUDGET)
     assert again["oracle"] == pytest.approx(check["oracle"], abs=1e-6)
-    assert again["evaluations"] == check["evaluations"] == CHECK_BUDGET
+    assert again["evaluations"] == check["evaluations"] == len(ORACLE_SIGMAS) * CHECK_BUDGET
 
 
 # --------------------------------------------------------------------------- helpers

@@ -11,23 +11,28 @@ harmonic, starts from rest, whose output builds up smoothly; one on a harmonic n
 (hum weak there) leaves at once.
 
 Notches cost speech quality even when narrow (about 2 % of the speech energy below 1 kHz for twenty
-2 Hz notches at 10 dB), so the bank notches only what it hears: every 0.5 s block (2 Hz resolution,
-so 50 and 60 Hz harmonics fall on exact bins) scores each harmonic's peak against the median of its
+2 Hz notches at 10 dB), so the bank notches only what it hears: every 0.5 s block (2 Hz resolution)
+scores each harmonic (its nearest bin to k times the tracked fundamental, below) against the median of its
 spectral neighbourhood; scores are smoothed over blocks; the mains frequency (50 or 60 Hz) is the one
 whose harmonics stand out most, and a harmonic is notched while its smoothed score exceeds
 ``detect_db`` in two successive blocks (hum persists, a held vowel moves on), provided at least three
 harmonics do (one lone peak is a voice or a tone).
 
-Mains frequency is not exactly 50 or 60 Hz: grids hold it within about +-0.2 Hz and it wanders slowly.
+Mains frequency is not exactly 50 or 60 Hz: grids hold it within about +-0.2 Hz in normal operation and it
+wanders slowly.
 A notch 2 Hz wide at 30 dB keeps only about 20 dB at 0.1 Hz off its centre, and the k-th harmonic is k
 times further off, so notches at exact multiples of 50 Hz lose most of their depth above the first few
 harmonics. The bank therefore tracks the fundamental: while hum is notched, every block measures the
 frequency of each notched harmonic's peak (parabolic interpolation of the log power on a 4x zero-padded
 spectrum, 0.5 Hz bins) within +-1.5 Hz of where the fundamental puts it, and the fundamental becomes
 their least-squares fit ``f_k = k f0`` (weights ``k^2 x`` the peak's prominence: a high harmonic pins f0
-more finely), kept within ``MAX_OFFSET_HZ`` of the nominal mains. Notches and block scores follow
-``k f0``; the fundamental's drift over the last blocks is extrapolated one block ahead, to the middle
-of the block the new notches will filter. Without hum the fundamental stays nominal.
+more finely), kept within ``MAX_OFFSET_HZ`` of the nominal mains. On the first block of a hum the fit is
+repeated from its own result (a high harmonic starts too far from k times the nominal to be found at once);
+afterwards a fit more than ``MAX_DRIFT_HZ`` from the last is not believed (other lines, such as a fan's
+tones, took over as the hum stopped). Notches and block scores follow ``k f0``; the fundamental's drift
+over the last blocks is extrapolated one block ahead, to the middle of the block the new notches will
+filter. Without hum the fundamental stays where it was last tracked (nominal from a reset), so a stream
+that never had hum is processed exactly as by notches at exact multiples.
 """
 
 from __future__ import annotations
