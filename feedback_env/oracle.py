@@ -2,7 +2,8 @@
 
 "Static" means one setting for the whole clip; adaptive strategies are judged by how much of the
 oracle's improvement over the defaults they reach. The search runs in the unit cube with the ``cma``
-package (IPOP restarts: each restart doubles the population), starting from the defaults.
+package (IPOP restarts: each restart doubles the population), starting from the defaults; the oracles
+(:func:`oracle_search`) run it at two initial step sizes and keep the better result.
 """
 
 from __future__ import annotations

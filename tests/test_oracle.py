@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from feedback_env.oracle import clip_objective, cma_search
+from feedback_env.oracle import clip_objective, cma_search, oracle_search
 from feedback_env.pipeline import PARAMETER_SPACE
 
 
@@ -28,3 +28,22 @@ def test_cma_search_never_returns_worse_than_its_start(builtin):
         assert result.score == max(result.history) >= start
     with pytest.raises(ValueError, match="budget"):
         cma_search(objective, budget=0)
+
+
+def test_the_oracle_keeps_the_best_of_its_runs_at_each_step_size():
+    """Two basins, the better one at the edge of the cube far from the defaults: a narrow first step stays in
+    the near one, a wide one reaches the far one; the oracle keeps the better run and counts both."""
+    space = PARAMETER_SPACE.subspace(("hum_depth_db", "hum_width_hz"))
+    defaults = space.to_unit(space.defaults(), dtype=np.float64)
+
+    def objective(params):
+        x = space.to_unit(params, dtype=np.float64)
+        near = np.exp(-np.sum((x - defaults) ** 2) / 0.02)
+        far = 1.5 * np.exp(-np.sum((x - np.array([-1.0, -1.0])) ** 2) / 0.5)
+        return float(near + far)
+
+    runs = [cma_search(objective, space, 120, 0, sigma) for sigma in (0.05, 0.8)]
+    result = oracle_search(objective, space, 120, 0, sigmas=(0.05, 0.8))
+    assert runs[0].score < 1.1 < 1.4 < runs[1].score  # each step size ends in its own basin
+    assert result.score == runs[1].score and result.params == runs[1].params
+    assert result.evaluations == len(result.history) == runs[0].evaluations + runs[1].evaluations
