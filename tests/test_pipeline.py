@@ -112,9 +112,9 @@ def test_hum_off_the_nominal_mains_frequency_is_notched_as_deeply_as_on_it(funda
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("mains", [50.0, 60.0])
 def test_drifting_hum_is_followed(seed, mains):
-    """The generator's hum drifts by up to 0.1 Hz (0.05 Hz per block at most); exact multiples took 10-15 dB
-    off it at 30 dB depth, a tracked and extrapolated fundamental takes more than 17 (its pink floor, 25 dB
-    down, is not hum the notches could take)."""
+    """The generator's hum drifts by up to 0.1 Hz (0.05 Hz per block at most), which notches at exact multiples
+    of 50/60 Hz follow less and less up the harmonics; a tracked and extrapolated fundamental takes more than
+    17 dB off it at 30 dB depth (its pink floor, 25 dB down, is not hum the notches could take)."""
     from scenarios.noise import hum
 
     removed, bank = _hum_removed_db(0.1 * hum(8 * 16000, 16000, mains, np.random.default_rng(seed)))

@@ -141,7 +141,9 @@ class HumRemover:
         log_power = self._peak_cache.get(key)
         if log_power is None:
             spectrum = np.fft.rfft(block * self._window, self.PAD * self.block)
-            log_power = self._peak_cache.put(key, np.log(spectrum.real**2 + spectrum.imag**2 + 1e-30))
+            log_power = np.log(spectrum.real**2 + spectrum.imag**2 + 1e-30)
+            log_power.flags.writeable = False  # shared by every replay's copy
+            self._peak_cache.put(key, log_power)
         step = self.sample_rate / (self.PAD * self.block)
         reach = int(np.ceil(self.SEARCH_HZ / step))
         centres = np.round(expected_hz / step).astype(int)
