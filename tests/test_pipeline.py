@@ -121,6 +121,30 @@ def test_drifting_hum_is_followed(seed, mains):
     assert bank.mains_hz == mains and removed > 17.0, removed
 
 
+@pytest.mark.parametrize("offset_hz", [-5.0, 0.0, 4.0])
+def test_a_notch_gives_way_to_a_strong_sound_at_its_harmonic(offset_hz):
+    """A held vowel's strong harmonic near a notched hum harmonic: the notch would distort it (its phase near
+    the notch, and the band-pass ringing after it) far more than the weak hum line is worth. The bank lets
+    that notch fade out for the block after one in which the sound dominates it, and keeps the others; once
+    the sound has gone, the notch comes back. (Without the gate the error at the tone is far above -25 dB.)"""
+    sr = 16000
+    t = np.arange(6 * sr) / sr
+    hum = sum(0.02 * k**-0.7 * np.sin(2 * np.pi * 50 * k * t + k) for k in range(1, 21))
+    hum = hum + 1e-4 * np.random.default_rng(2).standard_normal(t.size)
+    tone = np.where((t >= 2.0) & (t < 3.0), 0.3 * np.sin(2 * np.pi * (650.0 + offset_hz) * t), 0.0)  # 2 blocks
+    bank = HumRemover(sr)
+    out, notched = [], []
+    for i in range(0, t.size, 8000):
+        out.append(bank.process((hum + tone)[i : i + 8000], 30.0, 2.0))
+        notched.append(set(bank.notched_orders.tolist()))
+    error = np.concatenate(out) - (hum + tone)  # what the bank took: hum lines, and any damage to the tone
+    second = slice(int(2.5 * sr), 3 * sr)  # the tone's second block, the first judged with it present
+    at_tone = lambda x: np.abs(np.sum(x[second] * np.hanning(sr // 2) * np.exp(-2j * np.pi * (650.0 + offset_hz) * t[second])))  # noqa: E731
+    assert 20 * np.log10(at_tone(error) / at_tone(tone)) < -25.0
+    assert 13 not in notched[5] and set(range(1, 13)) <= notched[5]  # the notches in the tone's second block
+    assert 13 in notched[-1]  # the sound has gone: the harmonic is notched again
+
+
 @pytest.mark.parametrize("schedule", ["off 1 s", "off 1.25 s", "30 and 10 dB by turns"])
 def test_hum_depth_changes_make_no_clicks(schedule):
     """Switching the notches off and on again, or changing their depth, chunk by chunk on steady hum: the

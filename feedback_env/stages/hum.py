@@ -33,6 +33,17 @@ tones, took over as the hum stopped). Notches and block scores follow ``k f0``; 
 over the last blocks is extrapolated one block ahead, to the middle of the block the new notches will
 filter. Without hum the fundamental stays where it was last tracked (nominal from a reset), so a stream
 that never had hum is processed exactly as by notches at exact multiples.
+
+A notch also costs the speech near its harmonic: a component ``d`` Hz off a notch of width ``w`` is
+shifted in phase and leaves the notch's band-pass ringing after it, an error of ``1 / (1 + (2d / w)^2)`` of
+its power, which a strong vowel harmonic a few hertz from a weak hum line makes far larger than the hum
+removed. So each detected harmonic's notch is weighed every block: what it would take (the padded power
+within ``LINE_REACH_HZ`` weighted by that response) against its least over the last ``LINE_HISTORY``
+blocks, the steady hum; the excess is other sound. A notch gives way (fades out in ``RAMP_S``) for the next
+block when that sound exceeds ``SPEECH_TO_HUM`` times the hum it would remove (corrected for the share of a
+line's windowed power a narrow notch counts): the next block is where it acts, and speech near a harmonic
+in one block has often moved on by the next, where the hum has not (the ratio was chosen on the built-in hum
+clips' objective at the default parameters: lower ratios give up notches that low-SNR clips needed).
 """
 
 from __future__ import annotations
@@ -65,6 +76,9 @@ class HumRemover:
     DRIFT_SMOOTHING = 0.5  # weight of the past in the fundamental's drift per block
     ACQUIRE_PASSES = 4  # refits on the first block of a hum
     MAX_DRIFT_HZ = 0.1  # largest change of a locked fundamental per block (0.2 Hz/s, well above a grid's wander)
+    LINE_HISTORY = 3  # blocks over which a harmonic's hum level is the least its notch would take (a sound held longer counts as hum)
+    LINE_REACH_HZ = 25.0  # spectrum either side of a harmonic that a notch's take is summed over
+    SPEECH_TO_HUM = 4.0  # a notch gives way when the sound near its harmonic exceeds the hum there by this power ratio
 
     def __init__(self, sample_rate: int, max_harmonic_hz: float = 1000.0, detect_db: float = 6.0):
         self.sample_rate = sample_rate
@@ -75,7 +89,10 @@ class HumRemover:
         self._resolution = sample_rate / self.block
         self._orders = {m: np.arange(1, int(self.max_harmonic_hz // m) + 1) for m in CANDIDATES_HZ}  # harmonic numbers
         self._ramp_step = 1.0 / (self.RAMP_S * sample_rate)  # largest change of r per sample
-        self._bank_cache = SharedCache(256)  # band-pass designs: a search asks for a new width each time
+        self._padded_step = sample_rate / (self.PAD * self.block)
+        reach = int(np.ceil(self.LINE_REACH_HZ / self._padded_step))
+        self._kernel = (np.abs(np.fft.rfft(self._window, self.PAD * self.block)) ** 2)[: reach + 1]  # a line's spread
+        self._bank_cache = SharedCache(256)  # band-pass designs and line shares: a search asks for a new width each time
         self._score_cache = SharedCache(16)  # block scores: every replay of a chunk analyses the same blocks
         self._peak_cache = SharedCache(16)  # padded block spectra, likewise
         self.reset()
@@ -86,7 +103,9 @@ class HumRemover:
         self.fundamental = {m: m for m in CANDIDATES_HZ}  # tracked f0 per candidate, Hz
         self._drift = {m: 0.0 for m in CANDIDATES_HZ}  # its smoothed change per block, Hz
         self._mains: float | None = None
-        self.active_orders = np.zeros(0, dtype=int)  # harmonic numbers notched now
+        self.active_orders = np.zeros(0, dtype=int)  # harmonic numbers detected now
+        self.notched_orders = np.zeros(0, dtype=int)  # those of them notched: hum, not speech, dominates there
+        self._line_history: list[tuple[np.ndarray, np.ndarray]] = []  # (first bin, power excerpt) per order, per block
         self._analysis = np.zeros(self.block)
         self._filled = 0
         self._notch_orders = np.zeros(0, dtype=int)  # notches in the cascade: the active ones and those fading out
@@ -133,10 +152,9 @@ class HumRemover:
             self._score_cache.put(key, scores)
         return scores
 
-    def peak_frequencies(self, block: np.ndarray, expected_hz: np.ndarray) -> np.ndarray:
-        """Frequency (Hz) of the spectral peak of ``block`` within ``SEARCH_HZ`` of each of ``expected_hz``:
-        the largest bin of the zero-padded power there, refined by a parabola through the log power of it
-        and its two neighbours (the padded spectrum is memoized per block)."""
+    def padded_log_power(self, block: np.ndarray) -> np.ndarray:
+        """Log power spectrum of ``block`` (``self.block`` samples, Hann window) zero-padded ``PAD`` times:
+        bins ``sample_rate / (PAD * block)`` apart (0.5 Hz). Memoized; read-only."""
         key = block.tobytes()
         log_power = self._peak_cache.get(key)
         if log_power is None:
@@ -144,7 +162,14 @@ class HumRemover:
             log_power = np.log(spectrum.real**2 + spectrum.imag**2 + 1e-30)
             log_power.flags.writeable = False  # shared by every replay's copy
             self._peak_cache.put(key, log_power)
-        step = self.sample_rate / (self.PAD * self.block)
+        return log_power
+
+    def peak_frequencies(self, block: np.ndarray, expected_hz: np.ndarray) -> np.ndarray:
+        """Frequency (Hz) of the spectral peak of ``block`` within ``SEARCH_HZ`` of each of ``expected_hz``:
+        the largest bin of the zero-padded power there, refined by a parabola through the log power of it
+        and its two neighbours."""
+        log_power = self.padded_log_power(block)
+        step = self._padded_step
         reach = int(np.ceil(self.SEARCH_HZ / step))
         centres = np.round(expected_hz / step).astype(int)
         window = np.clip(centres[:, None] + np.arange(-reach, reach + 1)[None, :], 1, log_power.size - 2)
@@ -153,6 +178,48 @@ class HumRemover:
         curvature = left - 2.0 * mid + right
         offset = np.where(curvature < 0.0, 0.5 * (left - right) / np.where(curvature < 0.0, curvature, -1.0), 0.0)
         return (top + np.clip(offset, -0.5, 0.5)) * step
+
+    def _line_excerpt(self, harmonics_hz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The analysis block's padded power within ``LINE_REACH_HZ`` of each of ``harmonics_hz``: the first
+        bin of each excerpt, shape (harmonics,), and the power, shape (harmonics, bins)."""
+        log_power = self.padded_log_power(self._analysis)
+        reach = int(np.ceil(self.LINE_REACH_HZ / self._padded_step))
+        first = np.round(harmonics_hz / self._padded_step).astype(int) - reach
+        index = np.clip(first[:, None] + np.arange(2 * reach + 1)[None, :], 0, log_power.size - 1)
+        return first, np.exp(log_power[index])
+
+    def _take(self, first: np.ndarray, power: np.ndarray, harmonics_hz: np.ndarray, width_hz: float) -> np.ndarray:
+        """What a notch of ``width_hz`` at each of ``harmonics_hz`` takes from an excerpt: the power weighted
+        by its band-pass's power response ``1 / (1 + (2 offset / width)^2)``, shape (harmonics,)."""
+        offset = (first[:, None] + np.arange(power.shape[1])[None, :]) * self._padded_step - harmonics_hz[:, None]
+        return np.sum(power / (1.0 + (2.0 * offset / width_hz) ** 2), axis=1)
+
+    def _line_share(self, width_hz: float) -> float:
+        """The fraction of a steady line's windowed power that :meth:`_take` counts for a notch centred on it
+        (the Hann window spreads a line over about 3 Hz, more than a narrow notch takes)."""
+        key = ("share", round(width_hz, 6))
+        share = self._bank_cache.get(key)
+        if share is None:
+            offset = np.arange(-self._kernel.size + 1, self._kernel.size) * self._padded_step
+            kernel = np.concatenate([self._kernel[:0:-1], self._kernel])
+            share = self._bank_cache.put(key, float(np.sum(kernel / (1.0 + (2.0 * offset / width_hz) ** 2)) / np.sum(kernel)))
+        return share
+
+    def _hum_dominated(self, width_hz: float) -> np.ndarray:
+        """Which detected harmonics to notch at ``width_hz``, judged on the last block analysed: those where the
+        other sound a notch would take is at most ``SPEECH_TO_HUM`` times the hum. A harmonic's hum is the least
+        its notch would have taken over the last ``LINE_HISTORY`` blocks (hum is steady, speech comes and goes);
+        what the notch takes above that is speech or other sound near the harmonic, which it would distort."""
+        orders = self.active_orders
+        if not self._line_history:
+            return np.ones(orders.size, dtype=bool)
+        position = np.searchsorted(self._orders[self._mains], orders)
+        harmonics_hz = orders * self._centre()
+        takes = np.array([self._take(first[position], power[position], harmonics_hz, width_hz)
+                          for first, power in self._line_history])  # fmt: skip
+        hum = takes.min(axis=0)
+        speech_to_hum = (takes[-1] / np.maximum(hum, 1e-30) - 1.0) * self._line_share(width_hz)
+        return speech_to_hum <= self.SPEECH_TO_HUM
 
     def _fit(self, mains: float, orders: np.ndarray, weight: np.ndarray, f0: float) -> float | None:
         """The fundamental fitted to the peaks found near ``orders * f0`` in the analysis block, or None when
@@ -205,31 +272,40 @@ class HumRemover:
         if self._mains is not None and mains != self._mains:  # notches of the other mains leave at once
             self._notch_orders = np.zeros(0, dtype=int)
             self._residual, self._zi = np.zeros(0), np.zeros((0, 2))
+            self._line_history = []
         self._mains = mains
         self.active_orders = active
+        if active.size:  # what each harmonic's notch would take is judged against the last blocks
+            self._line_history = [*self._line_history, self._line_excerpt(self._orders[mains] * self._centre())][-self.LINE_HISTORY :]
+        else:
+            self._line_history = []
 
     def _notch(self, x: np.ndarray, residual: float, width_hz: float) -> np.ndarray:
-        """Run ``x`` through the cascade; each notch's r moves towards ``residual`` (0 when switched off)."""
+        """Run ``x`` through the cascade; each notch's r moves towards ``residual`` where hum dominates its
+        harmonic, towards 0 elsewhere and when switched off."""
         # a harmonic no longer heard leaves at once; a new one joins (only while switched on) at full depth,
-        # from rest; the others keep their state and r (their centres follow the fundamental)
-        active = self.active_orders
-        present = active if residual > 0.0 else self._notch_orders[np.isin(self._notch_orders, active)]
+        # from rest; the others keep their state and r (their centres follow the fundamental), and one whose
+        # harmonic speech now dominates fades out
+        on = self.active_orders[self._hum_dominated(width_hz)] if residual > 0.0 else np.zeros(0, dtype=int)
+        self.notched_orders = on
+        present = np.union1d(on, self._notch_orders[np.isin(self._notch_orders, self.active_orders)])
+        target = np.where(np.isin(present, on), residual, 0.0)
         index = {k: i for i, k in enumerate(self._notch_orders)}
         self._residual = np.array([self._residual[index[k]] if k in index else residual for k in present])
         self._zi = np.array([self._zi[index[k]] if k in index else np.zeros(2) for k in present]).reshape(-1, 2)
         self._notch_orders = present
         sos = self.bank(np.round(self._notch_orders * self._centre(), 6), width_hz)
-        ramp = min(x.size, int(np.ceil(np.max(np.abs(residual - self._residual), initial=0.0) / self._ramp_step)))
+        ramp = min(x.size, int(np.ceil(np.max(np.abs(target - self._residual), initial=0.0) / self._ramp_step)))
         y = np.empty_like(x)
         if ramp:  # one section at a time, r moving sample by sample
             steps = self._ramp_step * np.arange(1, ramp + 1)
             u = x[:ramp].copy()
             for k in range(sos.shape[0]):
                 peak, self._zi[k] = lfilter(sos[k, :3], sos[k, 3:], u, zi=self._zi[k])  # lighter than sosfilt per call
-                change = residual - self._residual[k]
+                change = target[k] - self._residual[k]
                 trajectory = self._residual[k] + np.sign(change) * np.minimum(steps, abs(change))
                 u -= trajectory * peak
-                self._residual[k] = residual if steps[-1] >= abs(change) else trajectory[-1]
+                self._residual[k] = target[k] if steps[-1] >= abs(change) else trajectory[-1]
             y[:ramp] = u
         keep = self._residual > 0.0  # a notch faded out to 0 leaves the cascade
         self._notch_orders, self._residual, self._zi, sos = self._notch_orders[keep], self._residual[keep], self._zi[keep], sos[keep]
