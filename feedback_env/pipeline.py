@@ -60,7 +60,7 @@ PARAMETER_SPACE = ParameterSpace(
         Parameter("comp_attack_ms", 0.5, 100.0, 5.0, "log", "compressor attack time constant"),
         Parameter("comp_release_ms", 10.0, 1000.0, 150.0, "log", "compressor release time constant"),
         Parameter("comp_makeup_db", 0.0, 24.0, 0.0, "linear", "compressor make-up gain (threshold, ratio and make-up changes "
-                  "apply within 1 ms: a large step clicks)"),
+                  "glide in over 20 ms)"),
         Parameter("level_target_lufs", -40.0, -10.0, -23.0, "linear", "loudness target (BS.1770 over the last 5 s of gated audio)"),
         Parameter("level_max_gain_db", 0.0, 30.0, 0.0, "linear", "largest level correction either way (0 = off)"),
         Parameter("limiter_ceiling_db", -12.0, 0.0, -1.0, "linear", "peak ceiling, dBFS"),

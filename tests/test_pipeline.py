@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.signal import butter, sosfilt, sosfreqz
+from scipy.signal import butter, hilbert, sosfilt, sosfreqz
 
 from conftest import si_sdr_db
 from feedback_env.cache import SharedCache
@@ -276,6 +276,23 @@ def test_compressor_follows_static_curve():
     peak_db = 20 * np.log10(np.max(np.abs(out[sr:])))
     assert peak_db == pytest.approx(-20 + 12 / 4, abs=0.7)
 
+
+@pytest.mark.parametrize("change", [{"comp_makeup_db": 12.0}, {"comp_ratio": 8.0}, {"comp_threshold_db": -40.0}])
+def test_compressor_setting_changes_glide_in(change):
+    """A new make-up gain, ratio or threshold from one chunk to the next (an agent's action) glides in over
+    ``Compressor.GLIDE_S`` (20 ms) instead of stepping the gain within one 1 ms sub-block, which clicks: on a
+    steady tone the output's envelope moves by at most 1 dB in any millisecond, and reaches the new level."""
+    sr, chunk = 16000, 4000
+    t = np.arange(6 * sr) / sr
+    x = (0.1 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    before = {**transparent_params(), "comp_ratio": 2.0, "comp_threshold_db": -30.0, "comp_attack_ms": 5.0}
+    pipe = EnhancementPipeline(sr, params=before)
+    out = np.concatenate([pipe.process(x[i : i + chunk], change if i >= 3 * sr else {}) for i in range(0, t.size, chunk)])
+    envelope_db = 20 * np.log10(np.abs(hilbert(out[pipe.latency :]))[sr : 5 * sr])  # away from the edges
+    steepest = np.max(np.abs(envelope_db[16:] - envelope_db[:-16]))  # over 1 ms
+    expected = EnhancementPipeline(sr, params={**before, **change}).process_clip(x)[pipe.latency :]
+    assert steepest < 1.0, steepest
+    assert 20 * np.log10(np.max(np.abs(out[-sr:])) / np.max(np.abs(expected[-sr:]))) == pytest.approx(0.0, abs=0.05)
 
 LEVELLED = {**transparent_params(), "level_max_gain_db": 30.0, "level_target_lufs": -23.0}
 """The leveller alone, free to move the level 30 dB either way towards -23 LUFS."""

@@ -7,7 +7,8 @@ at the gain of the next one, so the stage looks one sub-block ahead (its latency
 * :class:`Compressor` (D. Giannoulis, M. Massberg and J. D. Reiss, "Digital dynamic range compressor
   design - a tutorial and analysis", JAES 2012): peak level per sub-block in dBFS; a decoupled detector,
   a peak hold whose release falls 8.69 dB per release time (exponential in amplitude) followed by a
-  one-pole attack smoother; a soft-knee static curve (knee 6 dB) with threshold, ratio and make-up gain.
+  one-pole attack smoother; a soft-knee static curve (knee 6 dB) with threshold, ratio and make-up gain,
+  whose changes glide in over 20 ms.
 * :class:`LoudnessLeveller`: ITU-R BS.1770 integrated loudness (K-weighting from pyloudnorm; 400 ms
   blocks every 100 ms; absolute gate -70 LUFS, relative gate 10 LU below the ungated level) of the last
   5 s of gated audio, so that pauses do not pull the level up; after 5 gated blocks, gain
@@ -67,15 +68,31 @@ def soft_knee_gain_db(level_db: np.ndarray, threshold_db: float, ratio: float, k
 
 
 class Compressor:
-    """Feed-forward compressor gain per sub-block. :param step_s: sub-block duration in seconds."""
+    """Feed-forward compressor gain per sub-block. :param step_s: sub-block duration in seconds.
+
+    A change of threshold, ratio or make-up between calls glides in: the gain starts from what the old
+    settings gave and moves linearly to the new curve's over ``GLIDE_S`` (a step within one sub-block clicks).
+    Attack and release act on the detector, whose state carries over, so their changes need no glide.
+    """
+
+    GLIDE_S = 0.02
 
     def __init__(self, step_s: float):
         self.step_s = step_s
+        self._glide_subs = max(1, int(round(self.GLIDE_S / step_s)))
         self.reset()
 
     def reset(self) -> None:
         self.detector_db = FLOOR_DB  # peak-hold state
         self.smoothed_db = FLOOR_DB  # attack-smoother state
+        self._curve: tuple[float, float, float] | None = None  # threshold, ratio, make-up of the last call
+        self._offset_db = 0.0  # what the gain still differs from the curve's at the next sub-block ...
+        self._offset_step_db = 0.0  # ... shrinking by this much per sub-block
+
+    @staticmethod
+    def _curve_db(level_db: np.ndarray, curve: tuple[float, float, float]) -> np.ndarray:
+        threshold_db, ratio, makeup_db = curve
+        return soft_knee_gain_db(level_db, threshold_db, ratio) + makeup_db
 
     def gain_db(self, peak_db: np.ndarray, s: DynamicsSettings) -> np.ndarray:
         fall = DB_PER_TIME_CONSTANT * self.step_s / (s.release_ms / 1000.0)
@@ -84,7 +101,17 @@ class Compressor:
         a = math.exp(-self.step_s / (s.attack_ms / 1000.0))
         level, _ = lfilter([1 - a], [1, -a], held, zi=[a * self.smoothed_db])
         self.smoothed_db = float(level[-1])
-        return soft_knee_gain_db(level, s.threshold_db, s.ratio) + s.makeup_db
+        curve = (s.threshold_db, s.ratio, s.makeup_db)
+        gain = self._curve_db(level, curve)
+        if self._curve is not None and curve != self._curve:  # glide from where the old curve had the gain
+            self._offset_db += float(self._curve_db(level[:1], self._curve)[0] - gain[0])
+            self._offset_step_db = abs(self._offset_db) / self._glide_subs
+        self._curve = curve
+        if self._offset_db:
+            left = np.maximum(abs(self._offset_db) - self._offset_step_db * np.arange(gain.size + 1), 0.0)
+            gain = gain + math.copysign(1.0, self._offset_db) * left[:-1]
+            self._offset_db = math.copysign(float(left[-1]), self._offset_db)
+        return gain
 
 
 class LoudnessLeveller:
