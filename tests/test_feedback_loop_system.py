@@ -266,11 +266,11 @@ def adaptation(builtin):
 
 @pytest.mark.xfail(strict=True, reason=(
     "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 13 of the 19 train clips on this "
-    "seed (median 0.96; white_snr+10_f2 0.88, hum50_snr+20_f2 0.63, hum60_snr+0_m2 0.85, babble_snr+0_f2 0.89, "
-    "babble_snr+15_m1 0.89, babble-down10 0.69), 15 / 14 / 16 / 14 on seeds 1-4 (benchmarks/feedback_loop.py "
+    "seed (median 0.96; white_snr+10_f2 0.88, hum50_snr+20_f2 0.73, hum60_snr+0_m2 0.87, babble_snr+0_f2 0.89, "
+    "babble_snr+15_m1 0.89, babble-down10 0.69), 16 / 14 / 16 / 14 on seeds 1-4 (benchmarks/feedback_loop.py "
     "--ablation --ablation-seeds 1 2 3 4 --ablation-rows; --ablation alone adds the variants). On hum50_snr+20_f2 "
-    "the oracle switches the hum notches off (they take speech harmonics too) and SPSA stays on the plateau of "
-    "deep notches"))  # fmt: skip
+    "the oracle keeps the hum notches nearly off (5 dB: the notches the speech gate leaves still cost this voice "
+    "more than the hum they take) and SPSA stays on the plateau of deep notches (30 dB)"))  # fmt: skip
 def test_learning_convergence(learning):
     """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]
@@ -283,14 +283,14 @@ def test_learning_convergence_measured_level(learning):
     assert len(learning) == 19
     assert sum(f >= 0.9 for f in learning.values()) >= 12, shown  # 13 measured
     assert np.median(list(learning.values())) >= 0.9, shown
-    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.63 measured)
+    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.69 measured)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): 30 iterations after the noise changes, 3 of the 8 non-stationary clips on this seed are "
-    "back to >= 90 % of the new segment's oracle improvement (median 0.84; pink-to-babble 0.52, babble-down10 "
-    "0.41); on seeds 0-2, 11 of the 24 runs (3 / 4 / 4), with random-sign probes 6, without the live averaging 9, "
-    "with one scored chunk 9 (benchmarks/feedback_loop.py --adaptation-seeds): SPSA needs ~60-100 iterations to "
+    "missed (measured): 30 iterations after the noise changes, 4 of the 8 non-stationary clips on this seed are "
+    "back to >= 90 % of the new segment's oracle improvement (median 0.89; pink-to-babble 0.52, babble-down10 "
+    "0.41); on seeds 0-2, 10 of the 24 runs (4 / 3 / 3), with random-sign probes 6, without the live averaging 10, "
+    "with one scored chunk 10 (benchmarks/feedback_loop.py --adaptation-seeds): SPSA needs ~60-100 iterations to "
     "re-converge"))  # fmt: skip
 def test_adaptation_speed(adaptation):
     """After the noise changes, quality is back to 90 % of the new optimum within 30 iterations."""
@@ -305,7 +305,7 @@ def test_adaptation_measured_level(adaptation):
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
     assert len(adaptation) == 8 * len(ADAPTATION_SEEDS)
     finals = [c[-1] for c in adaptation.values()]
-    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.84 and 0.77
+    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.89 and 0.80
     assert all(c[-1] > c[0] for c in adaptation.values()), shown  # every clip improved after the change
 
 
