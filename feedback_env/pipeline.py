@@ -4,7 +4,7 @@ Stages in order (each carries its own state):
 
 1. high-pass: 4th-order Butterworth magnitude, a zero-phase gain on STFT bins;
 2. hum removal: narrow notches at the harmonics of the detected mains (its fundamental tracked near 50/60 Hz),
-   time domain;
+   each fading out while speech near its harmonic outweighs the hum there, time domain;
 3. spectral noise reduction: MCRA noise tracking, decision-directed Wiener gain (STFT);
 4. 3-band EQ: low shelf, peak, high shelf, zero-phase gains on STFT bins;
 5. compressor; 6. output level: loudness leveller and peak limiter (1 ms gain steps).
