@@ -166,7 +166,7 @@ class OracleStrategy(Strategy):
     19: the per-chunk reward cannot see gain that changes from chunk to chunk (SI-SDR per chunk is
     scale-invariant), so an all-parameter search buys chunk reward with a pumping compressor and
     leveller that whole-clip SI-SDR punishes (measured on the 19 built-in train clips: mean whole-clip SI-SDR
-    6.3 dB after CMA-ES over all 19 (400 evaluations a clip), 10.7 for the defaults, 12.9 for the cached oracle
+    7.5 dB after CMA-ES over all 19 (400 evaluations a clip), 10.8 for the defaults, 12.9 for the cached oracle
     over the tuned ones; ``benchmarks/feedback_loop.py --skip latency memory convergence --subset``).
     """
 

@@ -83,8 +83,8 @@ compressor, the loudness leveller and the limiter stay at their defaults: they c
 chunk to the next, which a per-chunk reward cannot see (SI-SDR is scale-invariant within a chunk) while
 the level-sensitive LSD term rewards it, so tuning them games the reward. Measured on the 19 train
 clips (``python benchmarks/feedback_loop.py --skip latency memory convergence --subset``): CMA-ES over
-all 19 (400 evaluations) lifts the loop's objective from 0.73 (defaults) to 1.00 while whole-clip
-SI-SDR falls from 10.7 to 6.3 dB; the cached oracle over these 11 reaches 1.03 and 12.9 dB. ``tuned=None`` tunes all 19."""
+all 19 (400 evaluations) lifts the loop's objective from 0.74 (defaults) to 1.01 while whole-clip
+SI-SDR falls from 10.8 to 7.5 dB; the cached oracle over these 11 reaches 1.03 and 12.9 dB. ``tuned=None`` tunes all 19."""
 
 
 class NoChunkError(FeedbackEnvError, RuntimeError):
