@@ -294,6 +294,7 @@ def test_compressor_setting_changes_glide_in(change):
     assert steepest < 1.0, steepest
     assert 20 * np.log10(np.max(np.abs(out[-sr:])) / np.max(np.abs(expected[-sr:]))) == pytest.approx(0.0, abs=0.05)
 
+
 LEVELLED = {**transparent_params(), "level_max_gain_db": 30.0, "level_target_lufs": -23.0}
 """The leveller alone, free to move the level 30 dB either way towards -23 LUFS."""
 

@@ -104,7 +104,7 @@ class HumRemover:
         self._drift = {m: 0.0 for m in CANDIDATES_HZ}  # its smoothed change per block, Hz
         self._mains: float | None = None
         self.active_orders = np.zeros(0, dtype=int)  # harmonic numbers detected now
-        self.notched_orders = np.zeros(0, dtype=int)  # those of them notched: hum, not speech, dominates there
+        self.notched_orders = np.zeros(0, dtype=int)  # those of them notched in the last block (hum dominates there)
         self._line_history: list[tuple[np.ndarray, np.ndarray]] = []  # (first bin, power excerpt) per order, per block
         self._analysis = np.zeros(self.block)
         self._filled = 0
