@@ -90,8 +90,8 @@ class HumRemover:
         self._orders = {m: np.arange(1, int(self.max_harmonic_hz // m) + 1) for m in CANDIDATES_HZ}  # harmonic numbers
         self._ramp_step = 1.0 / (self.RAMP_S * sample_rate)  # largest change of r per sample
         self._padded_step = sample_rate / (self.PAD * self.block)
-        reach = int(np.ceil(self.LINE_REACH_HZ / self._padded_step))
-        self._kernel = (np.abs(np.fft.rfft(self._window, self.PAD * self.block)) ** 2)[: reach + 1]  # a line's spread
+        self._line_reach = int(np.ceil(self.LINE_REACH_HZ / self._padded_step))  # padded bins
+        self._kernel = (np.abs(np.fft.rfft(self._window, self.PAD * self.block)) ** 2)[: self._line_reach + 1]  # a line's spread
         self._bank_cache = SharedCache(256)  # band-pass designs and line shares: a search asks for a new width each time
         self._score_cache = SharedCache(16)  # block scores: every replay of a chunk analyses the same blocks
         self._peak_cache = SharedCache(16)  # padded block spectra, likewise
@@ -108,18 +108,18 @@ class HumRemover:
         self._line_history: list[tuple[np.ndarray, np.ndarray]] = []  # (first bin, power excerpt) per order, per block
         self._analysis = np.zeros(self.block)
         self._filled = 0
-        self._notch_orders = np.zeros(0, dtype=int)  # notches in the cascade: the active ones and those fading out
+        self._notch_orders = np.zeros(0, dtype=int)  # notches in the cascade: the notched ones and those fading out
         self._residual = np.zeros(0)  # their r = 1 - g now
         self._zi = np.zeros((0, 2))  # their band-pass states
 
     @property
     def mains_hz(self) -> float | None:
-        """The detected nominal mains frequency (50 or 60), or None while no harmonic is notched."""
+        """The detected nominal mains frequency (50 or 60), or None while no harmonic is detected."""
         return self._mains if self.active_orders.size else None
 
     @property
     def active_hz(self) -> np.ndarray:
-        """Centre frequencies of the harmonics notched now, Hz."""
+        """Centre frequencies of the harmonics detected now, Hz (:attr:`notched_orders` says which are notched)."""
         return self.active_orders * self._centre() if self.active_orders.size else np.zeros(0)
 
     def _centre(self) -> float:
@@ -183,16 +183,20 @@ class HumRemover:
         """The analysis block's padded power within ``LINE_REACH_HZ`` of each of ``harmonics_hz``: the first
         bin of each excerpt, shape (harmonics,), and the power, shape (harmonics, bins)."""
         log_power = self.padded_log_power(self._analysis)
-        reach = int(np.ceil(self.LINE_REACH_HZ / self._padded_step))
-        first = np.round(harmonics_hz / self._padded_step).astype(int) - reach
-        index = np.clip(first[:, None] + np.arange(2 * reach + 1)[None, :], 0, log_power.size - 1)
+        first = np.round(harmonics_hz / self._padded_step).astype(int) - self._line_reach
+        index = np.clip(first[:, None] + np.arange(2 * self._line_reach + 1)[None, :], 0, log_power.size - 1)
         return first, np.exp(log_power[index])
+
+    @staticmethod
+    def _response(offset_hz: np.ndarray, width_hz: float) -> np.ndarray:
+        """Power response of a notch's band-pass ``offset_hz`` from its centre: ``1 / (1 + (2 offset / width)^2)``."""
+        return 1.0 / (1.0 + (2.0 * offset_hz / width_hz) ** 2)
 
     def _take(self, first: np.ndarray, power: np.ndarray, harmonics_hz: np.ndarray, width_hz: float) -> np.ndarray:
         """What a notch of ``width_hz`` at each of ``harmonics_hz`` takes from an excerpt: the power weighted
-        by its band-pass's power response ``1 / (1 + (2 offset / width)^2)``, shape (harmonics,)."""
+        by its band-pass's :meth:`_response`, shape (harmonics,)."""
         offset = (first[:, None] + np.arange(power.shape[1])[None, :]) * self._padded_step - harmonics_hz[:, None]
-        return np.sum(power / (1.0 + (2.0 * offset / width_hz) ** 2), axis=1)
+        return np.sum(power * self._response(offset, width_hz), axis=1)
 
     def _line_share(self, width_hz: float) -> float:
         """The fraction of a steady line's windowed power that :meth:`_take` counts for a notch centred on it
@@ -202,7 +206,7 @@ class HumRemover:
         if share is None:
             offset = np.arange(-self._kernel.size + 1, self._kernel.size) * self._padded_step
             kernel = np.concatenate([self._kernel[:0:-1], self._kernel])
-            share = self._bank_cache.put(key, float(np.sum(kernel / (1.0 + (2.0 * offset / width_hz) ** 2)) / np.sum(kernel)))
+            share = self._bank_cache.put(key, float(np.sum(kernel * self._response(offset, width_hz)) / np.sum(kernel)))
         return share
 
     def _hum_dominated(self, width_hz: float) -> np.ndarray:
