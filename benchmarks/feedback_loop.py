@@ -6,7 +6,8 @@
   reward's cheap set, intrusive with a clean reference and non-intrusive without); p50/p99 in ms.
 * ``update_parameters`` latency per strategy on 0.5 s chunks (and 1 s for ``gradient``, the 1-pair
   ``gradient``, and ``gradient`` on a hum clip, where the notch bank is on); p50/p99 in ms. An update is
-  dominated by its 16 evaluations, each re-processing the last two chunks (``replay_warmup=1``).
+  dominated by its 16 evaluations, each re-processing the last two chunks (``replay_warmup=1``); the
+  ``_2_workers`` rows score them in two processes (``FeedbackLoopSystem(workers=2)``), on both clips.
 * RSS after 10k, 100k and 1M records (``collect_feedback`` on 20 ms chunks, metrics given): flat
   memory thanks to the bounded history.
 * Convergence on the built-in set: fraction of the per-clip oracle improvement (the loop's objective,
@@ -99,23 +100,25 @@ def collect_latency(clip, repeats: int) -> dict:
 
 
 def update_latency(clip, hum_clip, repeats: int) -> dict:
-    """Per strategy on ``clip``; ``gradient`` also on 1 s chunks, with 1 pair, and on ``hum_clip`` (notches on)."""
+    """Per strategy on ``clip``; ``gradient`` also on 1 s chunks, with 1 pair, and on ``hum_clip`` (notches on),
+    and with its probes scored in 2 processes (``workers=2``) on both clips."""
     from feedback_env.feedback_loop import FeedbackLoopSystem
     from feedback_env.feedback_loop.objective import chunk_stream
 
     out = {}
-    rows = [(s, 8000, {}, clip, "") for s in STRATEGIES]
-    rows += [("gradient", 16000, {}, clip, ""), ("gradient", 8000, {"pairs": 1}, clip, "_1_pair"),
-             ("gradient", 8000, {}, hum_clip, "_hum")]  # fmt: skip
-    for name, chunk, options, source, suffix in rows:
-        loop = FeedbackLoopSystem(seed=0, mode="offline", strategy_options={name: options})
-        times = []
-        for x, c in chunk_stream(source.noisy, source.clean, chunk, repeats + 1):
-            loop.step(x, c)
-            t0 = time.perf_counter()
-            loop.update_parameters(name)
-            times.append(time.perf_counter() - t0)
-        out[f"{name}_{chunk / 16000:g}s{suffix}"] = percentiles(times[1:])
+    rows = [(s, 8000, {}, clip, "", 1) for s in STRATEGIES]
+    rows += [("gradient", 16000, {}, clip, "", 1), ("gradient", 8000, {"pairs": 1}, clip, "_1_pair", 1),
+             ("gradient", 8000, {}, hum_clip, "_hum", 1), ("gradient", 8000, {}, clip, "_2_workers", 2),
+             ("gradient", 8000, {}, hum_clip, "_hum_2_workers", 2)]  # fmt: skip
+    for name, chunk, options, source, suffix, workers in rows:
+        with FeedbackLoopSystem(seed=0, mode="offline", strategy_options={name: options}, workers=workers) as loop:
+            times = []
+            for x, c in chunk_stream(source.noisy, source.clean, chunk, repeats + 1):
+                loop.step(x, c)
+                t0 = time.perf_counter()
+                loop.update_parameters(name)
+                times.append(time.perf_counter() - t0)
+        out[f"{name}_{chunk / 16000:g}s{suffix}"] = percentiles(times[1:])  # the first: the workers starting
     return out
 
 

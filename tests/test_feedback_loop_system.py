@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 
 from feedback_env import FeedbackLoopSystem
+from feedback_env.errors import ParameterError
 from feedback_env.feedback_loop import DEFAULT_TUNED, NoChunkError, Proposal, register_strategy, unregister_strategy
 from feedback_env.feedback_loop.objective import StreamObjective, chunk_stream
 from feedback_env.feedback_loop.oracle_cache import CHECK_BUDGET, load_cache, objective_for, oracle_entry
@@ -489,6 +490,38 @@ def test_replays_share_the_filter_caches_but_not_the_state(builtin):
     assert copy.hum._bank_cache is live.hum._bank_cache and copy._static_cache is live._static_cache
     assert copy.hum._score_cache is live.hum._score_cache
     assert copy.hum._zi is not live.hum._zi and copy.noise_reduction.noise_psd is not live.noise_reduction.noise_psd
+
+
+def test_parallel_evaluations_give_the_serial_numbers(builtin):
+    """workers=2 scores a gradient update's 16 settings in two processes: the same rewards as scoring them one
+    after another here, so the same parameters step for step (on hum: the notch memos travel by name)."""
+    clip = builtin["hum50_snr+15_m3"]
+    serial, parallel = FeedbackLoopSystem(seed=0), FeedbackLoopSystem(seed=0, workers=2)
+    with parallel:
+        for x, c in chunk_stream(clip.noisy, clip.clean, CHUNK, 6):
+            assert serial.step(x, c).reward == parallel.step(x, c).reward
+            assert serial.parameters == parallel.parameters
+        assert parallel.pipeline.hum.active_hz.size >= 3 and serial.evaluations == parallel.evaluations
+        settings = [{"hum_depth_db": d, "nr_floor_db": f} for d in (0.0, 20.0, 40.0) for f in (-30.0, -10.0)]
+        assert parallel.evaluate_many(settings) == [serial.evaluate(s) for s in settings]
+        assert parallel.evaluate_many(settings[:1]) == [serial.evaluate(settings[0])]
+        with pytest.raises(ParameterError, match="nr_floor_db"):
+            parallel.evaluate_many([{"nr_floor_db": -20.0}, {"nr_floor_db": 5.0}])
+
+
+def test_a_lost_worker_fails_the_update_clearly_and_the_next_one_works(builtin, tmp_path):
+    clip = builtin["pink_snr+15_m2"]
+    with FeedbackLoopSystem(seed=0, workers=2) as loop:
+        run(loop, clip.noisy, clip.clean, 2)
+        for process in loop._scorer._pool()._processes.values():
+            process.kill()
+        with pytest.raises(RuntimeError, match="worker process.*workers=1"):
+            loop.evaluate_many([{}, {"nr_floor_db": -30.0}])
+        assert len(loop.evaluate_many([{}, {"nr_floor_db": -30.0}])) == 2
+    with pytest.raises(ValueError, match="workers"):
+        FeedbackLoopSystem(workers=0)
+    with pytest.raises(ValueError, match="workers"):  # not a LoopFileError: the file is not even read
+        FeedbackLoopSystem.load(tmp_path / "loop.npz", workers=1.5)
 
 
 @pytest.mark.parametrize("warmup, scored", [(1, 1), (1, 2), (3, 2), (3, 4)])

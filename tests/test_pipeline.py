@@ -1,4 +1,5 @@
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -192,6 +193,24 @@ def test_shared_cache_is_bounded_and_shared_by_copies():
     holder = {"cache": cache, "state": np.zeros(2)}
     twin = copy.deepcopy(holder)
     assert twin["cache"] is cache and twin["state"] is not holder["state"]
+
+
+def test_shared_cache_travels_by_name():
+    """Pickled (to a parallel evaluation's worker), a cache travels as its name: back in this process it is the
+    same cache; a name this process never made unpickles as one empty cache kept under that name, so every
+    copy unpickled there shares it."""
+    cache = SharedCache(3)
+    cache.put("design", np.ones(4))
+    assert pickle.loads(pickle.dumps(cache)) is cache
+    assert len(pickle.dumps(cache)) < 200  # the entries stay behind
+    pipe = EnhancementPipeline()
+    twin = pickle.loads(pickle.dumps(pipe))
+    assert twin._static_cache is pipe._static_cache and twin.hum._bank_cache is pipe.hum._bank_cache
+    assert twin.hum._zi is not pipe.hum._zi
+    rebuild, (name, *rest) = cache.__reduce__()
+    adopted = rebuild("another process's cache", *rest)  # what a worker meets: a name it never made
+    assert adopted is not cache and len(adopted) == 0 and adopted.max_entries == 3
+    assert rebuild("another process's cache", *rest) is adopted
 
 
 def test_no_hum_no_notches(builtin):

@@ -155,12 +155,13 @@ class GradientStrategy:
         x = self.iterate
         c = self.perturbation / (self.k + 1) ** 0.101
         center = np.clip(x, -1.0 + c, 1.0 - c)  # both probes inside the cube
+        deltas = [self._direction(loop, x.size) for _ in range(self.pairs)]
+        probes = [loop.space.from_unit(center + sign * c * delta) for delta in deltas for sign in (1.0, -1.0)]
+        rewards = loop.evaluate_many(probes)  # in up to ``loop``'s workers processes at once
         g = np.zeros_like(x)
         differences = []
-        for _ in range(self.pairs):
-            delta = self._direction(loop, x.size)
-            plus = loop.evaluate(loop.space.from_unit(center + c * delta))
-            minus = loop.evaluate(loop.space.from_unit(center - c * delta))
+        for k, delta in enumerate(deltas):
+            plus, minus = rewards[2 * k], rewards[2 * k + 1]
             g += (plus - minus) / (2.0 * c) * delta / self.pairs
             differences.append(plus - minus)
         self.k += 1

@@ -39,6 +39,7 @@ from feedback_env.feedback_loop.checkpoints import CheckpointMonitor
 from feedback_env.feedback_loop.convergence import ConvergenceAnalyzer, ConvergenceReport
 from feedback_env.feedback_loop.guards import StepGuard
 from feedback_env.feedback_loop.history import ProcessingHistory
+from feedback_env.feedback_loop.parallel import ParallelScorer
 from feedback_env.feedback_loop.records import FeedbackRecord, RollbackEvent, UpdateRecord
 from feedback_env.feedback_loop.replay import ChunkReplay, DelayLine, snapshot
 from feedback_env.feedback_loop.storage import LoopFileError, read_checked, write_atomic
@@ -148,6 +149,11 @@ class FeedbackLoopSystem:
     :param feature_context: :class:`~feedback_env.features.ChunkFeatures` ``context``: the per-chunk
         decay of the averaged features appended to each record's and observation's features (0: none).
         A TD3 policy needs the value it was trained with (its config's ``env_config["feature_context"]``).
+    :param workers: processes that score an update's settings (:meth:`evaluate_many`; this one included):
+        ``gradient`` scores its 16 probes on 2 cores with the same numbers as 1, its update p50 and p99 at
+        0.66 and 0.60 of one process's (0.71 and 0.61 with hum notches on; ``benchmarks/feedback_loop.py``'s
+        ``_2_workers`` rows); see ``feedback_loop.parallel`` (a script needs the ``__main__`` guard). A
+        resource, not state: :meth:`save` does not keep it; :meth:`close` (or ``with``) stops the workers.
     """
 
     def __init__(
@@ -173,6 +179,7 @@ class FeedbackLoopSystem:
         replay_scored: int | None = None,
         feature_context: float = 0.0,
         min_scored_s: float = 0.1,
+        workers: int = 1,
     ):
         if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
@@ -235,6 +242,7 @@ class FeedbackLoopSystem:
         self.replay_scored = int(replay_scored)
         self._recent_scores: deque[tuple[np.ndarray | None, dict] | None] = deque(maxlen=self.replay_scored)
         self._scratch = EnhancementPipeline(self.sample_rate, space=self.full_space, config=self.pipeline.config)
+        self._scorer = ParallelScorer(workers)
         self._coming: np.ndarray | None = None
         self.last_output: np.ndarray | None = None  # the enhanced chunk of the last step(), float32 (n,)
         self._since_update = 0
@@ -463,14 +471,39 @@ class FeedbackLoopSystem:
         chunk given to :meth:`collect_feedback` it is processed as a clip from a reset state. The live
         pipeline is never touched. :raises NoChunkError: no usable chunk collected yet.
         """
+        replay = self._last_replay()
+        full = {**self.pipeline.params, **self.full_space.validate(params)}
+        self.evaluations += 1
+        return replay.reward(full, self._scratch)
+
+    def evaluate_many(self, settings: Sequence[Mapping[str, float]]) -> list[float]:
+        """:meth:`evaluate` of each of ``settings``, in order: one after another here with ``workers=1``, else
+        shared among the worker processes, every setting validated before any is scored (a bad one raises
+        :class:`~feedback_env.errors.ParameterError`). The numbers are the same either way."""
+        if self._scorer.workers == 1 or len(settings) < 2:
+            return [self.evaluate(params) for params in settings]
+        replay = self._last_replay()
+        full = [{**self.pipeline.params, **self.full_space.validate(params)} for params in settings]
+        self.evaluations += len(full)
+        return self._scorer.score(replay, full, self._scratch)
+
+    def _last_replay(self) -> ChunkReplay:
         if not self._replays:
             raise NoChunkError(
                 "evaluate() needs a collected audio chunk: call step(chunk) or collect_feedback(...) with a "
                 "usable record first (after load() too: the chunks themselves are not saved)"
             )
-        full = {**self.pipeline.params, **self.full_space.validate(params)}
-        self.evaluations += 1
-        return self._replays[-1].reward(full, self._scratch)
+        return self._replays[-1]
+
+    def close(self) -> None:
+        """Stop the worker processes of ``workers > 1`` (the loop stays usable: the next update starts them)."""
+        self._scorer.close()
+
+    def __enter__(self) -> "FeedbackLoopSystem":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def observation(self) -> np.ndarray:
         """Float32 observation with the envs' layout (``tuned=self.space.names``): features of the coming
@@ -646,6 +679,7 @@ class FeedbackLoopSystem:
         pipeline: EnhancementPipeline | None = None,
         objectives: QualityReward | Sequence[Objective] | None = None,
         blind_objectives: QualityReward | Sequence[Objective] | None = None,
+        workers: int = 1,
     ) -> "FeedbackLoopSystem":
         """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, events, and the
         strategies' states: ``gradient``, ``bandit`` and a learning ``policy`` (networks, optimizers, replay buffer,
@@ -658,9 +692,11 @@ class FeedbackLoopSystem:
         ``pipeline`` given here is used as it is, with a warning if its config differs); a custom parameter space is
         not saved. Its streaming state is not saved either (a restarted process starts a new stream).
         Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
-        for the other scalarizations (their ideal points and bounds are not saved).
+        for the other scalarizations (their ideal points and bounds are not saved). ``workers`` is this
+        process's choice (not saved).
         :raises LoopFileError: a missing, damaged or inconsistent file (nothing is half-restored).
         """
+        scorer = ParallelScorer(workers)  # a bad count fails as itself, before the file is read
         arrays, meta = read_checked(path)
         try:
             history = ProcessingHistory.from_arrays(arrays, meta["history"], str(path))
@@ -732,6 +768,7 @@ class FeedbackLoopSystem:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise LoopFileError(f"{path}: loop state is inconsistent ({type(exc).__name__}: {exc})") from exc
+        loop._scorer = scorer
         return loop
 
 
