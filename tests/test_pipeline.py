@@ -183,6 +183,36 @@ def test_memoized_hum_scores_change_nothing(builtin, monkeypatch):
     assert pipe.hum.mains_hz == 50.0 and np.array_equal(cold, warm)
 
 
+def test_copies_take_the_hum_analysis_from_the_memo(builtin, monkeypatch):
+    """Copies of a pipeline (a search's replays) analyse the same blocks from the same state, whatever their
+    notch settings: the first does the analysis (mains, detected harmonics, fundamental, line history), the
+    others and the original take it from the memo, and the output is what analysing every block gives (the
+    mains changing half-way too: the other mains' notches leave)."""
+    block = HumRemover(16000).block
+    stream = np.concatenate([builtin["hum60_snr+0_m2"].noisy[: 4 * block], builtin["hum50_snr+5_m1"].noisy[: 4 * block]])
+    live, fresh = (EnhancementPipeline(params={"hum_depth_db": 30.0}) for _ in range(2))
+    monkeypatch.setattr(fresh.hum._analysis_cache, "get", lambda key: None)  # analyses every block itself
+    analysed = {"memoized": 0, "fresh": 0}
+    analyse = HumRemover._analyse_block
+
+    def counted(self):
+        analysed["fresh" if self is fresh.hum else "memoized"] += 1
+        analyse(self)
+
+    monkeypatch.setattr(HumRemover, "_analyse_block", counted)
+    mains = []
+    for start in range(0, stream.size, block):
+        x = stream[start : start + block]
+        for depth, width in [(10.0, 1.0), (45.0, 6.0)]:
+            copy.deepcopy(live).process(x, {"hum_depth_db": depth, "hum_width_hz": width})
+        assert np.array_equal(live.process(x), fresh.process(x))
+        assert np.array_equal(live.hum.notched_orders, fresh.hum.notched_orders)
+        mains.append(live.hum.mains_hz)
+    assert analysed == {"memoized": 8, "fresh": 8}
+    assert mains[1:4] == [60.0] * 3 and mains[-1] == 50.0, mains
+    assert live.hum.fundamental == fresh.hum.fundamental and live.hum.active_orders.size >= 3
+
+
 def test_shared_cache_is_bounded_and_shared_by_copies():
     cache = SharedCache(3)
     for key in range(3):

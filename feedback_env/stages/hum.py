@@ -95,9 +95,14 @@ class HumRemover:
         self._bank_cache = SharedCache(256)  # band-pass designs and line shares: a search asks for a new width each time
         self._score_cache = SharedCache(16)  # block scores: every replay of a chunk analyses the same blocks
         self._peak_cache = SharedCache(16)  # padded block spectra, likewise
+        self._analysis_cache = SharedCache(16)  # what analysing a block from a state leads to, likewise
         self.reset()
 
+    # what :meth:`_analyse_block` changes; a function of the blocks analysed since the reset (not of the notch settings)
+    ANALYSIS_STATE = ("scores_db", "_above", "fundamental", "_drift", "_mains", "active_orders", "_line_history")
+
     def reset(self) -> None:
+        self._lineage = 0  # the blocks analysed since the reset, hashed: copies with equal lineage analyse alike
         self.scores_db = {m: np.zeros(k.size) for m, k in self._orders.items()}
         self._above = {m: np.zeros(k.size, dtype=bool) for m, k in self._orders.items()}
         self.fundamental = {m: m for m in CANDIDATES_HZ}  # tracked f0 per candidate, Hz
@@ -258,6 +263,26 @@ class HumRemover:
         self.fundamental[mains] = fitted
 
     def _analyse(self) -> None:
+        """:meth:`_analyse_block`, memoized on the lineage and the block: a search's replays of a chunk all
+        analyse its blocks from the same state, whatever their notch settings."""
+        key = (self._lineage, self._analysis.tobytes())
+        state = self._analysis_cache.get(key)
+        if state is None:
+            self._analyse_block()
+            state = self._analysis_cache.put(key, {name: _shallow(getattr(self, name)) for name in self.ANALYSIS_STATE})
+        else:
+            if self._mains is not None and state["_mains"] != self._mains:
+                self._drop_notches()
+            for name, value in state.items():  # the arrays are replaced, never changed in place: shared safely
+                setattr(self, name, _shallow(value))
+        self._lineage = hash(key)
+
+    def _drop_notches(self) -> None:
+        """Notches of the other mains leave at once."""
+        self._notch_orders = np.zeros(0, dtype=int)
+        self._residual, self._zi = np.zeros(0), np.zeros((0, 2))
+
+    def _analyse_block(self) -> None:
         """Update the harmonic scores from the analysis block, choose the harmonics to notch and track the
         fundamental of the mains chosen."""
         s = self.SCORE_SMOOTHING
@@ -273,9 +298,8 @@ class HumRemover:
             active = np.zeros(0, dtype=int)
         else:
             self._track(mains, active, block_scores[mains][steady])
-        if self._mains is not None and mains != self._mains:  # notches of the other mains leave at once
-            self._notch_orders = np.zeros(0, dtype=int)
-            self._residual, self._zi = np.zeros(0), np.zeros((0, 2))
+        if self._mains is not None and mains != self._mains:
+            self._drop_notches()
             self._line_history = []
         self._mains = mains
         self.active_orders = active
@@ -341,3 +365,8 @@ class HumRemover:
                 self._filled = 0
             pos += n
         return out
+
+
+def _shallow(value):
+    """A dict copied one level deep (its arrays and floats shared), anything else as it is."""
+    return dict(value) if isinstance(value, dict) else value
