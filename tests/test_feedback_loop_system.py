@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -522,6 +524,19 @@ def test_a_lost_worker_fails_the_update_clearly_and_the_next_one_works(builtin, 
         FeedbackLoopSystem(workers=0)
     with pytest.raises(ValueError, match="workers"):  # not a LoopFileError: the file is not even read
         FeedbackLoopSystem.load(tmp_path / "loop.npz", workers=1.5)
+
+
+def test_a_script_without_the_main_guard_is_told_what_to_add(tmp_path):
+    """Each worker imports the main script; one without the guard starts workers of its own there and dies."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\nfrom feedback_env import FeedbackLoopSystem\n"
+        "x = np.random.default_rng(0).normal(0.0, 0.1, 8000).astype(np.float32)\n"
+        "loop = FeedbackLoopSystem(seed=0, workers=2)\nloop.step(x, x)\nloop.step(x, x)\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    raised = [line for line in result.stderr.splitlines() if line.startswith("RuntimeError: parallel evaluation")]
+    assert result.returncode != 0 and raised and "if __name__ == \"__main__\":" in raised[-1], result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("warmup, scored", [(1, 1), (1, 2), (3, 2), (3, 4)])

@@ -69,8 +69,12 @@ class ParallelScorer:
     def _failed(self, exc: Exception) -> RuntimeError:
         """The error to raise for a failed parallel call; the pool is dropped, so the next call starts a new one."""
         self.close()
-        return RuntimeError(f"parallel evaluation failed in a worker process ({type(exc).__name__}: {exc}); "
-                            "FeedbackLoopSystem(workers=1) scores everything in this process")  # fmt: skip
+        return RuntimeError(
+            f"parallel evaluation failed in a worker process ({type(exc).__name__}: {exc}). A worker that dies at "
+            "once is usually a script without the 'if __name__ == \"__main__\":' guard (its stderr then says "
+            "'bootstrapping phase'): each worker imports the main script; FeedbackLoopSystem(workers=1) scores "
+            "everything in this process"
+        )
 
     def close(self) -> None:
         """Stop the worker processes (a later parallel call starts new ones)."""
