@@ -237,7 +237,7 @@ def test_shared_cache_travels_by_name():
     twin = pickle.loads(pickle.dumps(pipe))
     assert twin._static_cache is pipe._static_cache and twin.hum._bank_cache is pipe.hum._bank_cache
     assert twin.hum._zi is not pipe.hum._zi
-    rebuild, (name, *rest) = cache.__reduce__()
+    rebuild, (_, *rest) = cache.__reduce__()
     adopted = rebuild("another process's cache", *rest)  # what a worker meets: a name it never made
     assert adopted is not cache and len(adopted) == 0 and adopted.max_entries == 3
     assert rebuild("another process's cache", *rest) is adopted

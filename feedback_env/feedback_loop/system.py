@@ -478,9 +478,9 @@ class FeedbackLoopSystem:
         return replay.reward(full, self._scratch)
 
     def evaluate_many(self, settings: Sequence[Mapping[str, float]]) -> list[float]:
-        """:meth:`evaluate` of each of ``settings``, in order: one after another here with ``workers=1``, else
-        shared among the worker processes, every setting validated before any is scored (a bad one raises
-        :class:`~feedback_env.errors.ParameterError`). The numbers are the same either way."""
+        """:meth:`evaluate` of each of ``settings``, in order: one after another here with ``workers=1``; else
+        shared among the worker processes, after every setting is validated (a bad one raises
+        :class:`~feedback_env.errors.ParameterError` before any is scored). The numbers are the same either way."""
         if self._scorer.workers == 1 or len(settings) < 2:
             return [self.evaluate(params) for params in settings]
         replay = self._last_replay()
