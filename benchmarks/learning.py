@@ -27,7 +27,8 @@ seed 3: 12.13 / 12.98 / 13.50, 62.2 % (39.1 %), +0.44, 1.706 vs 1.686; seed 4: 1
 closes half the gap on four (seed 2: 37.1 %); +1 dB on the non-stationary clips is missed on all five. With
 the hum notches' speech gate (seeds 0-2, not the others): seed 0: 12.22 / 13.14 / 13.62 dB, 65.5 % (50.9 %),
 +0.66 dB, 1.751 vs 1.705; seed 1: 12.32 / 13.10 / 13.60 dB, 60.7 % (46.5 %), -0.09 dB, 1.754 vs 1.704; seed 2:
-12.48 / 13.03 / 13.62 dB, 48.4 % (22.5 %), +0.38 dB, 1.768 vs 1.683. The figures of one run are mostly the seed's, and they move between machines (``RunConfig``'s ``members``);
+12.48 / 13.03 / 13.62 dB, 48.4 % (22.5 %), +0.38 dB, 1.768 vs 1.683. The figures of one run are mostly the
+seed's, and they move between machines (``RunConfig``'s ``members``);
 ``RunConfig``'s docstrings give the earlier configurations.
 Run it with the checkout's root on PYTHONPATH (``PYTHONPATH=. python benchmarks/learning.py``) when
 another copy of the package is installed: a script's folder, not the current one, leads sys.path.

@@ -504,6 +504,7 @@ def test_parallel_evaluations_give_the_serial_numbers(builtin):
             assert serial.step(x, c).reward == parallel.step(x, c).reward
             assert serial.parameters == parallel.parameters
         assert parallel.pipeline.hum.active_hz.size >= 3 and serial.evaluations == parallel.evaluations
+        assert parallel._scorer._executor is not None  # the updates did go through the worker pool
         settings = [{"hum_depth_db": d, "nr_floor_db": f} for d in (0.0, 20.0, 40.0) for f in (-30.0, -10.0)]
         assert parallel.evaluate_many(settings) == [serial.evaluate(s) for s in settings]
         assert parallel.evaluate_many(settings[:1]) == [serial.evaluate(settings[0])]

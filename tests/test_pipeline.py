@@ -189,7 +189,7 @@ def test_copies_take_the_hum_analysis_from_the_memo(builtin, monkeypatch):
     others and the original take it from the memo, and the output is what analysing every block gives (the
     mains changing half-way too: the other mains' notches leave)."""
     block = HumRemover(16000).block
-    stream = np.concatenate([builtin["hum60_snr+0_m2"].noisy[: 4 * block], builtin["hum50_snr+5_m1"].noisy[: 4 * block]])
+    stream = np.concatenate([builtin[clip].noisy[: 4 * block] for clip in ("hum60_snr+0_m2", "hum50_snr+5_m1")])
     live, fresh = (EnhancementPipeline(params={"hum_depth_db": 30.0}) for _ in range(2))
     monkeypatch.setattr(fresh.hum._analysis_cache, "get", lambda key: None)  # analyses every block itself
     analysed = {"memoized": 0, "fresh": 0}

@@ -150,11 +150,11 @@ class FeedbackLoopSystem:
         decay of the averaged features appended to each record's and observation's features (0: none).
         A TD3 policy needs the value it was trained with (its config's ``env_config["feature_context"]``).
     :param workers: processes that score an update's settings (:meth:`evaluate_many`; this one included):
-        ``gradient`` scores its 16 probes on 2 cores with the same numbers as 1, its update in about three
-        quarters of one process's time on a 2-core machine (0.6-0.9 from run to run, p50 and p99:
-        ``benchmarks/feedback_loop.py``'s ``_2_workers`` rows); see ``feedback_loop.parallel`` (a script needs
-        the ``__main__`` guard). A resource, not state: :meth:`save` does not keep it; :meth:`close` (or ``with``)
-        stops the workers.
+        ``gradient`` scores its 16 probes on 2 cores with the same numbers as 1, its update p50 at 0.56-0.91 of
+        one process's on a 2-core machine over four runs (p99 0.56-0.85, once 1.12: one slow update;
+        ``benchmarks/feedback_loop.py``'s ``_2_workers`` rows against ``gradient_0.5s`` and ``_hum``); see
+        ``feedback_loop.parallel`` (a script needs the ``__main__`` guard). A resource, not state: :meth:`save`
+        does not keep it; :meth:`close` (or ``with``) stops the workers.
     """
 
     def __init__(
