@@ -41,7 +41,9 @@ class EpsilonGreedy(Policy):
             raise ValueError("the eps_n schedule needs both c and d")
         if c is not None and not (c > 0 and 0 < d < 1):
             raise ValueError(f"eps_n schedule needs c > 0 and 0 < d < 1, got c={c}, d={d}")
-        self.epsilon, self.c, self.d = float(epsilon), c, d
+        # floats, as every policy's settings: the spec is compared as JSON, where 6 and 6.0 differ
+        self.epsilon = float(epsilon)
+        self.c, self.d = (None, None) if c is None else (float(c), float(d))
         super().__init__(n_arms, seed=seed, store=store)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:

@@ -193,3 +193,16 @@ def test_reward_adapter_mapping_is_stated_and_counted():
     with pytest.raises(ValueError, match="low < high"):
         RewardAdapter(1.0, 1.0)
     assert "env reward" in repr(RewardAdapter.for_env_reward())
+
+
+def test_epsilon_greedy_settings_written_differently_are_one_setting():
+    """``c=6``, ``c=6.0`` and ``c=np.int64(6)`` are the same schedule: the state of one loads into another
+    and is JSON (the spec is compared as JSON text, where ``6`` and ``6.0`` differ)."""
+    first = EpsilonGreedy(3, c=6, d=0.5, seed=0)
+    first.update(0, 0.5)
+    second = EpsilonGreedy(3, c=6.0, d=0.5, seed=0)
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert second.store.read().updates == 1
+    numpy_settings = EpsilonGreedy(3, c=np.int64(6), d=np.float32(0.5), seed=0)
+    settings = json.loads(json.dumps(numpy_settings.state_dict()))["hyperparameters"]
+    assert settings == {"epsilon": 0.1, "c": 6.0, "d": 0.5}
