@@ -29,7 +29,10 @@ class EXP3(Policy):
     total is <= ``g`` (Corollary 3.2; :func:`bandits.regret.exp3_regret_bound`).
 
     ``p_i`` of the update is the distribution this worker sampled its last arm from (other workers'
-    updates in between do not change the importance weight of a draw already made).
+    updates in between do not change the importance weight of a draw already made). The estimate is
+    unbiased only for the arm drawn, once: :meth:`update` takes exactly one reward per :meth:`select`,
+    for the arm it returned, and raises ``ValueError`` otherwise (a new ``select`` replaces a draw not
+    updated).
 
     :param gamma: exploration in (0, 1]; default from ``horizon`` via :func:`exp3_gamma`.
     :param horizon: ``g`` for the default ``gamma``.
@@ -50,7 +53,8 @@ class EXP3(Policy):
         self.gamma = float(exp3_gamma(n_arms, horizon) if gamma is None else gamma)
         if not (0.0 < self.gamma <= 1.0 or (n_arms == 1 and self.gamma == 0.0)):
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
-        self._last_probs: np.ndarray | None = None
+        self._last_probs: np.ndarray | None = None  # the pending draw: its distribution and arm
+        self._last_arm: int | None = None
         super().__init__(n_arms, seed=seed, store=store)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -69,10 +73,17 @@ class EXP3(Policy):
         p = self.probabilities(stats)
         self._last_probs = p
         arm = int(np.searchsorted(np.cumsum(p), self.rng.random() * p.sum(), side="right"))
-        return min(arm, self.n_arms - 1)
+        self._last_arm = min(arm, self.n_arms - 1)
+        return self._last_arm
 
     def _update_for(self, arm: int, reward: float, context: np.ndarray | None) -> Update:
-        p = self._last_probs if self._last_probs is not None else self.probabilities()
+        p, drawn = self._last_probs, self._last_arm
+        if p is None or drawn is None:
+            raise ValueError(f"EXP3: update for arm {arm} with no draw pending; one update per select(), for its arm")
+        if arm != drawn:
+            raise ValueError(f"EXP3: update for arm {arm}, but the pending draw is arm {drawn} (x / p_i is unbiased "
+                             "only for the arm drawn)")
+        self._last_probs = self._last_arm = None
         return Update(arm, {"log_weight": self.gamma * reward / (p[arm] * self.n_arms), "count": 1.0})
 
     def describe_arm(self, arm: int, context: np.ndarray | None = None) -> dict[str, float]:
@@ -80,8 +91,12 @@ class EXP3(Policy):
         return {"pulls": float(stats["count"][arm]), "probability": float(self.probabilities(stats)[arm])}
 
     def _local_state(self) -> dict[str, Any]:
-        return {"last_probs": None if self._last_probs is None else self._last_probs.tolist()}
+        probs = None if self._last_probs is None else self._last_probs.tolist()
+        return {"last_probs": probs, "last_arm": self._last_arm}
 
     def _load_local_state(self, state: Mapping[str, Any]) -> None:
-        probs = state.get("last_probs")
-        self._last_probs = None if probs is None else np.asarray(probs, dtype=np.float64)
+        probs, arm = state.get("last_probs"), state.get("last_arm")
+        if probs is None or arm is None:  # no draw pending (or a state saved before the arm was kept)
+            self._last_probs = self._last_arm = None
+        else:
+            self._last_probs, self._last_arm = np.asarray(probs, dtype=np.float64), int(arm)

@@ -31,7 +31,7 @@ class Policy(ABC):
     unit_rewards: bool = False
     contextual: bool = False
     #: True when an update is an importance-weighted estimate of the choice just drawn (EXP3): a caller must
-    #: update once per :meth:`select`, for the arm selected, never for records the choice did not draw
+    #: update once per :meth:`select`, for the arm selected, never for records the choice did not draw (EXP3 raises)
     one_update_per_choice: bool = False
     #: how the statistics forget (see :class:`~bandits.state.StatsSpec`); set before ``__init__`` runs
     stats_discount: float | None = None

@@ -195,6 +195,26 @@ def test_reward_adapter_mapping_is_stated_and_counted():
     assert "env reward" in repr(RewardAdapter.for_env_reward())
 
 
+def test_exp3_refuses_an_update_that_is_not_for_the_draw_just_made():
+    """EXP3's estimate ``x / p_i`` is unbiased only for the arm drawn from ``p``, once per draw: an update
+    without a draw, for another arm, or a second one for the same draw was applied silently."""
+    policy = EXP3(3, gamma=0.3, seed=0)
+    with pytest.raises(ValueError, match="no draw pending"):
+        policy.update(0, 1.0)
+    arm = policy.select()
+    other = (arm + 1) % 3
+    with pytest.raises(ValueError, match=f"arm {other}, but the pending draw is arm {arm}"):
+        policy.update(other, 1.0)
+    restored = EXP3(3, gamma=0.3, seed=0)  # the pending draw survives a save and load
+    restored.load_state_dict(json.loads(json.dumps(policy.state_dict())))
+    for p in (policy, restored):
+        p.update(arm, 1.0)
+        with pytest.raises(ValueError, match="no draw pending"):
+            p.update(arm, 1.0)
+        assert p.store.read().updates == 1
+        assert p.store.read()["log_weight"][arm] == pytest.approx(0.3)  # p_arm = 1/3 of the draw
+
+
 def test_epsilon_greedy_settings_written_differently_are_one_setting():
     """``c=6``, ``c=6.0`` and ``c=np.int64(6)`` are the same schedule: the state of one loads into another
     and is JSON (the spec is compared as JSON text, where ``6`` and ``6.0`` differ)."""
