@@ -218,11 +218,15 @@ class RedisStateStore(StateStore):
         self._seq = int(last or 0)
 
     def _fetch(self, with_window: bool = False) -> tuple[dict[bytes, bytes], np.ndarray, list[bytes]]:
-        """Send the pending updates, then read the stats hash, its arm rows ``(n_arms, size)`` and the window."""
+        """Send the pending updates, then read the stats hash, its arm rows ``(n_arms, size)`` and the window
+        (hash and window in one MULTI/EXEC: one snapshot, whatever other workers write)."""
         self.flush()
         try:
-            raw = self.client.hgetall(self.keys[0])
-            window = self.client.lrange(self.keys[2], 0, -1) if with_window else []
+            if with_window:
+                pipe = self.client.pipeline(transaction=True)
+                raw, window = pipe.hgetall(self.keys[0]).lrange(self.keys[2], 0, -1).execute()
+            else:
+                raw, window = self.client.hgetall(self.keys[0]), []
         except _CONNECTION_ERRORS as e:
             raise self._unavailable("reading", e) from e
         if b"meta" not in raw:

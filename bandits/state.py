@@ -137,13 +137,35 @@ class StateStore(ABC):
 
     @abstractmethod
     def restore(self, dump: Mapping[str, Any]) -> None:
-        """Replace the statistics with a :meth:`dump` of the same spec."""
+        """Replace the statistics with a :meth:`dump` of the same spec (``StateStoreError`` for a windowed
+        dump whose statistics are not the sums of its window's deltas)."""
 
     def _check_dump(self, dump: Mapping[str, Any]) -> None:
         if self.spec is None:
             raise StateStoreError("restore: the store is not attached to a policy yet")
         if dump.get("spec") != self.spec.to_json():
             raise StateStoreError(f"restore: saved state is for {dump.get('spec')}, this store holds {self.spec.to_json()}")
+        if self.spec.window is not None:
+            _check_window(self.spec, dump)
+
+
+def _check_window(spec: StatsSpec, dump: Mapping[str, Any]) -> None:
+    """Raise unless a windowed dump's statistics are the sums of its window's deltas: loaded, a mismatch
+    would stay in the sums for good (a dump not taken as one snapshot)."""
+    window, updates = dump["window"], int(dump["updates"])
+    if len(window) != min(updates, spec.window):
+        raise StateStoreError(f"restore: the window holds {len(window)} updates; {updates} updates with window "
+                              f"{spec.window} leave {min(updates, spec.window)} (not one snapshot?)")
+    for name in spec.shapes:
+        stored = np.asarray(dump["arrays"][name], dtype=np.float64)
+        summed = np.zeros_like(stored)
+        for arm, deltas in window:
+            summed[int(arm)] += np.asarray(deltas[name], dtype=np.float64)
+        for arm in range(spec.n_arms):
+            if not np.allclose(stored[arm], summed[arm], rtol=1e-9, atol=1e-9):
+                raise StateStoreError(f"restore: arm {arm}'s {name} is {stored[arm].tolist()} but its window entries "
+                                      f"sum to {summed[arm].tolist()} (not one snapshot?); refused: loaded, the "
+                                      "difference would stay in the sums for good")
 
 
 def check_deltas(spec: StatsSpec, update: Update) -> dict[str, np.ndarray]:

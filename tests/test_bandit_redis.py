@@ -246,3 +246,44 @@ def test_workers_with_different_settings_cannot_share_a_bandit(server):
         UCB1(3, c=1.0, store=RedisStateStore("spec", server.client()))
     with pytest.raises(ValueError, match="braces"):
         RedisStateStore("a{b}", server.client())
+
+
+def window_is_consistent(dump, n_arms, window):
+    """Each arm's count and reward sum are those of its entries in the window, and the window has every update."""
+    entries = [(arm, d) for arm, d in dump["window"]]
+    counts = np.bincount([arm for arm, _ in entries], minlength=n_arms)
+    sums = [sum(d["reward_sum"] for a, d in entries if a == arm) for arm in range(n_arms)]
+    arrays = dump["arrays"]
+    return (
+        len(entries) == min(dump["updates"], window)
+        and np.array_equal(arrays["count"], counts)
+        and np.allclose(arrays["reward_sum"], sums, rtol=0, atol=1e-9)
+    )
+
+
+def test_a_windowed_snapshot_taken_while_another_worker_writes_is_one_snapshot(server):
+    """state_dict() of a shared SW-UCB read the stats hash and the window in two calls: an update landing
+    in between gave a window that did not match the sums (2/3 of snapshots under a busy writer), and
+    loading it corrupted the sums for good. The snapshot is one transaction; restore refuses a mixed one."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", WORKER, str(server.port), "snapshot", "busy", "1000000", "0", "swucb"]
+    writer = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = server.client()
+    mine = SlidingWindowUCB(3, window=100, store=RedisStateStore("snapshot", client))
+    try:
+        while int(client.hget("bandit:{snapshot}:writers", "busy") or 0) < 200:  # the window is full and churning
+            assert writer.poll() is None, writer.stderr.read()
+        dumps = [mine.state_dict()["stats"] for _ in range(200)]
+        assert writer.poll() is None  # it was writing all along
+    finally:
+        writer.kill()
+        writer.wait()
+    assert dumps[-1]["updates"] > dumps[0]["updates"]
+    assert all(window_is_consistent(d, 3, 100) for d in dumps)
+
+    mixed = json.loads(json.dumps(dumps[-1]))
+    mine.store.restore(mixed)
+    mixed["window"][0][0] = (mixed["window"][0][0] + 1) % 3  # one entry on another arm than in the sums
+    with pytest.raises(StateStoreError, match=r"arm \d's count is .* but its window entries sum to"):
+        mine.store.restore(mixed)
+    assert window_is_consistent(mine.store.dump(), 3, 100)  # the refused dump left the state as it was
