@@ -24,12 +24,16 @@ When Redis cannot be reached, :class:`~bandits.state.StateStoreUnavailable` is r
 not yet stored stay in :attr:`RedisStateStore.pending`: they are sent first on the next call that
 reaches Redis (or written out with :meth:`save_pending` and queued again with :meth:`load_pending`).
 Nothing recorded is dropped, and the policy does not decide on stale data silently: ``read`` raises too.
+Updates still buffered (``batch`` > 1) are sent by ``flush``/``close``, when the store is garbage
+collected and at interpreter exit; a send that fails then only warns (``RuntimeWarning``).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -138,6 +142,26 @@ def _concat(parts: list) -> bytes:
     return np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1) for p in parts]).astype("<f8").tobytes()
 
 
+def _send_chunk(apply: Any, keys: list[str], pending: list[list[Any]]) -> int:
+    """Apply the oldest :data:`UPDATES_PER_CALL` of ``pending`` in one script call and remove them from it;
+    returns how many Redis skipped as resends. On an error nothing is removed."""
+    chunk = pending[:UPDATES_PER_CALL]
+    headers, blobs = ";".join(u[0] for u in chunk), b"".join(u[1] for u in chunk)
+    _, skipped = apply(keys=keys, args=[headers, blobs])
+    del pending[: len(chunk)]
+    return int(skipped)
+
+
+def _store_left_over(apply: Any, keys: list[str], pending: list[list[Any]], name: str) -> None:
+    """Finalizer of a store (garbage collection, interpreter exit): send what is still buffered, or warn."""
+    try:
+        while pending:
+            _send_chunk(apply, keys, pending)
+    except (redis.RedisError, OSError) as e:
+        warnings.warn(f"RedisStateStore {name!r} dropped (garbage collection or exit) with {len(pending)} update(s) "
+                      f"it could not store ({type(e).__name__}: {e}); close() or save_pending() before", RuntimeWarning)
+
+
 class RedisStateStore(StateStore):
     """Statistics of one bandit in Redis; updates applied by a Lua script, indices computed here.
 
@@ -149,8 +173,10 @@ class RedisStateStore(StateStore):
     :param writer: this worker's id; a restarted worker that reuses its id resumes its sequence
         numbers (and a duplicate resend is ignored). Default: a random UUID.
     :param batch: updates buffered before they are sent in one script call (1 = every update is stored
-        before ``update`` returns). ``read`` (so every ``select``) and ``flush`` send the buffer first:
-        batching pays when rewards arrive in bursts (delayed or logged feedback).
+        before ``update`` returns). ``read`` (so every ``select``), ``flush`` and ``close`` send the buffer;
+        so does the store's finalizer (garbage collection, normal interpreter exit; not ``os._exit`` or a
+        kill). Batching pays when rewards arrive in bursts (delayed or logged feedback); end such a worker
+        with ``close()`` or ``with RedisStateStore(...) as store:`` to see a failed send as an error.
     """
 
     def __init__(
@@ -183,6 +209,7 @@ class RedisStateStore(StateStore):
         self._attach = self.client.register_script(_ATTACH)
         self._restore = self.client.register_script(_RESTORE)
         self._seq = 0
+        self._finalizer = weakref.finalize(self, _store_left_over, self._apply, self.keys, self.pending, name)
 
     def _describe_client(self) -> str:
         kw = self.client.connection_pool.connection_kwargs
@@ -268,18 +295,25 @@ class RedisStateStore(StateStore):
         """Send the buffered updates (one script call per :data:`UPDATES_PER_CALL`); on failure the
         ones not yet stored stay in :attr:`pending`."""
         while self.pending:
-            chunk = self.pending[:UPDATES_PER_CALL]
             try:
-                headers, blobs = ";".join(u[0] for u in chunk), b"".join(u[1] for u in chunk)
-                applied, skipped = self._apply(keys=self.keys, args=[headers, blobs])
+                self.duplicates += _send_chunk(self._apply, self.keys, self.pending)
             except _CONNECTION_ERRORS as e:
                 raise self._unavailable("storing updates of", e) from e
             except redis.ResponseError as e:
                 # nothing of this call was applied (the state check comes before any write)
                 refused = f"Redis at {self.where} refused updates of bandit {self.name!r}: {e}"
                 raise StateStoreError(f"{refused}; {len(self.pending)} kept in .pending") from e
-            self.duplicates += int(skipped)
-            del self.pending[: len(chunk)]
+
+    def close(self) -> None:
+        """Store the buffered updates (:meth:`flush`: raises if Redis cannot take them). The client stays
+        open: it may be shared."""
+        self.flush()
+
+    def __enter__(self) -> "RedisStateStore":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def dump(self) -> dict[str, Any]:
         raw, rows, window = self._fetch(with_window=True)

@@ -4,6 +4,7 @@ The tests start Debian's ``redis-server`` themselves on a free loopback port (no
 it after. Without the binary they fail under CI (``CI`` set) and skip elsewhere, saying why.
 """
 
+import gc
 import json
 import os
 import subprocess
@@ -216,6 +217,8 @@ def test_redis_going_away_loses_nothing_recorded(own_server, tmp_path):
     assert stats["count"].tolist() == [4.0, 4.0, 4.0] and stats["reward_sum"].tolist() == [2.0, 2.5, 2.5]
     recovered.update(0, 1.0)  # the writer carries on after its replayed updates, none skipped
     assert recovered.store.read().updates == 13 and fresh.duplicates == 0
+    store.close()  # the old store's copies of the two updates count once
+    assert store.duplicates == 2 and recovered.store.read().updates == 13
 
 
 def test_a_paused_redis_counts_every_update_once(own_server):
@@ -287,3 +290,32 @@ def test_a_windowed_snapshot_taken_while_another_worker_writes_is_one_snapshot(s
     with pytest.raises(StateStoreError, match=r"arm \d's count is .* but its window entries sum to"):
         mine.store.restore(mixed)
     assert window_is_consistent(mine.store.dump(), 3, 100)  # the refused dump left the state as it was
+
+
+def test_updates_buffered_by_batch_are_stored_when_the_worker_ends(server, own_server):
+    """With ``batch`` > 1 a worker that recorded 15 updates and exited normally left 10 in Redis: the last 5
+    waited in the buffer and nothing flushed it. They are stored at exit, and by ``close()`` / ``with``;
+    a store dropped with updates it cannot send warns."""
+    child = (
+        "import sys\nfrom bandits import UCB1\nfrom bandits.redis_store import RedisStateStore\n"
+        "policy = UCB1(3, store=RedisStateStore('batch-exit', url=sys.argv[1], batch=10))\n"
+        "for t in range(15):\n    policy.update(t % 3, 0.5)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", child, server.url], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert UCB1(3, store=RedisStateStore("batch-exit", server.client())).store.read().updates == 15
+
+    with RedisStateStore("batch-with", server.client(), batch=10) as store:
+        policy = UCB1(3, store=store)
+        for t in range(5):
+            policy.update(t % 3, 0.5)
+        assert len(store.pending) == 5
+    assert store.pending == [] and UCB1(3, store=RedisStateStore("batch-with", server.client())).store.read().updates == 5
+
+    policy = UCB1(3, store=RedisStateStore("batch-lost", impatient_client(own_server), batch=10))
+    policy.update(0, 0.5)
+    own_server.stop()
+    with pytest.warns(RuntimeWarning, match="'batch-lost' dropped .* with 1 update"):
+        del policy
+        gc.collect()
