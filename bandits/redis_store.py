@@ -23,6 +23,8 @@ an update sent again after a timeout (which Redis may or may not have executed) 
 When Redis cannot be reached, :class:`~bandits.state.StateStoreUnavailable` is raised and the updates
 not yet stored stay in :attr:`RedisStateStore.pending`: they are sent first on the next call that
 reaches Redis (or written out with :meth:`save_pending` and queued again with :meth:`load_pending`).
+A worker recovering from an outage in a new process does, in this order: attach (build the policy),
+``load_state_dict`` of a snapshot if Redis lost its data, :meth:`load_pending`, then new updates.
 Nothing recorded is dropped, and the policy does not decide on stale data silently: ``read`` raises too.
 Updates still buffered (``batch`` > 1) are sent by ``flush``/``close``, when the store is garbage
 collected and at interpreter exit; a send that fails then only warns (``RuntimeWarning``).
@@ -171,7 +173,9 @@ class RedisStateStore(StateStore):
     :param url: e.g. ``redis://127.0.0.1:6379/0``, used when ``client`` is None (2 s timeouts and
         redis-py's default retries).
     :param writer: this worker's id; a restarted worker that reuses its id resumes its sequence
-        numbers (and a duplicate resend is ignored). Default: a random UUID.
+        numbers (and a duplicate resend is ignored). Default: a random UUID. A store never issues a
+        number twice: re-attaching keeps its count, and :meth:`load_pending` refuses saved updates of
+        this writer whose numbers it has already issued to new ones.
     :param batch: updates buffered before they are sent in one script call (1 = every update is stored
         before ``update`` returns). ``read`` (so every ``select``), ``flush`` and ``close`` send the buffer;
         so does the store's finalizer (garbage collection, normal interpreter exit; not ``os._exit`` or a
@@ -209,6 +213,7 @@ class RedisStateStore(StateStore):
         self._attach = self.client.register_script(_ATTACH)
         self._restore = self.client.register_script(_RESTORE)
         self._seq = 0
+        self._first_issued: int | None = None  # the first sequence number this store gave an update
         self._finalizer = weakref.finalize(self, _store_left_over, self._apply, self.keys, self.pending, name)
 
     def _describe_client(self) -> str:
@@ -242,7 +247,7 @@ class RedisStateStore(StateStore):
             raise StateStoreError(f"{holds}; this policy: {spec.to_json()}")
         self.spec = spec
         self._size = size
-        self._seq = int(last or 0)
+        self._seq = max(self._seq, int(last or 0))  # after Redis lost the data, pending updates keep theirs
 
     def _fetch(self, with_window: bool = False) -> tuple[dict[bytes, bytes], np.ndarray, list[bytes]]:
         """Send the pending updates, then read the stats hash, its arm rows ``(n_arms, size)`` and the window
@@ -285,6 +290,8 @@ class RedisStateStore(StateStore):
     def apply(self, update: Update) -> None:
         deltas = check_deltas(self.spec, update)
         self._seq += 1
+        if self._first_issued is None:
+            self._first_issued = self._seq
         blob = _concat(list(deltas.values()))
         head = f"{self.writer}|{self._seq}|{int(update.arm)}|{self._size}"
         self.pending.append([head, blob])
@@ -359,12 +366,21 @@ class RedisStateStore(StateStore):
         return len(rows)
 
     def load_pending(self, path: str | Path) -> int:
-        """Queue the updates saved by :meth:`save_pending` (same store) ahead of this store's own."""
+        """Queue the updates saved by :meth:`save_pending` (same store) ahead of this store's own. Call it
+        before this store records updates: saved ones of this writer whose sequence numbers it has issued
+        since would be skipped by Redis as resends, so they are refused (``StateStoreError``)."""
         saved = json.loads(Path(path).read_text())
         if saved.get("store") != self.name:
             raise StateStoreError(f"{path}: pending updates are for bandit {saved.get('store')!r}, not {self.name!r}")
         rows = [[head, bytes.fromhex(blob)] for head, blob in saved["pending"]]
         mine = [int(head.split("|")[1]) for head, _ in rows if head.split("|")[0] == self.writer]
+        issued = [] if self._first_issued is None else [s for s in mine if self._first_issued <= s <= self._seq]
+        if issued:
+            raise StateStoreError(
+                f"{path}: saved updates of writer {self.writer!r} have sequence numbers {issued}, already issued "
+                f"by this store to new updates ({self._first_issued}..{self._seq}): Redis would skip one of each "
+                "pair; call load_pending before recording new updates (attach, restore, load_pending, update)"
+            )
         self._seq = max([self._seq, *mine])  # later updates of this writer must not reuse those numbers
         self.pending[:0] = rows
         return len(rows)

@@ -311,7 +311,8 @@ def test_updates_buffered_by_batch_are_stored_when_the_worker_ends(server, own_s
         for t in range(5):
             policy.update(t % 3, 0.5)
         assert len(store.pending) == 5
-    assert store.pending == [] and UCB1(3, store=RedisStateStore("batch-with", server.client())).store.read().updates == 5
+    assert store.pending == []
+    assert UCB1(3, store=RedisStateStore("batch-with", server.client())).store.read().updates == 5
 
     policy = UCB1(3, store=RedisStateStore("batch-lost", impatient_client(own_server), batch=10))
     policy.update(0, 0.5)
@@ -319,3 +320,38 @@ def test_updates_buffered_by_batch_are_stored_when_the_worker_ends(server, own_s
     with pytest.warns(RuntimeWarning, match="'batch-lost' dropped .* with 1 update"):
         del policy
         gc.collect()
+
+
+def test_writer_sequence_numbers_are_never_reissued(server, tmp_path):
+    """Redis skips an update whose sequence number it has applied. Re-attaching after Redis lost the bandit
+    restarted the numbers at 0 while 4 and 5 were pending (4 of 6 updates skipped), and loading saved
+    pending updates after a new one had taken number 4 skipped that one: both silently lost updates."""
+    client = server.client()
+    store = RedisStateStore("reattach", client, writer="w")
+    policy = UCB1(3, seed=0, store=store)
+    for t in range(3):
+        policy.update(t % 3, 0.5)
+    store.delete()  # Redis lost the bandit (a restart without persistence)
+    for _ in range(2):
+        with pytest.raises(StateStoreError, match="lost its data"):
+            policy.update(0, 1.0)
+    store.attach(store.spec)  # re-create it in place; the two pending updates go first
+    for _ in range(4):
+        policy.update(1, 0.0)
+    assert store.read().updates == 6 and store.duplicates == 0
+
+    first = RedisStateStore("seq-restart", client, writer="host1", batch=10)
+    before = UCB1(3, seed=0, store=first)
+    for t in range(5):
+        before.update(t % 3, 0.5)
+        if t == 2:
+            first.flush()  # 1..3 stored, 4 and 5 still buffered when the worker dies
+    saved = tmp_path / "pending.json"
+    assert first.save_pending(saved) == 2
+    first.pending.clear()  # the process is gone: only the file has them
+    again = RedisStateStore("seq-restart", client, writer="host1")
+    after = UCB1(3, seed=0, store=again)
+    after.update(0, 1.0)  # takes number 4 before the saved updates are loaded
+    with pytest.raises(StateStoreError, match=r"'host1' have sequence numbers \[4\], already issued.*load_pending"):
+        again.load_pending(saved)
+    assert again.pending == [] and again.read().updates == 4  # nothing queued
