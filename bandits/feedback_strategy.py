@@ -2,9 +2,9 @@
 
 Registered as ``bandit`` in :mod:`feedback_env.feedback_loop.strategies`: ``propose(loop)`` returns a
 :class:`~feedback_env.feedback_loop.strategies.Proposal` (``estimate`` holds the arm and the policy's
-belief about it); ``observe(loop, record)`` reads ``record.reward`` and ``record.params``. From the loop
-it uses ``loop.space`` (the parameter space) and ``loop.observation()`` (the observation layout shared
-with the envs; only for contextual policies).
+belief about it); ``observe(loop, record)`` reads ``record.reward``, ``record.params`` and
+``record.intrusive`` (True when absent). From the loop it uses ``loop.space`` (the parameter space) and
+``loop.observation()`` (the observation layout shared with the envs; only for contextual policies).
 """
 
 from __future__ import annotations
@@ -50,8 +50,11 @@ class BanditStrategy:
         ``StrategySelection-v0``).
     :param presets: preset names of :mod:`feedback_env.presets`; default all six, in that order.
     :param context: builds the context from ``loop.observation()`` for contextual policies.
-    :param adapter: maps ``record.reward`` into [0, 1] for policies with ``unit_rewards``
-        (default :meth:`RewardAdapter.for_env_reward`; the loop's reward is the env's reward).
+    :param adapter: maps the reward of a record scored with a clean reference (``record.intrusive``) into
+        [0, 1] for policies with ``unit_rewards`` (default :meth:`RewardAdapter.for_env_reward`: the loop's
+        intrusive reward is the env's reward).
+    :param blind_adapter: the same for records scored without one (default
+        :meth:`RewardAdapter.for_blind_reward`). Proposals say how many rewards each adapter clipped.
     """
 
     name = "bandit"
@@ -64,6 +67,7 @@ class BanditStrategy:
         *,
         context: ObservationContext | None = None,
         adapter: RewardAdapter | None = None,
+        blind_adapter: RewardAdapter | None = None,
         seed: int | None = 0,
     ):
         self.presets = tuple(presets) if presets is not None else tuple(PRESETS)
@@ -80,6 +84,7 @@ class BanditStrategy:
         if self.policy.n_arms != len(self.presets):
             raise ValueError(f"{self.policy.name} has {self.policy.n_arms} arms for {len(self.presets)} presets")
         self.adapter = adapter or RewardAdapter.for_env_reward()
+        self.blind_adapter = blind_adapter or RewardAdapter.for_blind_reward()
         self.ignored = 0  # records that matched no preset (e.g. after a rollback) or had no context
         self._pending: tuple[int, np.ndarray | None] | None = None
 
@@ -92,7 +97,7 @@ class BanditStrategy:
         arm = self.policy.select(x)
         self._pending = (arm, x)
         belief = self.policy.describe_arm(arm, x)
-        scale = f"; rewards mapped by {self.adapter}" if self.policy.unit_rewards else ""
+        scale = f"; rewards mapped by {self._mapping()}" if self.policy.unit_rewards else ""
         numbers = ", ".join(f"{k} {v:.3g}" for k, v in belief.items())
         chose = f"{self.policy.name} chose preset {self.presets[arm]!r} (arm {arm} of {len(self.presets)})"
         explanation = f"{chose}: {numbers}{scale}"
@@ -118,8 +123,14 @@ class BanditStrategy:
             return
         x = pending[1] if chosen else None
         reward = float(record.reward)
-        self.policy.update(arm, self.adapter(reward) if self.policy.unit_rewards else reward, x)
+        adapter = self.adapter if getattr(record, "intrusive", True) else self.blind_adapter
+        self.policy.update(arm, adapter(reward) if self.policy.unit_rewards else reward, x)
         self._pending = None
+
+    def _mapping(self) -> str:
+        """The adapters that mapped rewards (the intrusive one before any), each with its clipped count."""
+        used = [a for a in (self.adapter, self.blind_adapter) if a.calls] or [self.adapter]
+        return "; ".join(f"{a} ({a.clipped} of {a.calls} clipped)" for a in used)
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready state (saved by ``FeedbackLoopSystem.save``): the policy's statistics and random state,

@@ -36,6 +36,13 @@ class RewardAdapter:
         [-1.21, 2.17] (``benchmarks/bandits.py`` prints the range it saw)."""
         return cls(-1.5, 2.5, "env reward")
 
+    @classmethod
+    def for_blind_reward(cls) -> "RewardAdapter":
+        """The loop's default blind reward (WADA-SNR improvement / 10 dB - clipping-ratio increase / 1 %):
+        -1 -> 0, +10 -> 1. The top is the reward's own clip (``QualityReward.clip``), so the best presets
+        never saturate; below -1 (10 dB of estimated SNR lost, or 1 % more clipped samples) they do."""
+        return cls(-1.0, 10.0, "blind reward")
+
     def __call__(self, quality: float) -> float:
         q = float(quality)
         if not math.isfinite(q):

@@ -243,3 +243,28 @@ def test_run_on_env_does_not_learn_from_chunks_the_env_could_not_score():
     policy = UCB1(2)
     log = run_on_env(Pauses(), policy, 10, clips=["c"])
     assert len(log.rewards) == 10 and sum(policy.describe_arm(a)["pulls"] for a in range(2)) == 5
+
+
+def test_blind_rewards_are_mapped_by_their_own_range_and_clipping_is_reported(builtin):
+    """Blind rewards (WADA-SNR improvement / 10 dB, up to the reward's clip of 10) went through the intrusive
+    range [-1.5, 2.5]: presets paying 3, 5 and 8 all became 1.0 for UCB1, and no explanation said so. Each
+    record's reward kind picks its range, and the proposal says how many rewards each range clipped."""
+    loop = FakeLoop(builtin["white_snr+5_f3"])
+    strategy = BanditStrategy(UCB1(6, seed=0))
+    pays = [0.0, 3.0, 5.0, 8.0, 1.0, 12.0]  # 12: beyond any blind range (a custom reward)
+
+    def play(intrusive):
+        proposal = strategy.propose(loop)
+        arm = int(proposal.estimate["arm"])
+        strategy.observe(loop, SimpleNamespace(reward=pays[arm], params=proposal.params, intrusive=intrusive))
+        return proposal
+
+    for _ in range(6):  # UCB1 plays every arm once
+        play(False)
+    means = [strategy.policy.describe_arm(a)["mean"] for a in range(6)]
+    assert means[0] < means[4] < means[1] < means[2] < means[3] < 1.0 and means[5] == 1.0
+    explanation = play(False).explanation
+    assert "blind reward" in explanation and "1 of 6 clipped" in explanation
+    assert strategy.blind_adapter.calls == 7 and strategy.adapter.calls == 0
+    play(True)  # an intrusive record: the env reward's range
+    assert strategy.adapter.calls == 1 and "env reward" in strategy.propose(loop).explanation
