@@ -64,17 +64,27 @@ def check_extra_metrics(names: Sequence[str], sample_rate: int) -> None:
         compute_metrics(np.zeros(sample_rate // 10), None, sample_rate, names=list(names))
 
 
-def iterations_to_reach(curve: Sequence[float | None], target: float, window: int) -> int | None:
+def iterations_to_reach(curve: Sequence[float | None], target: float, window: int,
+                        unscored: Iterable[int] = ()) -> int | None:  # fmt: skip
     """First iteration (1-based) where the mean of the last ``window`` rewards reaches ``target``.
 
-    A failed iteration (NaN or None) never counts. A curve shorter than ``window`` (a budget shorter
-    than one pass) is averaged over all of it, as :func:`~scenarios.strategies.last_pass_mean` scores it.
+    Iterations in ``unscored`` (1-based: chunks the loop does not score, too short or with a silent clean
+    reference) are left out of the mean; a window with nothing else does not reach. Any other iteration
+    without a reward (NaN or None) failed, and a window holding it never counts. A curve shorter than
+    ``window`` (a budget shorter than one pass) is averaged over all of it, as
+    :func:`~scenarios.strategies.last_pass_mean` scores it.
     """
-    c = np.nan_to_num(np.asarray(curve, dtype=float), nan=-np.inf)
+    c = np.array([np.nan if r is None else r for r in curve], dtype=float)
     if c.size == 0:
         return None
+    skip = np.zeros(c.size, dtype=bool)
+    skip[[i - 1 for i in unscored if 1 <= i <= c.size]] = True
+    c[~skip & ~np.isfinite(c)] = -np.inf  # a failure
     window = min(window, c.size)
-    moving = np.convolve(c, np.ones(window) / window, mode="valid")
+    kernel = np.ones(window)
+    counted = np.convolve(~skip, kernel, mode="valid")
+    total = np.convolve(np.where(skip, 0.0, c), kernel, mode="valid")
+    moving = np.where(counted > 0, total / np.maximum(counted, 1), np.nan)
     hits = np.flatnonzero(moving >= target)
     return int(hits[0] + window) if hits.size else None
 
@@ -102,6 +112,7 @@ def evaluate_strategy(clip, name: str, budget: int, seed: int, context: ClipCont
             "rollbacks": run.rollbacks,
             "ms_per_iteration": None if run.seconds_per_iteration is None else 1e3 * run.seconds_per_iteration,
             "chunks_per_pass": context.n_chunks,
+            "unscored_iterations": [i + 1 for i in run.unscored],  # 1-based, as iterations_to_95
             "iterations_to_95": None,
             "fraction_of_oracle": None,
             **({"final_params": run.schedule[0]} if len(run.schedule) == 1 else {}),
@@ -132,7 +143,8 @@ def add_oracle_fractions(entries: dict[str, dict], context: ClipContext, budget:
         entry["oracle_room"] = room
         if room >= MIN_ORACLE_ROOM and entry["objective"] is not None:
             entry["fraction_of_oracle"] = (entry["objective"] - defaults_objective) / room
-            entry["iterations_to_95"] = iterations_to_reach(entry["curve"], defaults_objective + 0.95 * room, context.n_chunks)
+            entry["iterations_to_95"] = iterations_to_reach(entry["curve"], defaults_objective + 0.95 * room,
+                                                            context.n_chunks, entry.get("unscored_iterations", ()))  # fmt: skip
 
 
 def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: float, extra_metrics: Sequence[str]):

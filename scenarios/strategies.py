@@ -42,6 +42,8 @@ class ClipRun:
         (:func:`last_pass_mean`; every strategy is compared on this, over the same ``budget``).
     :param rollbacks: rollbacks the loop made.
     :param seconds_per_iteration: wall time per feedback iteration (None when it does not iterate).
+    :param unscored: iterations (0-based) not scored by the loop's rule (a chunk shorter than ``min_scored_s``
+        or with a silent clean reference): NaN in ``curve`` like a failed iteration, but not a failure.
     """
 
     curve: list[float]
@@ -51,6 +53,7 @@ class ClipRun:
     rollbacks: int = 0
     seconds_per_iteration: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    unscored: list[int] = field(default_factory=list)
 
 
 class Strategy(ABC):
@@ -92,7 +95,7 @@ class StaticStrategy(Strategy):
         curve = context.objective.cycled(self.params, budget)
         elapsed = time.perf_counter() - started
         return ClipRun(list(map(float, curve)), [self.params], objective=last_pass_mean(curve, context.n_chunks),
-                       seconds_per_iteration=elapsed / max(budget, 1))  # fmt: skip
+                       seconds_per_iteration=elapsed / max(budget, 1), unscored=_nan_at(curve))  # fmt: skip
 
 
 class LoopStrategy(Strategy):
@@ -138,8 +141,12 @@ class LoopStrategy(Strategy):
         schedule = [dict(loop.parameters) for _ in range(n)]
         for i, params in enumerate(used):
             schedule[i % n] = params
+        # an unscored step is one the objective does not score either; any other without a reward failed
+        scored = context.objective.scored_iterations(budget)
+        unscored = [i for i in _nan_at(curve) if not scored[i]]
         return ClipRun(curve, schedule, objective=last_pass_mean(curve, n), rollbacks=len(loop.rollbacks),
-                       seconds_per_iteration=elapsed / max(budget, 1), extra={"updates": len(loop.updates)})  # fmt: skip
+                       seconds_per_iteration=elapsed / max(budget, 1), extra={"updates": len(loop.updates)},
+                       unscored=unscored)  # fmt: skip
 
 
 class NoisereduceStrategy(Strategy):
@@ -153,9 +160,11 @@ class NoisereduceStrategy(Strategy):
         started = time.perf_counter()
         output = noisereduce.reduce_noise(y=clip.noisy, sr=clip.sample_rate).astype(np.float32)
         elapsed = time.perf_counter() - started
-        rewards = aligned_chunk_rewards(output, clip, context.chunk, context.objective.reward)
+        rewards = aligned_chunk_rewards(output, clip, context.chunk, context.objective.reward,
+                                        context.objective.min_scored_s)  # fmt: skip
         curve = [float(rewards[i % rewards.size]) for i in range(budget)]
-        return ClipRun(curve, final_output=output, objective=float(np.nanmean(rewards)), extra={"seconds": elapsed})
+        return ClipRun(curve, final_output=output, objective=float(np.nanmean(rewards)), extra={"seconds": elapsed},
+                       unscored=_nan_at(curve))  # fmt: skip
 
 
 class OracleStrategy(Strategy):
@@ -189,7 +198,8 @@ class OracleStrategy(Strategy):
         result = oracle_search(context.objective, space, per_run, seed, self.restarts)
         curve = context.objective.cycled(result.params, budget)
         return ClipRun(list(map(float, curve)), [result.params], objective=last_pass_mean(curve, context.n_chunks),
-                       extra={"evaluations": result.evaluations, "seconds": time.perf_counter() - started})  # fmt: skip
+                       extra={"evaluations": result.evaluations, "seconds": time.perf_counter() - started},
+                       unscored=_nan_at(curve))  # fmt: skip
 
 
 def last_pass_mean(curve, chunks_per_pass: int) -> float | None:
@@ -198,17 +208,25 @@ def last_pass_mean(curve, chunks_per_pass: int) -> float | None:
     return float(np.mean(last)) if last else None
 
 
-def aligned_chunk_rewards(output: np.ndarray, clip, chunk: int, reward) -> np.ndarray:
-    """The loop's reward of each chunk of an output aligned with the clip (no pipeline latency); NaN where it
-    cannot score the chunk (a silent clean reference)."""
+def _nan_at(curve) -> list[int]:
+    """Iterations (0-based) without a reward in ``curve``."""
+    return np.flatnonzero(~np.isfinite(np.asarray(curve, dtype=float))).tolist()
+
+
+def aligned_chunk_rewards(output: np.ndarray, clip, chunk: int, reward, min_scored_s: float | None = None) -> np.ndarray:
+    """The loop's reward of each chunk of an output aligned with the clip (no pipeline latency); NaN where the
+    loop does not score the chunk: shorter than ``min_scored_s`` seconds (the loop's
+    :data:`~feedback_env.feedback_loop.objective.MIN_SCORED_S` if None), or a silent clean reference."""
+    from feedback_env.feedback_loop.objective import MIN_SCORED_S
     from feedback_env.metrics import compute_metrics
 
+    shortest = (MIN_SCORED_S if min_scored_s is None else min_scored_s) * clip.sample_rate
     names = list(reward.metric_names)
     rewards = []
     for start in range(0, clip.noisy.size, chunk):
         part = slice(start, start + chunk)
         reference = None if clip.clean is None else clip.clean[part]
-        if not reward.can_score(reference):
+        if clip.noisy[part].size < shortest or not reward.can_score(reference):
             rewards.append(np.nan)
             continue
         rewards.append(reward(compute_metrics(output[part], reference, clip.sample_rate, names=names),

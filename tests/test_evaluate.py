@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import scenarios
 from feedback_env.pipeline import EnhancementPipeline, transparent_params
 from scenarios import evaluate
 from scenarios.harness import iterations_to_reach, render_schedule, run_evaluation
@@ -76,6 +77,37 @@ def test_iterations_to_reach_uses_a_moving_mean():
     assert iterations_to_reach(curve, 0.5, window=4) == 12  # mean of iterations 9..12 first reaches 0.5
     assert iterations_to_reach(curve, 2.0, window=4) is None
     assert iterations_to_reach([0.0, float("nan"), 1.0, 1.0], 1.0, window=2) == 4  # a failed iteration never counts
+
+
+def test_unscored_iterations_are_skipped_and_failed_ones_still_never_count():
+    """Guards review S#1b: a chunk the loop does not score (too short, silent reference) is null in every
+    pass; it made every window of the moving mean -inf, so "iterations to 95 %" was never reached. Unscored
+    iterations are left out of the mean; a failed one still makes its window miss."""
+    curve = [0.0, None, 1.0, 1.0, None, 1.0]
+    assert iterations_to_reach(curve, 1.0, window=2, unscored=[2, 5]) == 3
+    assert iterations_to_reach(curve, 1.0, window=2, unscored=[5]) == 4  # iteration 2 failed
+    assert iterations_to_reach([None, None, 1.0], 0.5, window=2, unscored=[1, 2]) == 3  # no scored value: not reached
+
+
+def test_every_strategy_is_scored_on_the_same_chunks_of_a_clip_with_a_short_tail(builtin, tmp_path):
+    """Guards review S#1: on a 1.55 s clip (chunks of 0.5, 0.5, 0.5 and 0.05 s) the static runs and
+    noisereduce scored the 0.05 s chunk, which the loop never scores: "of oracle" compared a loop over
+    3 chunks with defaults and oracle over 4, and the loop's iterations to 95 % were never reached."""
+    from scenarios.harness import add_oracle_fractions, clip_context, evaluate_clip
+
+    root = write_excerpts(tmp_path / "ragged", builtin, ["white_snr-5_m1"], seconds=1.55)
+    clip = scenarios.load(root)[0]
+    entries, _ = evaluate_clip(clip, ["defaults", "spsa", "noisereduce"], 8, 0, 0.5, ())
+    for name, entry in entries.items():
+        assert "error" not in entry, entry
+        assert [r is None for r in entry["curve"]] == [False, False, False, True] * 2, name
+        assert entry["unscored_iterations"] == [4, 8], name
+        assert entry["objective"] == pytest.approx(np.mean(entry["curve"][4:7])), name
+    entries["oracle"] = {"objective": entries["spsa"]["objective"], "curve": entries["spsa"]["curve"],
+                         "unscored_iterations": [4, 8]}  # fmt: skip
+    add_oracle_fractions(entries, clip_context(clip, 0.5), 8)
+    assert entries["spsa"]["fraction_of_oracle"] == pytest.approx(1.0)
+    assert entries["spsa"]["iterations_to_95"] is not None
 
 
 def test_a_static_schedule_renders_what_the_pipeline_gives_the_whole_clip(builtin):

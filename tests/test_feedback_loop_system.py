@@ -1216,6 +1216,25 @@ def test_the_objective_leaves_out_chunks_it_cannot_score(builtin):
         StreamObjective(clip.noisy, np.zeros_like(clip.clean))
 
 
+def test_the_objective_does_not_score_a_tail_chunk_the_loop_does_not_score(builtin):
+    """Guards review S#1: a clip of 1.55 s ends in a 0.05 s chunk, which the loop records unscored (under
+    ``min_scored_s``). The static objective scored it, so static runs and the oracle were averaged over one
+    more chunk than every loop run. Both now leave it out, by the same threshold; a clip with no chunk long
+    enough is refused with its length and the minimum."""
+    clip = builtin["white_snr-5_m1"]
+    n = int(1.55 * 16000)
+    objective = StreamObjective(clip.noisy[:n], clip.clean[:n])
+    assert objective.min_scored_s == FeedbackLoopSystem().min_scored_s == 0.1
+    curve = objective.cycled({}, 2 * len(objective))
+    assert len(objective) == 4 and np.isnan(curve[[3, 7]]).all() and np.isfinite(curve[[0, 1, 2, 4, 5, 6]]).all()
+    assert objective({}) == pytest.approx(np.mean(curve[4:7]))
+    loop = FeedbackLoopSystem(seed=0)
+    records = run(loop, clip.noisy[:n], clip.clean[:n], 8)
+    assert [r.ok for r in records] == list(np.isfinite(curve)) == list(objective.scored_iterations(8))
+    with pytest.raises(ValueError, match=r"too short to score: 800 samples \(0.05 s\).*0.1 s"):
+        StreamObjective(clip.noisy[:800], clip.clean[:800])
+
+
 def test_chunks_too_short_to_score_are_recorded_not_learned_from(builtin, tmp_path):
     """SI-SDR and LSD of a few milliseconds are noise, so chunks under ``min_scored_s`` are recorded without a
     score and no update follows them; longer chunks are learnt from as before."""

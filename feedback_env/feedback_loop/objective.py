@@ -4,7 +4,8 @@
 :class:`~feedback_env.pipeline.EnhancementPipeline` in chunks (0.5 s by default), scores every chunk
 with the loop's reward (the :class:`~feedback_env.objectives.QualityReward` of the processed chunk
 over the unprocessed one, both against the clean reference delayed by the pipeline latency exactly
-as :meth:`FeedbackLoopSystem.step` delays them) and returns the mean over the *second* pass: the
+as :meth:`FeedbackLoopSystem.step` delays them; like the loop, it leaves out a chunk shorter than
+:data:`MIN_SCORED_S` and one whose clean reference is silent) and returns the mean over the *second* pass: the
 first pass is an unscored warm-up. That is the steady state the loop works in when it cycles a clip
 for more iterations than it has chunks; from a reset the noise tracker's start-up (the first ~2 s)
 favours other settings (shorter SNR smoothing, for one: the first pass ranks settings differently from
@@ -27,6 +28,11 @@ from feedback_env.objectives import QualityReward
 from feedback_env.feedback_loop.replay import DelayLine
 from feedback_env.pipeline import EnhancementPipeline
 
+MIN_SCORED_S = 0.1
+"""Chunks shorter than this (seconds) are not scored: SI-SDR and LSD of a few milliseconds are noise. The
+loop's rule (:class:`~feedback_env.FeedbackLoopSystem`'s ``min_scored_s`` default), applied by the static
+objective and the harness so that every run is scored on the same chunks."""
+
 
 def chunk_stream(
     noisy: np.ndarray, clean: np.ndarray | None, chunk: int, iterations: int
@@ -45,6 +51,7 @@ class StreamObjective:
     :param sample_rate: Hz. :param chunk_s: chunk length, seconds.
     :param reward: the reward (the intrusive or non-intrusive default if None).
     :param fixed: physical overrides applied under every setting.
+    :param min_scored_s: chunks shorter than this (seconds) are not scored, as the loop does not score them.
     """
 
     def __init__(
@@ -55,8 +62,10 @@ class StreamObjective:
         chunk_s: float = 0.5,
         reward: QualityReward | None = None,
         fixed: Mapping[str, float] | None = None,
+        min_scored_s: float = MIN_SCORED_S,
     ):
         self.noisy = as_audio(noisy, "noisy")
+        self.min_scored_s = float(min_scored_s)
         self.clean = None if clean is None else as_audio(clean, "clean")
         self.sample_rate = int(sample_rate)
         self.chunk = int(round(chunk_s * self.sample_rate))
@@ -75,7 +84,11 @@ class StreamObjective:
             ref = None if c is None else clean_delay.push(c)
             self.references.append(ref)
             self.baselines.append(compute_metrics(unprocessed, ref, self.sample_rate, names=names))
-        self.scored = np.array([self.reward.can_score(ref) for ref in self.references])
+        long_enough = [x.size >= self.min_scored_s * self.sample_rate for x in self.noisy_chunks]
+        if not any(long_enough):
+            raise ValueError(f"too short to score: {self.noisy.size} samples ({self.noisy.size / self.sample_rate:.3g} s); "
+                             f"the loop scores chunks of at least min_scored_s = {self.min_scored_s:g} s")
+        self.scored = np.array([self.reward.can_score(ref) and long_enough[t % n] for t, ref in enumerate(self.references)])
         if not self.scored[n:].any():
             raise ValueError("the clean reference is silent in every chunk: the intrusive reward scores none of them "
                              "(pass clean=None for the non-intrusive reward)")
@@ -83,15 +96,25 @@ class StreamObjective:
     def __len__(self) -> int:
         return len(self.noisy_chunks)
 
+    def _pass_index(self, i: int) -> int:
+        """Index into :attr:`references` of iteration ``i`` (0-based): from the second pass on they repeat."""
+        return i if i < len(self) else len(self) + i % len(self)
+
+    def scored_iterations(self, iterations: int) -> np.ndarray:
+        """Whether each of ``iterations`` chunks of the cycled clip is scored (bool), as by the loop: not when
+        it is shorter than ``min_scored_s`` or its delayed clean reference is silent."""
+        return np.array([self.scored[self._pass_index(i)] for i in range(iterations)], dtype=bool)
+
     def cycled(self, params: Mapping[str, float], iterations: int) -> np.ndarray:
         """Reward of each of ``iterations`` chunks of the cycled clip with ``params`` fixed, from a reset pipeline;
-        NaN for a chunk the reward cannot score (:meth:`QualityReward.can_score`: a silent clean reference)."""
+        NaN for a chunk that is not scored (:meth:`scored_iterations`: shorter than ``min_scored_s``, or
+        :meth:`QualityReward.can_score` fails: a silent clean reference)."""
         self.pipeline.reset()
         self.pipeline.set_params({**self.defaults, **params})
         names = list(self.reward.metric_names)
         out = np.empty(iterations)
         for i in range(iterations):
-            t = i if i < len(self) else len(self) + i % len(self)
+            t = self._pass_index(i)
             y = self.pipeline.process(self.noisy_chunks[i % len(self)])
             if not self.scored[t]:
                 out[i] = np.nan

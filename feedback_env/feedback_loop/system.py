@@ -39,6 +39,7 @@ from feedback_env.feedback_loop.checkpoints import CheckpointMonitor
 from feedback_env.feedback_loop.convergence import ConvergenceAnalyzer, ConvergenceReport
 from feedback_env.feedback_loop.guards import StepGuard
 from feedback_env.feedback_loop.history import ProcessingHistory
+from feedback_env.feedback_loop.objective import MIN_SCORED_S
 from feedback_env.feedback_loop.parallel import ParallelScorer
 from feedback_env.feedback_loop.records import FeedbackRecord, RollbackEvent, UpdateRecord
 from feedback_env.feedback_loop.replay import ChunkReplay, DelayLine, snapshot
@@ -179,7 +180,7 @@ class FeedbackLoopSystem:
         replay_warmup: int = 1,
         replay_scored: int | None = None,
         feature_context: float = 0.0,
-        min_scored_s: float = 0.1,
+        min_scored_s: float = MIN_SCORED_S,
         workers: int = 1,
     ):
         if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
