@@ -86,7 +86,7 @@ def print_table(result: dict[str, Any]) -> None:
         table.add_column(column, justify="right")
     for name, s in result["strategies"].items():
         cells = [f"{total - len(s.get('errors', {}))}/{total}"] if failures else []
-        cells += [f"{s['mean'][m]:.2f}" if m in s["mean"] else "-" for m in shown]
+        cells += ["-" if s["mean"].get(m) is None else f"{s['mean'][m]:.2f}" for m in shown]  # None: no defined value
         share = s.get("median_fraction_of_oracle")
         reached = s.get("median_iterations_to_95")
         cells += [

@@ -306,6 +306,20 @@ def test_failed_runs_are_shown_under_the_table_and_all_failed_exits_non_zero(bui
     assert (tmp_path / "all_failed.json").is_file()  # the errors are still written
 
 
+def test_a_set_too_short_for_stoi_and_pesq_prints_its_table(builtin, tmp_path, capsys):
+    """Guards review S#2: on clips too short for STOI and PESQ their means are null; the table crashed on
+    them (a TypeError, exit 1: "every run failed") after writing the JSON. It shows "-" and exits 0."""
+    root = write_excerpts(tmp_path / "short", builtin, ["white_snr+5_f3"], seconds=0.3)
+    out = tmp_path / "r.json"
+    assert evaluate.main([str(root), "--strategy", "bypass", "--budget", "1", "--no-progress", "--json", str(out),
+                          "--plots", str(tmp_path / "plots")]) == 0  # fmt: skip
+    assert (tmp_path / "plots" / "quality_over_iterations.png").is_file()
+    mean = json.loads(out.read_text())["strategies"]["bypass"]["mean"]
+    assert mean["stoi"] is None and mean["si_sdr"] is not None
+    row = next(line for line in capsys.readouterr().out.splitlines() if "bypass" in line)
+    assert "-" in row and f"{mean['si_sdr']:.2f}" in row
+
+
 def test_a_missing_metric_extra_fails_before_any_work(builtin, tmp_path, monkeypatch, capsys):
     import sys
 
