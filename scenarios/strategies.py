@@ -163,8 +163,9 @@ class NoisereduceStrategy(Strategy):
         rewards = aligned_chunk_rewards(output, clip, context.chunk, context.objective.reward,
                                         context.objective.min_scored_s)  # fmt: skip
         curve = [float(rewards[i % rewards.size]) for i in range(budget)]
-        return ClipRun(curve, final_output=output, objective=float(np.nanmean(rewards)), extra={"seconds": elapsed},
-                       unscored=_nan_at(curve))  # fmt: skip
+        # over the chunks played, as every run (with a budget shorter than one pass: not the whole clip)
+        return ClipRun(curve, final_output=output, objective=last_pass_mean(curve, context.n_chunks),
+                       extra={"seconds": elapsed}, unscored=_nan_at(curve))  # fmt: skip
 
 
 class OracleStrategy(Strategy):

@@ -110,6 +110,16 @@ def test_every_strategy_is_scored_on_the_same_chunks_of_a_clip_with_a_short_tail
     assert entries["spsa"]["iterations_to_95"] is not None
 
 
+def test_noisereduce_is_scored_on_the_chunks_played_like_every_strategy(builtin):
+    """Guards review S#3: with a budget shorter than one pass, noisereduce's objective was its mean over every
+    chunk of the clip while the others' (and the oracle's) is over the chunks played."""
+    from scenarios.harness import clip_context
+
+    clip = builtin["white_snr+5_f3"]  # 4 s: 8 chunks
+    run = make_strategy("noisereduce").run(clip, 3, 0, clip_context(clip, 0.5))
+    assert len(run.curve) == 3 and run.objective == pytest.approx(np.mean(run.curve))
+
+
 def test_a_static_schedule_renders_what_the_pipeline_gives_the_whole_clip(builtin):
     clip = builtin["white_snr+5_f3"]
     params = {"nr_oversubtraction": 2.0, "highpass_hz": 120.0}
