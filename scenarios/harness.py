@@ -97,6 +97,19 @@ def clip_context(clip, chunk_s: float) -> ClipContext:
     return ClipContext(clip, chunk, StreamObjective(clip.noisy, clip.clean, clip.sample_rate, chunk_s))
 
 
+def _error_entry(message: str) -> dict:
+    return {"final": {}, "curve": [], "iterations_to_95": None, "error": message}
+
+
+def _context_or_error(clip, chunk_s: float) -> tuple[ClipContext | None, str | None]:
+    """:func:`clip_context`, or why ``clip`` cannot be scored (too short, a silent clean reference), naming it:
+    an error for each strategy on that clip, not the end of the run."""
+    try:
+        return clip_context(clip, chunk_s), None
+    except ValueError as exc:
+        return None, f"clip {clip.id!r}: {exc}"
+
+
 def evaluate_strategy(clip, name: str, budget: int, seed: int, context: ClipContext, extra_metrics: Sequence[str]):
     """One strategy on one clip: ``(clip entry, (noisy, output, rate))``; a failure gives an entry with
     ``error`` and no output, and never raises."""
@@ -121,7 +134,7 @@ def evaluate_strategy(clip, name: str, budget: int, seed: int, context: ClipCont
         }
         return entry, (clip.noisy, output, clip.sample_rate)
     except Exception as exc:  # one failing strategy must not lose the others' results
-        return {"final": {}, "curve": [], "iterations_to_95": None, "error": f"{type(exc).__name__}: {exc}"}, None
+        return _error_entry(f"{type(exc).__name__}: {exc}"), None
 
 
 def add_oracle_fractions(entries: dict[str, dict], context: ClipContext, budget: int) -> None:
@@ -149,7 +162,9 @@ def add_oracle_fractions(entries: dict[str, dict], context: ClipContext, budget:
 
 def evaluate_clip(clip, names: Sequence[str], budget: int, seed: int, chunk_s: float, extra_metrics: Sequence[str]):
     """All strategies on one clip: ``({strategy: clip entry}, {strategy: (noisy, output, rate)})``."""
-    context = clip_context(clip, chunk_s)
+    context, error = _context_or_error(clip, chunk_s)
+    if error is not None:
+        return {name: _error_entry(error) for name in names}, {}
     entries, outputs = {}, {}
     for name in names:
         entries[name], output = evaluate_strategy(clip, name, budget, seed, context, extra_metrics)
@@ -173,7 +188,10 @@ _load_in_worker = lru_cache(maxsize=2)(_load)
 def _evaluate_by_id(source: str, sample_rate: int, clip_id: str, name: str, budget: int, seed: int, chunk_s: float,
                     extra_metrics: Sequence[str]):  # fmt: skip
     clip = _load_in_worker(source, sample_rate)[clip_id]
-    return evaluate_strategy(clip, name, budget, seed, clip_context(clip, chunk_s), extra_metrics)
+    context, error = _context_or_error(clip, chunk_s)
+    if error is not None:
+        return _error_entry(error), None
+    return evaluate_strategy(clip, name, budget, seed, context, extra_metrics)
 
 
 def _measured(metric: str, values: Iterable[float | None]) -> list[float]:
@@ -317,7 +335,8 @@ def run_evaluation(
                 bar.update()
         for clip in scenario_set:
             entries = {name: runs[clip.id, name][0] for name in names}
-            add_oracle_fractions(entries, clip_context(clip, chunk_s), budget)
+            if entries.get("oracle", {}).get("objective") is not None:  # the oracle ran: the clip can be scored
+                add_oracle_fractions(entries, clip_context(clip, chunk_s), budget)
             per_clip[clip.id] = entries, {n: runs[clip.id, n][1] for n in names if runs[clip.id, n][1] is not None}
     bar.close()
     entries = {name: {cid: per_clip[cid][0][name] for cid in scenario_set.ids} for name in names}

@@ -330,6 +330,22 @@ def test_a_set_too_short_for_stoi_and_pesq_prints_its_table(builtin, tmp_path, c
     assert "-" in row and f"{mean['si_sdr']:.2f}" in row
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_clip_too_short_to_score_is_an_error_entry_and_the_rest_runs(builtin, tmp_path, jobs):
+    """Guards review S#4: one clip too short to score (64 samples) stopped the whole evaluation (exit 2, no
+    JSON, the clip unnamed). Each strategy now gets an error entry naming the clip and the minimum length."""
+    clip = builtin["white_snr+5_f3"]
+    extra = [{"id": "cut", "noisy": "audio/cut_noisy.wav", "clean": "audio/cut_clean.wav", "tags": {}}]
+    root = write_excerpts(tmp_path / "cut", builtin, ["white_snr+5_f3"], extra=extra)
+    sf.write(root / "audio" / "cut_noisy.wav", clip.noisy[16000:16064], RATE, subtype="FLOAT")
+    sf.write(root / "audio" / "cut_clean.wav", clip.clean[16000:16064], RATE, subtype="FLOAT")
+    result, _ = run_evaluation(str(root), ["defaults", "spsa"], 2, jobs=jobs, progress=False)
+    for name in ("defaults", "spsa"):
+        s = result["strategies"][name]
+        assert "error" not in s["clips"]["white_snr+5_f3"] and s["mean"]["si_sdr"] is not None
+        assert "'cut'" in s["errors"]["cut"] and "min_scored_s = 0.1 s" in s["errors"]["cut"], s["errors"]
+
+
 def test_a_missing_metric_extra_fails_before_any_work(builtin, tmp_path, monkeypatch, capsys):
     import sys
 
