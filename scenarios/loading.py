@@ -280,6 +280,11 @@ def _read_audio(path: Path, rel: str, role: str, rate: int, label: str, cache: _
             audio = as_audio(resample(native, file_rate, rate), name, allow_silent=False)
         except InvalidAudioError as exc:
             raise ScenarioError(f"{label}: {exc}") from exc
+        peak = float(np.max(np.abs(native)))
+        if peak > 1.0:  # float files only: integer PCM reads within [-1, 1]
+            warnings.warn(f"{label}: {name}: float audio peaks at {peak:.2f} ({20 * math.log10(peak):+.1f} dBFS), above "
+                          "0 dBFS: kept as it is, but the pipeline's limiter (ceiling 0 dBFS, bypass included) will act "
+                          "on it; normalise the file", UserWarning, stacklevel=4)  # fmt: skip
         cache[key] = (audio, file_rate)
     audio, file_rate = cache[key]
     return audio.copy(), file_rate

@@ -298,6 +298,17 @@ def test_rates_that_round_apart_are_trimmed_and_unknown_keys_warn(tmp_path):
     assert clip.noisy.shape == clip.clean.shape == (SR // 2,)
 
 
+def test_float_audio_above_0_dbfs_is_kept_and_warned_about(tmp_path):
+    """Guards review S#5: a float file peaking above 0 dBFS loaded without a word, and then the pipeline's
+    limiter (ceiling 0 dBFS, even in bypass) changed it. It is kept as it is, with a warning naming the file
+    and its peak; a file within 0 dBFS gives none."""
+    root = write_set(tmp_path / "set", [{"id": "hot", "noisy": "audio/hot.wav", "clean": "audio/c.wav"}],
+                     {"audio/hot.wav": (tone(0.5, SR, amp=1.5), SR, "FLOAT"), "audio/c.wav": (tone(0.5, SR), SR, "FLOAT")})  # fmt: skip
+    with pytest.warns(UserWarning, match=r"noisy file 'audio/hot.wav'.*peaks at 1.50 \(\+3.5 dBFS\)") as caught:
+        clip = scenarios.load(root)["hot"]
+    assert len(caught) == 1 and np.max(np.abs(clip.noisy)) == pytest.approx(1.5, abs=1e-3)
+
+
 @pytest.mark.parametrize("noisy_rate, clean_rate", [(8000, 44100), (8000, 48000), (48000, 8000), (22050, 48000), (8000, 16000)])
 def test_one_duration_at_different_rates_loads_at_every_target_rate(tmp_path, noisy_rate, clean_rate):
     """1.0001 s at each file's own rate (floor-rounded, as most writers do) is one duration: the resampled
