@@ -324,7 +324,7 @@ def _previous_clips(manifest_path: Path, name: str) -> list:
     if found != name:
         raise ScenarioError(
             f"{manifest_path} is the manifest of set {found!r}, not {name!r}: generating there would overwrite "
-            f"it and its audio; choose another --out (or remove that folder)"
+            f"it and its audio; choose another output folder (--out) or remove that one"
         )
     return clips if isinstance(clips, list) else []
 

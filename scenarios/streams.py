@@ -15,10 +15,11 @@ import numpy as np
 import soundfile as sf
 
 from scenarios import noise as noises
-from scenarios.generate import scale_to_snr
+from scenarios.generate import _own_audio, _previous_clips, scale_to_snr
 from scenarios.speech import random_voice, synthesize
 
 SAMPLE_RATE = 16000
+SET_NAME = "stationary-streams"
 _NOISES = {
     "white": lambda n, rng: noises.white(n, rng),
     "pink": lambda n, rng: noises.pink(n, rng, SAMPLE_RATE),
@@ -37,11 +38,15 @@ def write_stationary_set(
     """Write one clip per noise type (a random voice, ``duration_s`` s, ``snr_db`` dB) to ``folder``.
 
     :return: the folder, loadable with ``scenarios.load``; clips are tagged ``stationary: true``.
+    :raises ScenarioError: before writing anything, when ``folder`` holds another set's ``manifest.json``
+        (as :func:`scenarios.generate.generate`); audio files its previous manifest listed and this one does
+        not (a noise type dropped) are removed, no other file.
     """
     unknown = set(noise_types) - set(_NOISES)
     if unknown:
         raise ValueError(f"unknown noise types {sorted(unknown)}; known: {sorted(_NOISES)}")
     root = Path(folder)
+    previous = _own_audio(root, _previous_clips(root / "manifest.json", SET_NAME))
     (root / "audio").mkdir(parents=True, exist_ok=True)
     clips = []
     for i, kind in enumerate(noise_types):
@@ -60,5 +65,7 @@ def write_stationary_set(
                 "tags": {"noise": kind, "snr_db": snr_db, "stationary": True, "split": "test"},
             }
         )
-    (root / "manifest.json").write_text(json.dumps({"name": "stationary-streams", "sample_rate": SAMPLE_RATE, "clips": clips}, indent=2))
+    (root / "manifest.json").write_text(json.dumps({"name": SET_NAME, "sample_rate": SAMPLE_RATE, "clips": clips}, indent=2))
+    for stale in previous - _own_audio(root, clips):
+        stale.unlink(missing_ok=True)
     return root

@@ -462,6 +462,23 @@ def test_selections_keep_their_own_unreadable_clips_and_name_their_errors(tmp_pa
         s.split("dev")  # every clip of it unreadable
 
 
+def test_stationary_streams_refuse_another_sets_folder_and_remove_their_own_stale_files(tmp_path):
+    """Guards review S#6a: ``write_stationary_set`` overwrote any ``manifest.json`` (a user's own set) and left
+    the audio of noise types a rerun dropped. It keeps generate's rules: refuse another set's folder, remove
+    its own stale files."""
+    from scenarios.streams import write_stationary_set
+
+    mine = write_set(tmp_path / "mine", [{"id": "r1", "noisy": "audio/r1.flac"}], {"audio/r1.flac": (tone(0.1, SR), SR)},
+                     name="my-recordings")  # fmt: skip
+    before = (mine / "manifest.json").read_text()
+    with pytest.raises(ScenarioError, match=r"'my-recordings', not 'stationary-streams'"):
+        write_stationary_set(mine, ("white",), duration_s=1.0)
+    assert (mine / "manifest.json").read_text() == before and sorted(p.name for p in (mine / "audio").iterdir()) == ["r1.flac"]
+    out = write_stationary_set(tmp_path / "streams", ("white", "pink"), duration_s=1.0)
+    write_stationary_set(out, ("white",), duration_s=1.0)
+    assert sorted(p.name for p in (out / "audio").iterdir()) == ["white_stream_0_clean.flac", "white_stream_0_noisy.flac"]
+
+
 def test_a_manifest_with_a_bom_loads_and_a_path_the_os_refuses_names_its_clip(tmp_path):
     root = write_set(tmp_path / "set", [], {"audio/n.wav": (tone(0.5, SR), SR)})
     clips = [{"id": "good", "noisy": "audio/n.wav"}, {"id": "nul", "noisy": "audio/n\u0000.wav"}]
