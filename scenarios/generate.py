@@ -357,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # --out is a file, or a folder that cannot be made or written
+        print(f"error: cannot write the set to {args.out} ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - start
     print(f"{'id':32s} {'noise':14s} {'snr':>4s} {'split':5s} {'len':>5s}")
     for clip in manifest["clips"]:

@@ -462,6 +462,16 @@ def test_selections_keep_their_own_unreadable_clips_and_name_their_errors(tmp_pa
         s.split("dev")  # every clip of it unreadable
 
 
+def test_generate_with_an_out_path_that_is_a_file_says_so_in_one_line(tmp_path, capsys):
+    """Guards review S#6b: ``--out`` naming a file (or a folder that cannot be made) raised a traceback; it is
+    one error line naming the path, exit code 2."""
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    assert generate.main(["--out", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(path) in err
+
+
 def test_stationary_streams_refuse_another_sets_folder_and_remove_their_own_stale_files(tmp_path):
     """Guards review S#6a: ``write_stationary_set`` overwrote any ``manifest.json`` (a user's own set) and left
     the audio of noise types a rerun dropped. It keeps generate's rules: refuse another set's folder, remove
