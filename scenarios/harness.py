@@ -26,7 +26,6 @@ from scenarios.strategies import ClipContext, last_pass_mean, make_strategy
 
 INTRUSIVE_METRICS = ("si_sdr", "pesq", "stoi", "estoi")
 BLIND_METRICS = ("wada_snr", "loudness_lufs", "clipping_ratio")
-GROUP_TAGS = ("noise", "snr_db", "stationary", "split")
 MIN_ORACLE_ROOM = 0.01
 """Smallest oracle improvement over the defaults, in reward units (0.1 dB of SI-SDR with the default
 intrusive reward), that a fraction of it is taken of: below it the fraction is noise over noise."""
@@ -218,6 +217,17 @@ def _tag_key(value: Any) -> str:
     return str(int(number)) if number.is_integer() else str(number)
 
 
+def _groups_by_tag(tags: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
+    """``{tag: {value: [clip ids]}}`` for every tag (free-form, DESIGN.md) with a scalar value (a string,
+    number, boolean or null; lists and objects are not grouped), values keyed by :func:`_tag_key`."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for cid, clip_tags in tags.items():
+        for tag, value in clip_tags.items():
+            if value is None or isinstance(value, (str, bool, np.bool_, numbers.Real)):
+                groups.setdefault(tag, {}).setdefault(_tag_key(value), []).append(cid)
+    return groups
+
+
 def _median_reached(reached: Sequence[int | None]) -> float | None:
     """Median iterations to 95 % over clips; a clip that never reached counts as beyond the budget, so the
     median is None both without an oracle (no clips) and when half or more of the clips never reached."""
@@ -238,15 +248,12 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
         good = {cid: c for cid, c in clips.items() if "error" not in c}
         metrics = sorted({m for c in good.values() for m in c["final"]})
         by_tag: dict[str, dict] = {}
-        for tag in GROUP_TAGS:
-            groups: dict[str, list[str]] = {}
-            for cid in good:
-                if tag in tags.get(cid, {}):
-                    groups.setdefault(_tag_key(tags[cid][tag]), []).append(cid)
-            if groups:
-                by_tag[tag] = {
-                    value: {m: _mean(m, (good[c]["final"].get(m) for c in ids)) for m in metrics} for value, ids in groups.items()
-                }
+        n_by_tag: dict[str, dict] = {}
+        for tag, groups in _groups_by_tag({cid: tags.get(cid, {}) for cid in good}).items():
+            by_tag[tag] = {
+                value: {m: _mean(m, (good[c]["final"].get(m) for c in ids)) for m in metrics} for value, ids in groups.items()
+            }
+            n_by_tag[tag] = {value: len(ids) for value, ids in groups.items()}
         measured = {m: _measured(m, (c["final"].get(m) for c in good.values())) for m in metrics}
         fractions = [c["fraction_of_oracle"] for c in good.values() if c.get("fraction_of_oracle") is not None]
         reached = [c["iterations_to_95"] for c in good.values() if c.get("fraction_of_oracle") is not None]
@@ -257,6 +264,7 @@ def summarize(entries: dict[str, dict[str, dict]], tags: dict[str, dict]) -> dic
             # clips each mean is over: intrusive metrics only where a clean reference is, undefined values left out
             "mean_n": {m: len(v) for m, v in measured.items()},
             "mean_by_tag": by_tag,
+            "n_by_tag": n_by_tag,  # clips in each group of mean_by_tag
             "median_fraction_of_oracle": float(np.median(fractions)) if fractions else None,
             # clips where the oracle beat the defaults by less than MIN_ORACLE_ROOM: no fraction, not in the median
             "no_fraction_of_oracle": sorted(cid for cid, c in good.items() if c.get("oracle_room", np.inf) < MIN_ORACLE_ROOM),

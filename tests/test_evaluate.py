@@ -296,6 +296,23 @@ def test_means_by_tag_put_equal_numbers_in_one_group():
     assert by_tag["stationary"] == {"True": {"si_sdr": 3.0}, "1": {"si_sdr": 5.0}}
 
 
+def test_means_by_tag_cover_every_scalar_tag_with_a_count_per_group():
+    """Guards review S#6c: only the four built-in tag names were grouped (a user's ``room`` or ``mic`` was
+    ignored) and a group's mean did not say over how many clips. Every scalar tag is grouped (a list or an
+    object is not), and ``n_by_tag`` counts each group's clips."""
+    from scenarios.harness import summarize
+
+    def entry(value):
+        return {"final": {"si_sdr": value}, "curve": [], "iterations_to_95": None}
+
+    entries = {"defaults": {"a": entry(10.0), "b": entry(20.0), "c": entry(4.0)}}
+    tags = {"a": {"room": "hall", "noise": "fan", "mics": [1, 2]}, "b": {"room": "hall"}, "c": {"room": "booth", "snr_db": 5}}
+    s = summarize(entries, tags)["defaults"]
+    assert s["mean_by_tag"]["room"] == {"hall": {"si_sdr": 15.0}, "booth": {"si_sdr": 4.0}}
+    assert s["mean_by_tag"]["noise"] == {"fan": {"si_sdr": 10.0}} and "mics" not in s["mean_by_tag"]
+    assert s["n_by_tag"] == {"room": {"hall": 2, "booth": 1}, "noise": {"fan": 1}, "snr_db": {"5": 1}}
+
+
 def test_failed_runs_are_shown_under_the_table_and_all_failed_exits_non_zero(builtin, tmp_path, monkeypatch, capsys):
     """A strategy that failed on some clips is averaged over fewer: the table says n/N and the first error;
     when every run failed the exit code says so."""
