@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from scenarios.harness import MIN_ORACLE_ROOM
+from scenarios.harness import MIN_ORACLE_ROOM, _measured
 
 TABLE_METRICS = ("si_sdr", "pesq", "stoi", "estoi", "wada_snr")
 PLOT_LABELS = {"si_sdr": "SI-SDR", "wada_snr": "WADA-SNR"}  # the metrics the figures compare clips by
@@ -51,17 +51,20 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 
 def write_csv(result: dict[str, Any], path: str | Path) -> None:
-    """One row per strategy and clip: final metrics, iterations to 95 % of the oracle, rollbacks, timing."""
+    """One row per strategy and clip: final metrics (an empty cell where a metric is undefined, e.g. STOI of
+    a clip with too little speech: the JSON means leave those out too), iterations to 95 % of the oracle,
+    rollbacks, timing, error, the loop objective reached and its fraction of the oracle's improvement."""
     metrics = sorted({m for s in result["strategies"].values() for c in s["clips"].values() for m in c["final"]})
+    columns = (("iterations_to_95", None), ("rollbacks", 0), ("ms_per_iteration", ""), ("error", ""),
+               ("objective", None), ("fraction_of_oracle", None))  # fmt: skip
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["strategy", "clip", *metrics, "iterations_to_95", "rollbacks", "ms_per_iteration", "error"])
+        writer.writerow(["strategy", "clip", *metrics, *(k for k, _ in columns)])
         for name, strategy in result["strategies"].items():
             for clip_id, clip in strategy["clips"].items():
-                writer.writerow(
-                    [name, clip_id, *(clip["final"].get(m, "") for m in metrics)]
-                    + [clip.get(k, d) for k, d in (("iterations_to_95", None), ("rollbacks", 0), ("ms_per_iteration", ""), ("error", ""))]
-                )
+                measured = [_measured(m, [clip["final"].get(m)]) for m in metrics]
+                writer.writerow([name, clip_id, *(v[0] if v else "" for v in measured)]
+                                + [clip.get(k, d) for k, d in columns])  # fmt: skip
 
 
 def print_table(result: dict[str, Any]) -> None:

@@ -313,6 +313,22 @@ def test_means_by_tag_cover_every_scalar_tag_with_a_count_per_group():
     assert s["n_by_tag"] == {"room": {"hall": 2, "booth": 1}, "noise": {"fan": 1}, "snr_db": {"5": 1}}
 
 
+def test_the_csv_leaves_undefined_values_empty_and_has_objective_and_fraction_columns(tmp_path):
+    """Guards review S#6e: the CSV wrote STOI 0 and PESQ 1 of clips too short for them as measurements (a
+    spreadsheet average disagreed with the table), and had no objective or fraction of the oracle."""
+    from scenarios.report import write_csv
+
+    clips = {"short": {"final": {"stoi": 0.0, "pesq": 1.0, "si_sdr": 5.5}, "curve": [], "iterations_to_95": None,
+                       "objective": 0.25, "fraction_of_oracle": 0.5},
+             "long": {"final": {"stoi": 0.8, "pesq": 2.1, "si_sdr": 9.0}, "curve": [], "iterations_to_95": 7}}  # fmt: skip
+    write_csv({"strategies": {"spsa": {"clips": clips}}}, tmp_path / "r.csv")
+    rows = {r["clip"]: r for r in csv.DictReader((tmp_path / "r.csv").open())}
+    assert (rows["short"]["stoi"], rows["short"]["pesq"], rows["short"]["si_sdr"]) == ("", "", "5.5")
+    assert (rows["long"]["stoi"], rows["long"]["pesq"]) == ("0.8", "2.1")
+    assert (rows["short"]["objective"], rows["short"]["fraction_of_oracle"]) == ("0.25", "0.5")
+    assert (rows["long"]["objective"], rows["long"]["fraction_of_oracle"], rows["long"]["iterations_to_95"]) == ("", "", "7")
+
+
 def test_failed_runs_are_shown_under_the_table_and_all_failed_exits_non_zero(builtin, tmp_path, monkeypatch, capsys):
     """A strategy that failed on some clips is averaged over fewer: the table says n/N and the first error;
     when every run failed the exit code says so."""
