@@ -6,6 +6,7 @@ Every function here returns mono float32 arrays of shape ``(n,)`` and raises
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -152,10 +153,20 @@ def load_audio(path: str | Path, sample_rate: int | None = DEFAULT_RATE, *, name
     if not p.is_file():
         raise InvalidAudioError(f"{label}: no such file ({p})")
     try:
-        data, file_rate = sf.read(str(p), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(p)) as f:
+            file_rate = f.samplerate
+            data = f.read(dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise InvalidAudioError(f"{label}: unreadable audio ({type(exc).__name__}: {exc})") from exc
     mono = to_mono(data)
+    if data.shape[1] > 1:
+        loudest, downmix = max(rms_db(data[:, c]) for c in range(data.shape[1])), rms_db(mono)
+        cancel = f"{label}: its {data.shape[1]} channels cancel in the mono downmix"
+        if downmix == -200.0 and loudest > -200.0:
+            raise InvalidAudioError(f"{cancel} (all-zero; anti-phase channels?): downmix or pick a channel yourself")
+        if loudest - downmix > 20.0:
+            warnings.warn(f"{cancel}: {loudest - downmix:.0f} dB below the loudest channel (anti-phase or M/S "
+                          "channels?); kept as averaged", UserWarning, stacklevel=2)  # fmt: skip
     rate = file_rate if sample_rate is None else check_rate(sample_rate)
     mono = resample(mono, file_rate, rate)
     return as_audio(mono, label), rate

@@ -90,3 +90,18 @@ def test_integer_pcm_is_rejected_by_the_pipeline_metrics_and_loop_without_touchi
     with pytest.raises(InvalidAudioError, match="noisy_chunk: .*int16"):
         loop.step(pcm, x)
     assert loop.history.total == n and loop.parameters == params
+
+
+def test_stereo_channels_that_cancel_in_the_downmix_are_named(tmp_path):
+    """Guards review S#6d: anti-phase channels averaged to silence and the error said only "is silent"; a
+    partly cancelling pair (a miswired balanced input, M/S) lost its speech without a word."""
+    t = np.arange(8000) / 8000
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "anti.wav", np.stack([left, -left], axis=1), 8000, subtype="FLOAT")
+    with pytest.raises(InvalidAudioError, match=r"anti.wav: its 2 channels cancel in the mono downmix"):
+        load_audio(tmp_path / "anti.wav", None)
+    sf.write(tmp_path / "nearly.wav", np.stack([left, -0.98 * left], axis=1), 8000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"nearly.wav: its 2 channels cancel in the mono downmix: .* dB below"):
+        x, _ = load_audio(tmp_path / "nearly.wav", None)
+    assert np.max(np.abs(x)) == pytest.approx(0.005, rel=0.01)  # kept as read
+
