@@ -6,6 +6,7 @@ Every function here returns mono float32 arrays of shape ``(n,)`` and raises
 
 from __future__ import annotations
 
+import re
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -154,10 +155,16 @@ def load_audio(path: str | Path, sample_rate: int | None = DEFAULT_RATE, *, name
         raise InvalidAudioError(f"{label}: no such file ({p})")
     try:
         with sf.SoundFile(str(p)) as f:
-            file_rate = f.samplerate
+            file_rate, log = f.samplerate, f.extra_info
             data = f.read(dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise InvalidAudioError(f"{label}: unreadable audio ({type(exc).__name__}: {exc})") from exc
+    # libsndfile reads what is there of a file cut short; its log keeps the audio bytes the header announced
+    cut = re.search(r"^(?:data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", log, re.MULTILINE)
+    if cut and data.shape[0] and int(cut[2]) < int(cut[1]):
+        announced = int(cut[1]) * data.shape[0] // int(cut[2])
+        warnings.warn(f"{label}: truncated: read {data.shape[0]} of {announced} frames its header announces "
+                      f"({data.shape[0] / file_rate:.3g} of {announced / file_rate:.3g} s)", UserWarning, stacklevel=2)  # fmt: skip
     mono = to_mono(data)
     if data.shape[1] > 1:
         loudest, downmix = max(rms_db(data[:, c]) for c in range(data.shape[1])), rms_db(mono)

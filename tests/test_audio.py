@@ -105,3 +105,13 @@ def test_stereo_channels_that_cancel_in_the_downmix_are_named(tmp_path):
         x, _ = load_audio(tmp_path / "nearly.wav", None)
     assert np.max(np.abs(x)) == pytest.approx(0.005, rel=0.01)  # kept as read
 
+
+def test_a_truncated_file_loads_what_is_there_with_a_warning(tmp_path):
+    """Guards review S#6f: a WAV cut short loaded silently shorter than its header says; without a clean
+    reference nothing else would notice."""
+    sf.write(tmp_path / "full.wav", 0.5 * np.sin(np.arange(24000) / 5), 16000)
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
+    with pytest.warns(UserWarning, match=r"cut.wav: truncated: read \d+ of 24000 frames"):
+        x, _ = load_audio(tmp_path / "cut.wav", None)
+    assert 0 < x.size < 24000
