@@ -15,16 +15,27 @@ one-sided CUSUM of unit-variance normal increments):
 ``mu`` and ``sigma`` are estimated from the baseline samples (so the test adapts to how noisy the
 quality signal is); ``h`` accounts for the estimation error of a small baseline (see
 :func:`cusum_threshold`), and at least ``min_samples`` baseline samples are needed before any alarm.
+
+A small rate with a small baseline pays in delay: for large h the averaged rate falls only like 1/h, so
+h grows about like 1/rate (k = 0.75: with 8 baseline samples h = 82 at 1e-4, 777 at 1e-5 and 77,288
+at 1e-7; with 6, 202 at 1e-4; with 64, 15 at 1e-7), and a drop of d sigmas takes about h / (d - k)
+steps to catch until the baseline grows. A rate no threshold reaches (above the rate at h = 0, about
+0.4, or needing h above ``THRESHOLD_LIMIT``) is refused when the detector is made.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import chi2, norm
+
+
+THRESHOLD_LIMIT = 1e9
+"""Largest CUSUM threshold searched, in baseline standard deviations; a rate that needs more is refused."""
 
 
 def cusum_arl(threshold: float | np.ndarray, drift: float | np.ndarray) -> np.ndarray:
@@ -46,6 +57,7 @@ def _baseline_error_grid(n: int, points: int = 48) -> tuple[np.ndarray, np.ndarr
     return e.ravel(), r.ravel()
 
 
+@lru_cache(maxsize=1024)  # a pure function of its arguments; every detector asks for each baseline size
 def cusum_threshold(false_alarm_rate: float, reference: float, baseline_samples: int | None = None) -> float:
     """Threshold h for a stated false-alarm rate (alarms per step) of a CUSUM with reference k.
 
@@ -63,7 +75,24 @@ def cusum_threshold(false_alarm_rate: float, reference: float, baseline_samples:
         error, ratio = _baseline_error_grid(baseline_samples)
         # increments (eps - u) / s - k with u ~ N(0, 1): unit variance after scaling by s
         rate = lambda h: float(np.mean(1.0 / cusum_arl(h * ratio, error - reference * ratio)))  # noqa: E731
-    return brentq(lambda h: rate(h) - false_alarm_rate, 0.0, 500.0)
+    setting = f"a baseline of {baseline_samples} samples" if baseline_samples else "a known baseline"
+    if rate(0.0) <= false_alarm_rate:  # h = 0 alarms most often: no threshold reaches a higher rate
+        raise ValueError(
+            f"false_alarm_rate={false_alarm_rate:g} is out of reach of a CUSUM with reference {reference:g} and {setting}: "
+            f"the largest feasible rate is {rate(0.0):.3g} (threshold 0)"
+        )
+    # the averaged rate falls only like 1/h for large h (baselines whose error makes the CUSUM drift upwards),
+    # so the root may lie far out: grow the bracket geometrically until it holds the root
+    low, high = 0.0, 16.0
+    while rate(high) > false_alarm_rate:
+        if high >= THRESHOLD_LIMIT:
+            raise ValueError(
+                f"false_alarm_rate={false_alarm_rate:g} is out of reach of a CUSUM with reference {reference:g} and "
+                f"{setting}: it needs a threshold above {THRESHOLD_LIMIT:g} sds; the smallest feasible rate is "
+                f"{rate(THRESHOLD_LIMIT):.3g}"
+            )
+        low, high = high, min(8.0 * high, THRESHOLD_LIMIT)
+    return brentq(lambda h: rate(h) - false_alarm_rate, low, high)
 
 
 @dataclass
@@ -88,8 +117,22 @@ class DegradationDetector:
     def __post_init__(self) -> None:
         if self.min_samples < 2:
             raise ValueError(f"min_samples must be at least 2, got {self.min_samples}")
+        if self.baseline_size < self.min_samples:
+            raise ValueError(
+                f"baseline_size={self.baseline_size} is below min_samples={self.min_samples}: the test could never alarm"
+            )
+        if not self.min_shift > 0.0:
+            raise ValueError(f"min_shift must be positive (baseline standard deviations), got {self.min_shift}")
         self.reference = self.min_shift / 2.0
         self._thresholds: dict[int, float] = {}
+        try:  # every baseline size now, so that a rate out of reach fails here and not mid-stream
+            for n in range(self.min_samples, self.baseline_size + 1):
+                self._thresholds[n] = cusum_threshold(self.false_alarm_rate, self.reference, n)
+        except ValueError as err:
+            raise ValueError(
+                f"no rollback test with false_alarm_rate={self.false_alarm_rate:g}, min_samples={self.min_samples}, "
+                f"baseline_size={self.baseline_size}, min_shift={self.min_shift:g}: {err}"
+            ) from None
 
     @property
     def threshold(self) -> float:

@@ -1334,3 +1334,19 @@ def test_a_failing_update_still_enhances_and_records_the_chunk(builtin):
         assert loop.events[-1]["kind"] == "update_failed" and "solver diverged" in loop.events[-1]["reason"]
     finally:
         unregister_strategy("broken")
+
+
+@pytest.mark.parametrize("rate", [1e-5, 1e-7])
+def test_a_small_false_alarm_rate_runs_the_rollback_test_instead_of_raising(builtin, rate):
+    """Review T#1: FeedbackLoopSystem(false_alarm_rate=1e-5) was accepted, then every step from the 9th scored
+    chunk (the first CUSUM update) raised scipy's root-finder error."""
+    clip = builtin["white_snr+5_f3"]
+    loop = FeedbackLoopSystem(seed=0, false_alarm_rate=rate, mode="offline")
+    run(loop, clip.noisy, clip.clean, 12)
+    assert loop.monitor.detector.ready and loop.monitor.detector.statistic >= 0.0
+    assert math.isfinite(loop.monitor.threshold) and not loop.rollbacks
+
+
+def test_an_impossible_rollback_test_fails_when_the_loop_is_built():
+    with pytest.raises(ValueError, match=r"false_alarm_rate=0\.45.*min_samples=8.*largest feasible"):
+        FeedbackLoopSystem(false_alarm_rate=0.45)

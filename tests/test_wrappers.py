@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import gymnasium as gym
@@ -249,3 +250,33 @@ def test_the_wrapped_env_can_be_made_again_from_its_spec_and_passes_the_checker(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # it warns that any wrapped env is not the raw one
         check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize("rate", [1e-5, 1e-7])
+def test_a_small_false_alarm_rate_judges_steps_instead_of_raising(rate):
+    from feedback_env.safety import cusum_threshold
+
+    # review T#1: below 4e-5 (at min_samples 6) the threshold search's bracket [0, 500] held no root, and
+    # every judged step raised scipy's "f(a) and f(b) must have different signs"
+    env = SafetyWrapper(_IidRewardEnv(40, np.random.default_rng(0)), false_alarm_rate=rate)
+    monitored, alarms = episode_alarms(env, np.zeros(1, np.float32))
+    assert monitored >= 30 and alarms == 0
+    assert math.isfinite(env.detector.threshold)
+    assert cusum_threshold(rate, 0.75, env.detector.min_samples) > 500.0  # beyond the old bracket: paid in delay
+
+
+def test_an_impossible_rollback_test_is_refused_when_the_wrapper_is_made():
+    with pytest.raises(ValueError, match=r"false_alarm_rate=0\.6.*min_samples=6.*largest feasible"):
+        SafetyWrapper(_IidRewardEnv(40, np.random.default_rng(0)), false_alarm_rate=0.6)
+    with pytest.raises(ValueError, match=r"baseline_size=4.*min_samples=6"):
+        SafetyWrapper(_IidRewardEnv(40, np.random.default_rng(0)), baseline_size=4)
+
+
+def test_the_rollback_threshold_is_unchanged_where_the_old_search_found_it():
+    """Where the former search over [0, 500] found a root its thresholds (and so the measured rates) stand."""
+    from feedback_env.safety import cusum_threshold
+
+    old = {(1e-2, 6): 5.261454688005593, (2e-2, 6): 3.4247421803752, (1e-3, 8): 13.974430831494036,
+           (1e-4, 16): 14.397568066794028, (1e-3, 64): 4.0557672058335354, (1e-2, None): 2.0159969822381263}  # fmt: skip
+    for (rate, n), h in old.items():
+        assert cusum_threshold(rate, 0.75, n) == pytest.approx(h, rel=1e-9), (rate, n)
