@@ -1350,3 +1350,23 @@ def test_a_small_false_alarm_rate_runs_the_rollback_test_instead_of_raising(buil
 def test_an_impossible_rollback_test_fails_when_the_loop_is_built():
     with pytest.raises(ValueError, match=r"false_alarm_rate=0\.45.*min_samples=8.*largest feasible"):
         FeedbackLoopSystem(false_alarm_rate=0.45)
+
+
+def test_the_analysis_best_setting_is_not_a_lucky_one_off():
+    """Review T#4: the best setting was the highest mean whatever its count, so that one lucky record of a worse
+    setting beat a setting measured 50 times (in every window of the review's reproducer)."""
+    from feedback_env.feedback_loop.analysis import _best
+
+    rng = np.random.default_rng(0)
+    lucky = 0
+    for _ in range(200):  # 50 records of one setting (true mean 0), 50 one-off settings 0.5 sd worse
+        params = np.concatenate([np.zeros((50, 1)), rng.uniform(0.1, 1.0, (50, 1))])
+        rewards = np.concatenate([np.zeros(50), np.full(50, -0.5)]) + rng.standard_normal(100)
+        best, _, count = _best(params, rewards, ("p",))
+        lucky += count == 1
+    assert lucky <= 20, f"a worse one-off setting was the best in {lucky} of 200 windows"
+    # a one-off far better than the well-measured setting still wins; so does the best record when none repeats
+    params = np.concatenate([np.zeros((50, 1)), [[0.5]]])
+    rewards = np.concatenate([rng.standard_normal(50), [8.0]])
+    assert _best(params, rewards, ("p",)) == ({"p": 0.5}, 8.0, 1)
+    assert _best(np.arange(5.0)[:, None], np.array([0.1, 0.4, 0.2, 0.0, 0.3]), ("p",)) == ({"p": 1.0}, 0.4, 1)

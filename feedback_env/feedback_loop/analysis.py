@@ -69,8 +69,10 @@ class PerformanceAnalysis:
     :param window: records asked for; ``n_records`` found, ``n_ok`` usable, ``n_failures`` failed.
     :param trend: the label, ``"improving"``/``"stable"``/``"degrading"`` (see :attr:`trend_test`).
     :param trend_test: the test behind the label (slope, change, tau, p-value).
-    :param best_params: tuned parameters of the best setting in the window (highest mean reward over
-        its records; with continuously changing parameters, the best record), physical units.
+    :param best_params: tuned parameters of the best setting in the window, physical units: the highest lower
+        95 % bound of its mean reward (``mean - z s / sqrt(count)``, s the pooled within-setting sd, z Bonferroni
+        over the settings), so that one lucky record does not beat a setting measured many times; with
+        continuously changing parameters, the best record.
     :param best_reward: its mean reward; ``best_count`` its records.
     :param metric_summaries: ``{metric: {mean, std, min, p10, median, p90, max, n, undefined, improvement}}``
         over the ``n`` measured values; ``undefined`` counts the values the metric returns where it is
@@ -176,8 +178,14 @@ def _best(params: np.ndarray, rewards: np.ndarray, names: tuple[str, ...]) -> tu
     if rewards.size == 0:
         return None, None, 0
     keys, inverse, counts = np.unique(np.round(params, 9), axis=0, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse.reshape(-1), weights=rewards) / counts
-    best = int(np.argmax(means))
+    inverse = inverse.reshape(-1)
+    means = np.bincount(inverse, weights=rewards) / counts
+    # simultaneous (Bonferroni) lower 95 % bounds of the settings' means, with the pooled within-setting sd;
+    # with no repeated setting all counts are 1 and this is the best record
+    spread = rewards - means[inverse]
+    within = float(np.sqrt(spread @ spread / (rewards.size - keys.shape[0]))) if rewards.size > keys.shape[0] else 0.0
+    z = float(stats.norm.ppf(1.0 - 0.05 / keys.shape[0]))
+    best = int(np.argmax(means - z * within / np.sqrt(counts)))
     return dict(zip(names, map(float, keys[best]))), float(means[best]), int(counts[best])
 
 
