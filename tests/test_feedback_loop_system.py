@@ -1370,3 +1370,23 @@ def test_the_analysis_best_setting_is_not_a_lucky_one_off():
     rewards = np.concatenate([rng.standard_normal(50), [8.0]])
     assert _best(params, rewards, ("p",)) == ({"p": 0.5}, 8.0, 1)
     assert _best(np.arange(5.0)[:, None], np.array([0.1, 0.4, 0.2, 0.0, 0.3]), ("p",)) == ({"p": 1.0}, 0.4, 1)
+
+
+def test_guard_damping_and_the_trust_region_only_ever_shrink_a_step():
+    """Review T#6: damping multiplied the proposal and the trust region then rescaled the whole vector to
+    max_step, so that the first halving left the oscillating coordinate's step at max_step and doubled the
+    steady coordinate's."""
+    from feedback_env.feedback_loop.guards import StepGuard
+    from feedback_env.pipeline import PARAMETER_SPACE
+
+    space = PARAMETER_SPACE.subspace(["eq_low_db", "eq_high_db"])
+    guard, x, damped = StepGuard(space, max_step=0.2), np.zeros(2), 0
+    for k in range(8):  # one coordinate proposes +-0.5 alternately, the other +0.1 steadily
+        res = guard.apply(x, space.from_unit(x + np.array([0.5 * (-1) ** k, 0.1])))
+        undamped = res.proposed_step * min(1.0, 0.2 / np.max(np.abs(res.proposed_step)))  # the trust region alone
+        assert np.all(np.abs(res.step) <= np.abs(undamped) * guard.damping + 1e-12), (k, res.step, undamped)
+        if res.damped:
+            damped += 1
+            assert abs(res.step[0]) <= 0.5 * 0.2 + 1e-12 and abs(res.step[1]) <= abs(undamped[1]) + 1e-12
+        x = res.x_new
+    assert damped >= 2

@@ -4,12 +4,13 @@ Applied by the loop to any strategy's proposal, in the unit cube of the tuned sp
 
 1. NaN guard: a proposal with a non-finite value is rejected (the parameters stay);
 2. bounds: values are clipped into the space;
-3. oscillation damping: a coordinate whose applied steps changed sign in at least ``flips`` of the
+3. trust region: the whole proposed step is scaled so that no coordinate moves more than ``max_step``;
+4. oscillation damping: a coordinate whose applied steps changed sign in at least ``flips`` of the
    last ``flips + 1`` updates (each step larger than ``min_move``) has its step multiplied by a damping
-   factor, halved at each further flip and recovering by ``x1.25`` per update without one (up to 1);
-4. trust region: the whole step is scaled so that no coordinate moves more than ``max_step``.
+   factor, halved at each further flip and recovering by ``x1.25`` per update without one (up to 1).
+   Both only ever shrink a step.
 
-Steps 3 and 4 are for strategies that walk (gradient, search); a strategy that switches between whole
+Checks 3 and 4 are for strategies that walk (gradient, search); a strategy that switches between whole
 settings (a bandit choosing presets, a policy choosing absolute parameters) sets ``step_limits = False``
 and gets only 1 and 2: a preset reached halfway, or damped because arms alternate, is no arm at all.
 """
@@ -84,10 +85,11 @@ class StepGuard:
         signs = np.where(moving, np.sign(step), 0.0)
         self._signs.append(signs)
         damped = self._update_damping()
-        step = proposed * self.damping
-        largest = float(np.max(np.abs(step))) if step.size else 0.0
+        # the trust region scales the proposal, then damping shrinks single coordinates: neither can undo the
+        # other (rescaling after damping gave a damped coordinate its step back and enlarged the rest)
+        largest = float(np.max(np.abs(proposed))) if proposed.size else 0.0
         scale = min(1.0, self.max_step / largest) if largest > 0 else 1.0
-        step = step * scale
+        step = proposed * scale * self.damping
         x_new = np.clip(x + step, -1.0, 1.0)
         return GuardedStep(x_new, x_new - x, proposed, scale, tuple(names[i] for i in damped), None)
 
