@@ -59,7 +59,8 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     action ran instead of the agent's) and, on a rollback, ``safety`` (why, in words).
 
     :param env: an ``AudioEnhancement-v0`` or ``AudioEnhancementDelta-v0`` env (possibly wrapped).
-    :param false_alarm_rate: rollbacks per step on a stationary stream while the setting stays put.
+    :param false_alarm_rate: rollbacks per step on a stationary stream of independent rewards while the
+        setting stays put (autocorrelated rewards raise it several-fold: :mod:`feedback_env.safety`).
     :param min_shift: smallest drop to catch quickly, in baseline standard deviations.
     :param min_samples: confirmed rewards needed before the test may alarm.
     :param confirm_steps: chunks a setting must run without an alarm to become known-good.

@@ -4,6 +4,9 @@
   significance, Theil-Sen slope (``scipy.stats.theilslopes``) for size. ``improving``/``degrading``
   needs ``p < alpha`` *and* a change over the window of at least ``min_change`` reward units (0.05 =
   0.5 dB of SI-SDR in the default reward), so that a long window does not call a negligible drift a trend.
+  The p-value assumes independent records: on trend-free rewards (sd 0.2) with AR(1) lag-1 0.3 and 0.6,
+  a 50-record window is called a trend 13.5 % and 32.2 % of the time against 5.8 % i.i.d. (review T's
+  ``PYTHONPATH=. python /work/notes/s28/review_T/t06_analysis_null.py``).
 * Error analysis: failed records, and the worst records (bottom decile of reward) with the input
   features on which they differ from the rest (Mann-Whitney U test).
 * Success patterns: parameter ranges over-represented among the top quintile (hypergeometric test).
@@ -12,8 +15,12 @@
   a reported finding is a false discovery at most 5 % of the time, and with no effect at all an
   analysis reports anything at most 5 % of the time (measured by the null test in
   ``tests/test_feedback_loop_system.py``: patterns in 6 and shared conditions in 9 of 200 such analyses;
-  uncorrected, 148 and 106).
-* Correlations: Spearman's rho between each varying parameter and the reward and each metric.
+  uncorrected, 148 and 106). That is for independent records; when rewards and features are autocorrelated
+  as in a loop (AR(1) lag-1 0.4 and 0.5, parameters walking), 14 % and 10 % (``t06_analysis_null.py``).
+* Correlations: Spearman's rho between each varying parameter and the reward and each metric. Its p-values
+  assume independent records: with the parameters walking as in a loop and rewards and features AR(1) (0.4,
+  0.5) but unrelated to them, a Bonferroni p < 0.05 for the reward came in 28 % of analyses, not 5 %
+  (``t06_analysis_null.py``).
 * Pareto front: the non-dominated records over the reward's objectives (normalized improvements).
 
 Records scored with a clean reference and without are scored by different rewards (the intrusive and the
@@ -82,7 +89,8 @@ class PerformanceAnalysis:
     :param error_analysis: ``failures`` (index, message), ``worst`` records, and ``shared_conditions``
         of the worst (features that differ from the rest, with the test's p-value).
     :param success_patterns: parameter ranges over-represented among the top records.
-    :param correlations: ``{param: {"reward"|metric: rho}}``, Spearman; ``correlation_p_values`` alike.
+    :param correlations: ``{param: {"reward"|metric: rho}}``, Spearman; ``correlation_p_values`` alike
+        (valid for independent records only: autocorrelation makes them far too small, see the module docstring).
     :param pareto_front: the non-dominated records over the objectives.
     """
 
