@@ -98,6 +98,12 @@ def cusum_threshold(false_alarm_rate: float, reference: float, baseline_samples:
     return brentq(lambda h: rate(h) - false_alarm_rate, low, high)
 
 
+MIN_REWARD_SIGMA = 0.025
+"""Floor of a reward baseline's spread, reward units: half the smallest change the analysis calls a trend
+(``min_change`` 0.05, 0.5 dB of SI-SDR in the default reward), so that a near-constant baseline (a looped
+chunk, metrics rounded to 0.1 dB) does not make a negligible dip a degradation."""
+
+
 @dataclass
 class DegradationDetector:
     """One-sided CUSUM for drops of a quality signal below its known-good level.
@@ -124,6 +130,8 @@ class DegradationDetector:
             raise ValueError(
                 f"baseline_size={self.baseline_size} is below min_samples={self.min_samples}: the test could never alarm"
             )
+        if not self.min_sigma > 0.0:
+            raise ValueError(f"min_sigma must be positive (the signal's units), got {self.min_sigma}")
         if not self.min_shift > 0.0:
             raise ValueError(f"min_shift must be positive (baseline standard deviations), got {self.min_shift}")
         self.reference = self.min_shift / 2.0

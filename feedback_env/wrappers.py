@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from feedback_env.envs.actions import AbsoluteAction, DeltaAction
-from feedback_env.safety import DegradationDetector
+from feedback_env.safety import MIN_REWARD_SIGMA, DegradationDetector
 
 SAME_SETTING = 1e-6
 """Unit-cube widths within which two settings count as the same (above float64 round-trip error)."""
@@ -70,6 +70,8 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         sets is clipped; ValueError if no action within the env's action radius keeps to the limit.
     :param reset_on_episode: start the baseline and the known-good parameters afresh at each reset.
     :param baseline_size: how many confirmed rewards form the baseline.
+    :param min_sigma: floor of the baseline's spread, reward units; drops under ``min_shift / 2`` times it never
+        roll back (default 0.025: half the feedback loop's smallest trend, 0.25 dB of SI-SDR in the default reward).
     """
 
     def __init__(
@@ -83,11 +85,12 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         max_change: float | None = None,
         reset_on_episode: bool = True,
         baseline_size: int = 64,
+        min_sigma: float = MIN_REWARD_SIGMA,
     ):
         gym.utils.RecordConstructorArgs.__init__(  # so that env.spec re-makes it (gym.make(env.spec), check_env)
             self, false_alarm_rate=false_alarm_rate, min_shift=min_shift, min_samples=min_samples,
             confirm_steps=confirm_steps, hold_steps=hold_steps, max_change=max_change,
-            reset_on_episode=reset_on_episode, baseline_size=baseline_size,
+            reset_on_episode=reset_on_episode, baseline_size=baseline_size, min_sigma=min_sigma,
         )  # fmt: skip
         gym.Wrapper.__init__(self, env)
         base = env.unwrapped
@@ -104,7 +107,8 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if max_change is not None and not 0.0 < max_change <= 2.0:
             raise ValueError(f"max_change must be in (0, 2] unit-cube widths or None, got {max_change}")
         self.detector = DegradationDetector(
-            false_alarm_rate=false_alarm_rate, min_shift=min_shift, min_samples=min_samples, baseline_size=baseline_size
+            false_alarm_rate=false_alarm_rate, min_shift=min_shift, min_samples=min_samples, baseline_size=baseline_size,
+            min_sigma=min_sigma,
         )
         self.confirm_steps, self.hold_steps, self.max_change = confirm_steps, hold_steps, max_change
         self.reset_on_episode = reset_on_episode

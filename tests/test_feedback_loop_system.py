@@ -1390,3 +1390,14 @@ def test_guard_damping_and_the_trust_region_only_ever_shrink_a_step():
             assert abs(res.step[0]) <= 0.5 * 0.2 + 1e-12 and abs(res.step[1]) <= abs(undamped[1]) + 1e-12
         x = res.x_new
     assert damped >= 2
+
+
+@pytest.mark.parametrize(("drop", "alarms"), [(0.005, False), (0.2, True)])
+def test_a_rollback_needs_a_drop_of_a_meaningful_size_in_reward_units(drop, alarms):
+    """Review T#7: the rollback test floored the baseline's spread at 1e-3 reward units, so that with a
+    constant baseline (a looped chunk, metrics of 0.1-dB resolution) a 0.005 dip rolled back."""
+    from feedback_env.feedback_loop.checkpoints import CheckpointMonitor
+
+    monitor = CheckpointMonitor()
+    alarmed = [monitor.observe(r, {"p": 0.0}) for r in [1.0] * 20 + [1.0 - drop] * 60]
+    assert any(alarmed) == alarms, monitor.explain()

@@ -280,3 +280,24 @@ def test_the_rollback_threshold_is_unchanged_where_the_old_search_found_it():
            (1e-4, 16): 14.397568066794028, (1e-3, 64): 4.0557672058335354, (1e-2, None): 2.0159969822381263}  # fmt: skip
     for (rate, n), h in old.items():
         assert cusum_threshold(rate, 0.75, n) == pytest.approx(h, rel=1e-9), (rate, n)
+
+
+class _ScriptedRewardEnv(_IidRewardEnv):
+    """Stub AudioEnhancement env whose rewards are given in advance (one per step)."""
+
+    def __init__(self, rewards):
+        super().__init__(len(rewards), np.random.default_rng(0))
+        self.rewards = list(rewards)
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float(self.rewards[self.t - 1]), terminated, truncated, info
+
+
+@pytest.mark.parametrize(("drop", "rolls_back"), [(0.005, False), (0.2, True)])
+def test_a_rollback_needs_a_drop_of_a_meaningful_size_in_reward_units(drop, rolls_back):
+    # review T#7: with a constant baseline the spread was floored at 1e-3 reward units (0.01 dB of SI-SDR),
+    # so that a 0.005 dip rolled back after 4 steps
+    env = SafetyWrapper(_ScriptedRewardEnv([1.0] * 20 + [1.0 - drop] * 60))
+    monitored, alarms = episode_alarms(env, np.zeros(1, np.float32))
+    assert monitored >= 60 and (alarms > 0) == rolls_back, f"{alarms} rollbacks after a drop of {drop}"

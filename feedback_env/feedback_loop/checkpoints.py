@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from feedback_env.safety import DegradationDetector
+from feedback_env.safety import MIN_REWARD_SIGMA, DegradationDetector
 
 
 class CheckpointMonitor:
@@ -32,6 +32,9 @@ class CheckpointMonitor:
     :param min_samples: records before the first checkpoint (and before any alarm).
     :param baseline_size: rewards in a checkpoint's baseline.
     :param interval: records between checkpoint candidates.
+    :param min_sigma: floor of the baseline's spread, reward units: the smallest drop that can roll back is
+        ``min_shift / 2`` times it (0.025, half the analysis' ``min_change``: 0.25 dB of SI-SDR in the default
+        reward; without it a constant baseline made a 0.005 dip roll back).
     """
 
     def __init__(
@@ -41,11 +44,13 @@ class CheckpointMonitor:
         min_samples: int = 8,
         baseline_size: int = 64,
         interval: int = 16,
+        min_sigma: float = MIN_REWARD_SIGMA,
     ):
         if interval < 1:
             raise ValueError(f"checkpoint interval must be at least 1, got {interval}")
         self.detector = DegradationDetector(
-            false_alarm_rate=false_alarm_rate, min_shift=min_shift, min_samples=min_samples, baseline_size=baseline_size
+            false_alarm_rate=false_alarm_rate, min_shift=min_shift, min_samples=min_samples, baseline_size=baseline_size,
+            min_sigma=min_sigma,
         )
         self.interval = int(interval)
         self.checkpoint: dict[str, float] | None = None
