@@ -7,11 +7,9 @@ while the known-good parameters ran (``z_t = (mu - q_t) / sigma``, so that a *dr
 to Page's CUSUM ``S_t = max(0, S_{t-1} + z_t - k)``, which alarms when ``S_t > h``. The reference ``k``
 is half the smallest drop worth detecting (in sigmas). The threshold ``h`` is chosen so that on a
 stationary stream of serially independent samples the average run length between false alarms is
-``1 / false_alarm_rate`` steps (autocorrelation multiplies the rate: with AR(1) noise of lag-1 0.3 and 0.5,
-4.8x and 10.2x a stated 1e-3 with a 64-sample baseline, by review T's ``t02_cusum_rate.py``; the
-loop's ``CheckpointMonitor`` alarms 6.2e-3 per record at 0.3, ``t04_monitor.py``; run as
-``PYTHONPATH=. python /work/notes/s28/review_T/t02_cusum_rate.py``), by Siegmund's approximation (D. Siegmund, *Sequential Analysis*, 1985, eq. for the ARL of a
-one-sided CUSUM of unit-variance normal increments):
+``1 / false_alarm_rate`` steps (positively autocorrelated samples alarm more often: the rate holds for
+independent ones only), by Siegmund's approximation (D. Siegmund, *Sequential Analysis*, 1985, eq. for the
+ARL of a one-sided CUSUM of unit-variance normal increments):
 
     ARL(mu) = (exp(-2 mu b) + 2 mu b - 1) / (2 mu^2),  b = h + 1.166,  mu = E[z] - k.
 

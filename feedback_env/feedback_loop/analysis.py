@@ -4,9 +4,7 @@
   significance, Theil-Sen slope (``scipy.stats.theilslopes``) for size. ``improving``/``degrading``
   needs ``p < alpha`` *and* a change over the window of at least ``min_change`` reward units (0.05 =
   0.5 dB of SI-SDR in the default reward), so that a long window does not call a negligible drift a trend.
-  The p-value assumes independent records: on trend-free rewards (sd 0.2) with AR(1) lag-1 0.3 and 0.6,
-  a 50-record window is called a trend 13.5 % and 32.2 % of the time against 5.8 % i.i.d. (review T's
-  ``PYTHONPATH=. python /work/notes/s28/review_T/t06_analysis_null.py``).
+  The p-value assumes independent records: positively autocorrelated rewards are called a trend more often.
 * Error analysis: failed records, and the worst records (bottom decile of reward) with the input
   features on which they differ from the rest (Mann-Whitney U test).
 * Success patterns: parameter ranges over-represented among the top quintile (hypergeometric test).
@@ -15,12 +13,11 @@
   a reported finding is a false discovery at most 5 % of the time, and with no effect at all an
   analysis reports anything at most 5 % of the time (measured by the null test in
   ``tests/test_feedback_loop_system.py``: patterns in 6 and shared conditions in 9 of 200 such analyses;
-  uncorrected, 148 and 106). That is for independent records; when rewards and features are autocorrelated
-  as in a loop (AR(1) lag-1 0.4 and 0.5, parameters walking), 14 % and 10 % (``t06_analysis_null.py``).
+  uncorrected, 148 and 106). That is for independent records; autocorrelated rewards and features, as in
+  a loop whose parameters walk, raise both.
 * Correlations: Spearman's rho between each varying parameter and the reward and each metric. Its p-values
-  assume independent records: with the parameters walking as in a loop and rewards and features AR(1) (0.4,
-  0.5) but unrelated to them, a Bonferroni p < 0.05 for the reward came in 28 % of analyses, not 5 %
-  (``t06_analysis_null.py``).
+  assume independent records: when the parameters walk and the rewards are autocorrelated, as in a loop,
+  they come out far too small.
 * Pareto front: the non-dominated records over the reward's objectives (normalized improvements).
 
 Records scored with a clean reference and without are scored by different rewards (the intrusive and the

@@ -26,8 +26,8 @@ from feedback_env.safety import MIN_REWARD_SIGMA, DegradationDetector
 class CheckpointMonitor:
     """CUSUM alarm on the reward stream against the last known-good checkpoint.
 
-    :param false_alarm_rate: alarms per record on a stationary stream of independent records (AR(1)
-        rewards of lag-1 0.3 give about 6x: :mod:`feedback_env.safety`).
+    :param false_alarm_rate: alarms per record on a stationary stream of independent records (positively
+        autocorrelated rewards alarm more often: :mod:`feedback_env.safety`).
     :param min_shift: smallest drop detected quickly, in baseline standard deviations.
     :param min_samples: records before the first checkpoint (and before any alarm).
     :param baseline_size: rewards in a checkpoint's baseline.
