@@ -215,6 +215,30 @@ def test_hadamard_probes_cancel_the_cross_talk(builtin, design):
         FeedbackLoopSystem(seed=0, strategy_options={"gradient": {"design": "sobol"}}).strategy("gradient")
 
 
+def test_factorial_probes_give_the_gradient_at_the_centre_in_one_matrix(builtin):
+    """The one-sided factorial design scores the 16 rows of one Hadamard matrix (d = 11) per update, 16
+    evaluations as 8 pairs: on a reward with a slope and a curvature per parameter (no interactions) its
+    estimate is exactly the gradient at the probes' centre (the columns are balanced and orthogonal, so
+    the constant and the squares cancel); 8 Hadamard pairs, half a matrix, are not."""
+    clip = builtin["white_snr+5_f3"]
+    rng = np.random.default_rng(1)
+    w, a = rng.normal(size=11), rng.normal(size=11)
+    estimates = {}
+    for design in ("factorial", "hadamard"):
+        loop = FeedbackLoopSystem(seed=0, strategy_options={"gradient": {"design": design}})
+        run(loop, clip.noisy, clip.clean, 1)
+        unit = lambda params: loop.space.to_unit({n: params[n] for n in loop.space.names}, dtype=np.float64)  # noqa: E731
+        scored = []
+        loop.evaluate = lambda params: scored.append(params) or float(w @ unit(params) + a @ unit(params) ** 2)
+        proposal = loop.strategy("gradient").propose(loop)
+        assert len(scored) == 16
+        truth = w + 2.0 * a * proposal.gradient_at
+        estimates[design] = np.linalg.norm(proposal.gradient - truth) / np.linalg.norm(truth)
+    assert estimates["factorial"] < 1e-9 and estimates["hadamard"] > 0.1, estimates
+    with pytest.raises(ValueError, match="pairs"):
+        FeedbackLoopSystem(seed=0, strategy_options={"gradient": {"design": "factorial", "pairs": 4}}).strategy("gradient")
+
+
 def _learn(clip_id: str) -> tuple[str, float]:
     """100 iterations of the default loop (gradient) on a train clip: its fraction of the oracle improvement."""
     import scenarios

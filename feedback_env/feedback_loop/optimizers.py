@@ -80,26 +80,29 @@ class GradientStrategy:
     """SPSA gradient ascent on the reward with Adam steps (``gradient``; see the module docstring).
 
     :param loop: the feedback loop (its ``learning_rate`` is the Adam step, unit-cube units).
-    :param perturbation: ``c``, half-width of the two-sided probes in unit-cube units.
-    :param pairs: two-sided probes averaged per update (Spall's gradient averaging), all on the last chunk.
+    :param perturbation: ``c``, half-width of the probes in unit-cube units.
+    :param pairs: two-sided probes averaged per update (Spall's gradient averaging), all on the last chunk;
+        default 8. Not for the ``"factorial"`` design, which scores one whole matrix per update.
     :param decay: ``A``: updates over which the step size falls by ``2^0.602``.
     :param min_rate: floor of the step-size schedule, as a fraction of ``learning_rate``.
     :param beta1: Adam's first-moment decay. :param beta2: Adam's second-moment decay.
     :param average: weight of the past in the live parameters' exponential average of the iterate (0: the
         live parameters are the iterate). The iterate restarts from the live parameters whenever
         something else moved them (a rollback, another strategy, ``set_parameters``).
-    :param design: the probe directions: ``"hadamard"`` (rows of randomized Hadamard matrices, see the
-        module docstring) or ``"rademacher"`` (independent random signs, Spall's original).
+    :param design: the probes: ``"hadamard"`` (two-sided, rows of randomized Hadamard matrices, see the
+        module docstring), ``"rademacher"`` (two-sided, independent random signs, Spall's original) or
+        ``"factorial"`` (one-sided, all ``n`` rows of one randomized Hadamard matrix per update: ``n``
+        evaluations, 16 for up to 15 parameters).
     """
 
     name = "gradient"
-    DESIGNS = ("hadamard", "rademacher")
+    DESIGNS = ("hadamard", "rademacher", "factorial")
 
     def __init__(
         self,
         loop: "FeedbackLoopSystem",
         perturbation: float = 0.2,
-        pairs: int = 8,
+        pairs: int | None = None,
         decay: float = 30.0,
         min_rate: float = 0.25,
         beta1: float = 0.9,
@@ -108,14 +111,18 @@ class GradientStrategy:
         average: float = 0.8,
         design: str = "hadamard",
     ):
+        if design not in self.DESIGNS:
+            raise ValueError(f"gradient strategy: design must be one of {self.DESIGNS}, got {design!r}")
+        if design == "factorial" and pairs is not None:
+            raise ValueError(f"gradient strategy: pairs ({pairs}) is for the two-sided designs; the factorial design "
+                             "scores the rows of one Hadamard matrix per update")
+        pairs = 8 if pairs is None else pairs
         if not (0 < perturbation <= 1 and int(pairs) >= 1 and decay > 0 and 0 <= min_rate <= 1
                 and 0 <= beta1 < 1 and 0 <= beta2 < 1 and 0 <= average < 1):  # fmt: skip
             raise ValueError(
                 f"gradient strategy: need 0 < perturbation <= 1, pairs >= 1, decay > 0, 0 <= min_rate <= 1, betas and "
                 f"average in [0, 1); got {perturbation}, {pairs}, {decay}, {min_rate}, {beta1}, {beta2}, {average}"
             )
-        if design not in self.DESIGNS:
-            raise ValueError(f"gradient strategy: design must be one of {self.DESIGNS}, got {design!r}")
         self.perturbation, self.pairs = float(perturbation), int(pairs)
         self.decay, self.min_rate = float(decay), float(min_rate)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
@@ -131,16 +138,40 @@ class GradientStrategy:
         self.iterate: np.ndarray | None = None  # unit cube; None: start from the live parameters
         self.pending: list[np.ndarray] = []  # the current Hadamard matrix's rows not yet probed
 
+    def _matrix(self, loop: "FeedbackLoopSystem", dim: int) -> np.ndarray:
+        """A randomized Hadamard matrix ``(n, dim)``: ``dim`` of the non-constant columns of the Sylvester matrix of
+        order ``n`` (the power of two above ``dim``) in random order with random signs, rows in random order.
+        Every column sums to 0 and any two are orthogonal."""
+        order = 1 << dim.bit_length()  # the power of two above dim: room for dim columns besides the all-ones one
+        columns = hadamard(order)[:, 1 + loop.rng.permutation(order - 1)[:dim]]
+        rows = columns * loop.rng.choice([-1.0, 1.0], size=dim)
+        return rows[loop.rng.permutation(order)]
+
     def _direction(self, loop: "FeedbackLoopSystem", dim: int) -> np.ndarray:
-        """The next probe direction ``D`` in {-1, +1}^dim."""
+        """The next probe direction ``D`` in {-1, +1}^dim of a two-sided design."""
         if self.design == "rademacher":
             return loop.rng.choice([-1.0, 1.0], size=dim)
         if not self.pending:
-            order = 1 << dim.bit_length()  # the power of two above dim: room for dim columns besides the all-ones one
-            columns = hadamard(order)[:, 1 + loop.rng.permutation(order - 1)[:dim]]
-            rows = columns * loop.rng.choice([-1.0, 1.0], size=dim)
-            self.pending = list(rows[loop.rng.permutation(order)])
+            self.pending = list(self._matrix(loop, dim))
         return self.pending.pop()
+
+    def _estimate(self, loop: "FeedbackLoopSystem", center: np.ndarray, c: float) -> tuple[np.ndarray, str]:
+        """The gradient estimate at ``center`` (probes of half-width ``c``) and a description of its probes."""
+        if self.design == "factorial":
+            rows = self._matrix(loop, center.size)
+            rewards = np.asarray(loop.evaluate_many([loop.space.from_unit(center + c * row) for row in rows]))
+            g = rows.T @ (rewards - rewards.mean()) / (len(rows) * c)
+            spread = f"rewards {rewards.mean():+.3f} +- {rewards.std():.3f}"
+            return g, f"one-sided factorial design of {len(rows)} probes +{c:.3f} (unit cube) on the last chunk, {spread}"
+        deltas = [self._direction(loop, center.size) for _ in range(self.pairs)]
+        probes = [loop.space.from_unit(center + sign * c * delta) for delta in deltas for sign in (1.0, -1.0)]
+        rewards = loop.evaluate_many(probes)  # in up to ``loop``'s workers processes at once
+        g = np.zeros_like(center)
+        for k, delta in enumerate(deltas):  # summed in this order: the trajectories of earlier versions, bit for bit
+            g += (rewards[2 * k] - rewards[2 * k + 1]) / (2.0 * c) * delta / self.pairs
+        differences = np.subtract(rewards[0::2], rewards[1::2])
+        spread = f"reward differences {differences.mean():+.3f} +- {differences.std():.3f}"
+        return g, f"{self.pairs} probe pair(s) +-{c:.3f} (unit cube) on the last chunk, {spread}"
 
     def step_size(self) -> float:
         """``a_k`` for the coming update, as a fraction of ``loop.learning_rate``."""
@@ -155,15 +186,7 @@ class GradientStrategy:
         x = self.iterate
         c = self.perturbation / (self.k + 1) ** 0.101
         center = np.clip(x, -1.0 + c, 1.0 - c)  # both probes inside the cube
-        deltas = [self._direction(loop, x.size) for _ in range(self.pairs)]
-        probes = [loop.space.from_unit(center + sign * c * delta) for delta in deltas for sign in (1.0, -1.0)]
-        rewards = loop.evaluate_many(probes)  # in up to ``loop``'s workers processes at once
-        g = np.zeros_like(x)
-        differences = []
-        for k, delta in enumerate(deltas):
-            plus, minus = rewards[2 * k], rewards[2 * k + 1]
-            g += (plus - minus) / (2.0 * c) * delta / self.pairs
-            differences.append(plus - minus)
+        g, probed = self._estimate(loop, center, c)
         self.k += 1
         self.m = self.beta1 * self.m + (1.0 - self.beta1) * g
         self.v = self.beta2 * self.v + (1.0 - self.beta2) * g * g
@@ -176,10 +199,8 @@ class GradientStrategy:
         confidence = float(np.mean(consistency))
         expected = float(g @ (x_new - live))
         explanation = (
-            f"SPSA on {loop.reward_description}: {self.pairs} probe pair(s) +-{c:.3f} (unit cube) on the last chunk, "
-            f"reward differences {np.mean(differences):+.3f} +- {np.std(differences):.3f}, gradient norm "
-            f"{np.linalg.norm(g):.3f}; Adam step {rate:.3f}, sign consistency {confidence:.2f}; live parameters "
-            f"{1.0 - self.average:.2f} of the way to the iterate; first-order expected gain {expected:+.4f}; moves: "
+            f"SPSA on {loop.reward_description}: {probed}, gradient norm {np.linalg.norm(g):.3f}; Adam step "
+            f"{rate:.3f}, sign consistency {confidence:.2f}; live parameters {1.0 - self.average:.2f} of the way to the iterate; first-order expected gain {expected:+.4f}; moves: "
             f"{_largest_moves(loop, live, x_new) or 'none'}"
         )
         return Proposal(
