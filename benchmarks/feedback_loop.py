@@ -13,22 +13,25 @@
 * Convergence on the built-in set: fraction of the per-clip oracle improvement (the loop's objective,
   ``tests/data/feedback_loop_oracle.json``) after 10, 30 and 100 iterations for ``gradient`` (SPSA),
   ``cma``, ``bayesian`` (Optuna TPE) and ``random``; 16 evaluations (``loop.evaluate``) per update for each:
-  ``gradient``'s 8 probe pairs (+ and -), the others' 15 candidates and the current setting (counted: 144 in
-  10 iterations, 9 updates, on white_snr+10_f2). ``fraction_at_90``/``_95``: of the clips, at the marks.
+  ``gradient``'s 16 factorial probes (one Hadamard matrix's rows), the others' 15 candidates and the current
+  setting (counted: 144 in 10 iterations, 9 updates, on white_snr+10_f2). ``fraction_at_90``/``_95``: of the
+  clips, at the marks.
 * ``--subset``: CMA-ES over all 19 parameters against the cached oracle over the default tuned 11: the
   loop's objective and whole-clip SI-SDR (the per-chunk reward rewards a pumping leveller/compressor).
 * ``--probe-bias``: what a probe re-processed from the live state sees of a longer noise window
   (0.8 -> 3.0 s on babble_snr+15_m1), after 1, 3 and 7 warm-up chunks, against the objective.
-* ``--ablation``: the gradient strategy with random-sign probes (Spall's Rademacher ``D``) instead of the
-  Hadamard rows, with the live parameters on the iterate itself (no averaging), with 1 probe pair,
+* ``--ablation``: the gradient strategy with 8 two-sided Hadamard probe pairs (``design="hadamard"``, the
+  default until the factorial design) and with 8 pairs of random signs (Spall's Rademacher ``D``) instead of
+  the factorial probes, with the live parameters on the iterate itself (no averaging), with 1 probe pair,
   without the replay warm-up, scoring one chunk instead of two, and with one scored chunk a 7-chunk
-  (3.5 s) warm-up (as quoted in the ``replay_warmup`` docstring and the learning xfail) or 16 probe
-  pairs, and on all 19 parameters, beside
+  (3.5 s) warm-up (as quoted in the ``replay_warmup`` docstring) or 16 Hadamard probe
+  pairs, and on all 19 parameters (32 factorial probes), beside
   the default, on the train clips, for each of ``--ablation-seeds`` (default 0 1 2: one seed's share of
   clips at 90 % swings by several clips); ``--ablation-rows`` picks variants.
 * ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
-  30 iterations after the noise changes (40 iterations before it), the default, with random-sign probes
-  (``design="rademacher"``), without the live averaging, and with one scored chunk per evaluation
+  30 iterations after the noise changes (40 iterations before it), the default, with two-sided Hadamard
+  pairs (``design="hadamard"``), with random-sign pairs (``design="rademacher"``), without the live averaging,
+  and with one scored chunk per evaluation
   (``replay_scored=1``), per seed of ``--adaptation-seed-list`` (default 0 1 2) and pooled over them
   (``fraction_at_90``: of the clips, or of the pooled runs, back at 90 %); ``--adaptation-rows`` picks
   configurations.
@@ -218,6 +221,7 @@ def adapt(job: tuple) -> tuple[str, str, int, float]:
 
 ADAPTATION_CONFIGS = {
     "default": {},
+    "hadamard": {"strategy_options": {"gradient": {"design": "hadamard"}}},
     "rademacher": {"strategy_options": {"gradient": {"design": "rademacher"}}},
     "no_average": {"strategy_options": {"gradient": {"average": 0.0}}},
     "replay_scored_1": {"replay_scored": 1},
@@ -245,6 +249,7 @@ def adaptation_seeds(clips: list[str], configs=ADAPTATION_CONFIGS, seeds=(0, 1, 
 
 
 ABLATION = {  # label: (strategy options, loop options), against the default gradient configuration
+    "gradient_hadamard": ({"design": "hadamard"}, {}),
     "gradient_rademacher": ({"design": "rademacher"}, {}),
     "gradient_no_average": ({"average": 0.0}, {}),
     "gradient_1_pair": ({"pairs": 1}, {}),
@@ -401,7 +406,8 @@ def main() -> None:
     parser.add_argument("--subset-budget", type=int, default=400)
     parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
     parser.add_argument("--adaptation-seeds", action="store_true",
-                        help="also adaptation over seeds (--adaptation-seed-list): default, random-sign probes, no averaging, replay_scored=1")
+                        help="also adaptation over seeds (--adaptation-seed-list): default, Hadamard pairs, "
+                             "random-sign pairs, no averaging, replay_scored=1")
     parser.add_argument("--adaptation-seed-list", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
     parser.add_argument("--curvature", action="store_true",

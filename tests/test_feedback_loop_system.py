@@ -286,18 +286,20 @@ def learning(builtin):
 
 @pytest.fixture(scope="module")
 def adaptation(builtin):
-    """The 8 non-stationary clips on seed 0 (the worst clip moves by 0.3 or more from seed to seed, so the guard
+    """The 8 non-stationary clips on seed 0 (the worst clip moves by 0.15 or more from seed to seed, so the guard
     below judges the 8 runs together)."""
     return _in_parallel(_adapt, [(c.id, seed) for seed in ADAPTATION_SEEDS for c in builtin if c.tags.get("stationary") is False])
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 13 of the 19 train clips on this "
-    "seed (median 0.96; white_snr+10_f2 0.88, hum50_snr+20_f2 0.73, hum60_snr+0_m2 0.87, babble_snr+0_f2 0.89, "
-    "babble_snr+15_m1 0.89, babble-down10 0.69), 16 / 14 / 16 / 14 on seeds 1-4 (benchmarks/feedback_loop.py "
-    "--ablation --ablation-seeds 1 2 3 4 --ablation-rows; --ablation alone adds the variants). On hum50_snr+20_f2 "
-    "the oracle keeps the hum notches nearly off (5 dB: the notches the speech gate leaves still cost this voice "
-    "more than the hum they take) and SPSA stays on the plateau of deep notches (30 dB)"))  # fmt: skip
+    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 15 of the 19 train clips on this "
+    "seed (median 0.96; white_snr+10_f2 0.88, hum50_snr+20_f2 0.74, babble_snr+15_m1 0.80, babble-down10 0.82), "
+    "16 / 15 on seeds 1 / 2; with the two-sided Hadamard pairs, the default before, 13 / 16 / 14 on seeds 0-2 "
+    "(benchmarks/feedback_loop.py --ablation --ablation-seeds 0 1 2 --ablation-rows gradient_hadamard). On "
+    "white_snr+10_f2 the oracle sets the EQ peak at its 4 kHz bound (+3.7 dB) under the high shelf at -8.5 dB, a "
+    "coupled move with no gradient from where SPSA sits (the peak near 0 dB, where its centre has no effect); on "
+    "hum50_snr+20_f2 it keeps the hum notches nearly off (5 dB: the notches the speech gate leaves still cost this "
+    "voice more than the hum they take) and SPSA stays on the plateau of deep notches (30 dB)"))  # fmt: skip
 def test_learning_convergence(learning):
     """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]
@@ -308,17 +310,17 @@ def test_learning_convergence_measured_level(learning):
     """What the gradient strategy does reach in 100 iterations (guards against regressions)."""
     shown = {k: round(v, 2) for k, v in learning.items()}
     assert len(learning) == 19
-    assert sum(f >= 0.9 for f in learning.values()) >= 12, shown  # 13 measured
+    assert sum(f >= 0.9 for f in learning.values()) >= 12, shown  # 15 measured
     assert np.median(list(learning.values())) >= 0.9, shown
-    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.69 measured)
+    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.74 measured)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): 30 iterations after the noise changes, 4 of the 8 non-stationary clips on this seed are "
-    "back to >= 90 % of the new segment's oracle improvement (median 0.89; pink-to-babble 0.52, babble-down10 "
-    "0.41); on seeds 0-2, 10 of the 24 runs (4 / 3 / 3), with random-sign probes 6, without the live averaging 10, "
-    "with one scored chunk 10 (benchmarks/feedback_loop.py --adaptation-seeds): SPSA needs ~60-100 iterations to "
-    "re-converge"))  # fmt: skip
+    "missed (measured): 30 iterations after the noise changes, 3 of the 8 non-stationary clips on this seed are "
+    "back to >= 90 % of the new segment's oracle improvement (median 0.81; pink-to-babble 0.54, babble-to-pink "
+    "0.73); on seeds 0-2, 8 of the 24 runs (3 / 4 / 1), with the two-sided Hadamard pairs 10 (4 / 3 / 3) "
+    "(benchmarks/feedback_loop.py --adaptation-seeds --adaptation-rows default hadamard): SPSA needs ~60-100 "
+    "iterations to re-converge"))  # fmt: skip
 def test_adaptation_speed(adaptation):
     """After the noise changes, quality is back to 90 % of the new optimum within 30 iterations."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
@@ -327,12 +329,12 @@ def test_adaptation_speed(adaptation):
 
 def test_adaptation_measured_level(adaptation):
     """What adaptation does reach in 30 iterations after the change, over the 8 clips (guards against
-    regressions). Their median and mean, not the worst clip: that moves by 0.3 or more with the random stream
-    alone (benchmarks/feedback_loop.py --adaptation-seeds: 0.41 / 0.28 / 0.59 on seeds 0-2)."""
+    regressions). Their median and mean, not the worst clip: that moves by 0.15 or more with the random stream
+    alone (benchmarks/feedback_loop.py --adaptation-seeds: 0.54 / 0.70 / 0.71 on seeds 0-2)."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
     assert len(adaptation) == 8 * len(ADAPTATION_SEEDS)
     finals = [c[-1] for c in adaptation.values()]
-    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.89 and 0.80
+    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.81 and 0.82
     assert all(c[-1] > c[0] for c in adaptation.values()), shown  # every clip improved after the change
 
 
@@ -831,7 +833,7 @@ def test_loop_curvature_is_the_reward_hessian(monkeypatch):
     optimum = np.array([0.3, -0.2, 0.1, 0.25])
     loop = FeedbackLoopSystem(seed=0, tuned=tuned)
 
-    def quadratic(params):  # d = 4: one update's 8 pairs are a whole Hadamard matrix, the exact gradient
+    def quadratic(params):  # d = 4: one update's 8 factorial probes, without interactions the exact gradient
         d = loop.space.to_unit({n: params.get(n, loop.pipeline.params[n]) for n in tuned}, dtype=np.float64) - optimum
         return float(-0.5 * d @ hessian @ d)
 

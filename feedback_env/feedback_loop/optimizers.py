@@ -5,32 +5,42 @@ last chunk re-processed from the pipeline state before it), so trying a setting 
 live stream; the loop's safety checks then move the live parameters (see ``FeedbackLoopSystem``).
 By default every strategy spends 16 evaluations per update, so that they compare at equal cost:
 
-* ``gradient`` (SPSA, Spall 1992): per probe pair ``g = (R(x + c D) - R(x - c D)) / (2c) * D`` with
-  ``D`` in {-1, +1}^d, both sides on the same chunk (common random numbers); 8 pairs are averaged
-  (Spall's gradient averaging). The ``D`` are the rows of a Hadamard matrix (order ``n``, the power of
-  two above ``d``; its all-ones column dropped, ``d`` of the others taken in random order with random
-  signs, rows in random order), drawn in turn, a new matrix every ``n`` probes: over one matrix every
-  two coordinates' signs agree as often as they differ, so the cross-talk (each coordinate's estimate
-  picks up the others' slopes times the product of their signs) cancels, where independent random signs
-  leave it with a variance of about ``|grad|^2 / pairs`` per coordinate (deterministic perturbations
-  after Bhatnagar, Fu, Marcus & Wang 2003; scipy's Sylvester matrices). With the default 11 parameters
-  (``n`` = 16) one matrix spans two updates and cancels in Adam's first moment. Against random signs
-  (``benchmarks/feedback_loop.py --ablation --ablation-seeds 0 1 2 3 4``), train clips at >= 90 % of
-  the oracle after 100 updates: 15 / 16 / 16 / 16 / 14 of 19 against 15 / 15 / 12 / 14 / 16, at >= 95
-  %: 12 on every seed against 10 / 8 / 6 / 6 / 9; after a noise change as fast (``--adaptation-seeds
-  --adaptation-seed-list 0 1 2 3 4 5 6 7 8 9``: 34 of 80 runs at >= 90 % against 32). Adam moments
-  (Kingma & Ba 2015) turn ``g`` into a step of about ``learning_rate`` per coordinate while its sign is
-  consistent, less when noisy. Gains: ``c_k = c / (k + 1)^0.101`` and ``a_k = learning_rate /
-  (1 + k / A)^0.602`` (Spall's exponents), floored at ``min_rate * learning_rate`` so the loop keeps
-  tracking a changing input. One pair learns markedly worse (``benchmarks/feedback_loop.py --ablation``).
+* ``gradient`` (SPSA, Spall 1992, on a factorial design): each update scores ``R(x + c D_k)`` at the ``n``
+  rows ``D_k`` in {-1, +1}^d of one Hadamard matrix (order ``n``, the power of two above ``d``: 16 for the
+  default 11 parameters; its all-ones column dropped, ``d`` of the others taken in random order with random
+  signs, rows in random order; scipy's Sylvester matrices), all on the last chunk (common random numbers),
+  and estimates ``g = sum_k (R_k - mean R) D_k / (n c)``. The columns are balanced and pairwise orthogonal,
+  so within the update each coordinate's estimate is free of the others' slopes and of every coordinate's
+  curvature (the first-order two-level design of response-surface methodology: Box & Wilson 1951, Plackett
+  & Burman 1946); what is left is some two-parameter interactions (``c`` times a mixed second derivative,
+  for the pairs of columns whose product is the column's: a resolution-III design), whose sign the random
+  columns and signs change from update to update. ``design="hadamard"`` (the default before) spends the
+  same 16 evaluations on 8 two-sided pairs ``(R(x + c D) - R(x - c D)) / (2c) * D`` from the rows of such
+  matrices, half a matrix per update: the cross-talk between coordinates (each estimate picks up the
+  others' slopes times the product of their signs) cancels only over the next update, on another chunk
+  (deterministic perturbations after Bhatnagar, Fu, Marcus & Wang 2003); ``design="rademacher"``, Spall's
+  independent random signs, leaves it with a variance of about ``|grad|^2 / pairs`` per coordinate. Train
+  clips at >= 90 % of the oracle after 100 updates (``benchmarks/feedback_loop.py --ablation
+  --ablation-seeds 0 1 2 --ablation-rows gradient_hadamard``): 15 / 16 / 15 of 19 on seeds 0 / 1 / 2 against
+  13 / 16 / 14 with Hadamard pairs, at >= 95 %: 14 / 13 / 10 against 10 / 11 / 9, the median clip at 0.96 /
+  0.98 / 0.96 against 0.96 / 0.96 / 0.95; 30 updates after a noise change (``--adaptation-seeds
+  --adaptation-rows default hadamard``, the 8 non-stationary clips on seeds 0-2): 8 of the 24 runs back at
+  >= 90 % of the new oracle against 10, but 0.83 of it on average against 0.79, and 0.54 at worst against
+  0.28. Earlier, Hadamard pairs against random signs (``--ablation-seeds 0 1 2 3 4``, earlier code):
+  15 / 16 / 16 / 16 / 14 of 19 against 15 / 15 / 12 / 14 / 16 at >= 90 %, 12 on every seed against
+  10 / 8 / 6 / 6 / 9 at >= 95 %. Adam moments (Kingma & Ba 2015) turn ``g`` into a step of about
+  ``learning_rate`` per coordinate while its sign is consistent, less when noisy. Gains:
+  ``c_k = c / (k + 1)^0.101`` and ``a_k = learning_rate / (1 + k / A)^0.602`` (Spall's exponents), floored
+  at ``min_rate * learning_rate`` so the loop keeps tracking a changing input. One pair learns markedly
+  worse (``benchmarks/feedback_loop.py --ablation``).
   The search walks its own iterate; the live parameters follow an exponential average of it (weight
   ``average`` on the past), so the stream hears the search's trend rather than its step-to-step noise
   (the averaging of what is played, after Polyak & Juditsky 1992). With random-sign probes it learned
   better (train clips at 90 % of the oracle 15 / 15 / 12 of 19 on seeds 0-2 against 14 / 14 / 12 with
-  the live parameters on the iterate, at stop 16); with the Hadamard probes it learns as well as the
-  iterate (15 / 16 / 16 against 15 / 16 / 17, ``--ablation``) and is kept for the smoother path the
-  stream plays. ``spsa`` in ``python -m scenarios.evaluate builtin --split test --budget 100``: 94 % of
-  the oracle's improvement (median over the test clips; 90 % with random signs).
+  the live parameters on the iterate, at stop 16); with Hadamard pairs as well as the iterate (15 / 16 /
+  16 against 15 / 16 / 17, ``--ablation``, earlier code), and it is kept for the smoother path the stream
+  plays. ``spsa`` in ``python -m scenarios.evaluate builtin --split test --budget 100``: HARNESS of the
+  oracle's improvement (median over the test clips; 94 % with Hadamard pairs, 90 % with random signs).
 * ``cma``, ``bayesian`` (Optuna TPE), ``random``: 15 candidates per update, each scored by its paired
   gain over a fixed reference (the parameters the strategy started from, evaluated once per update on
   the same chunk), which removes the chunk-to-chunk difference in difficulty; the live parameters
@@ -81,22 +91,23 @@ class GradientStrategy:
 
     :param loop: the feedback loop (its ``learning_rate`` is the Adam step, unit-cube units).
     :param perturbation: ``c``, half-width of the probes in unit-cube units.
-    :param pairs: two-sided probes averaged per update (Spall's gradient averaging), all on the last chunk;
-        default 8. Not for the ``"factorial"`` design, which scores one whole matrix per update.
+    :param pairs: two-sided probe pairs averaged per update (Spall's gradient averaging), all on the last
+        chunk, for the two-sided designs (default 8: 16 evaluations); giving it without ``design`` selects
+        ``"hadamard"``.
     :param decay: ``A``: updates over which the step size falls by ``2^0.602``.
     :param min_rate: floor of the step-size schedule, as a fraction of ``learning_rate``.
     :param beta1: Adam's first-moment decay. :param beta2: Adam's second-moment decay.
     :param average: weight of the past in the live parameters' exponential average of the iterate (0: the
         live parameters are the iterate). The iterate restarts from the live parameters whenever
         something else moved them (a rollback, another strategy, ``set_parameters``).
-    :param design: the probes: ``"hadamard"`` (two-sided, rows of randomized Hadamard matrices, see the
-        module docstring), ``"rademacher"`` (two-sided, independent random signs, Spall's original) or
-        ``"factorial"`` (one-sided, all ``n`` rows of one randomized Hadamard matrix per update: ``n``
-        evaluations, 16 for up to 15 parameters).
+    :param design: the probes (see the module docstring): ``"factorial"`` (the default: one-sided, all
+        ``n`` rows of one randomized Hadamard matrix per update, ``n`` evaluations: 16 for 8 to 15
+        parameters), ``"hadamard"`` (two-sided pairs from randomized Hadamard matrices) or
+        ``"rademacher"`` (two-sided pairs of independent random signs, Spall's original).
     """
 
     name = "gradient"
-    DESIGNS = ("hadamard", "rademacher", "factorial")
+    DESIGNS = ("factorial", "hadamard", "rademacher")
 
     def __init__(
         self,
@@ -109,8 +120,10 @@ class GradientStrategy:
         beta2: float = 0.999,
         eps: float = 1e-8,
         average: float = 0.8,
-        design: str = "hadamard",
+        design: str | None = None,
     ):
+        if design is None:
+            design = "factorial" if pairs is None else "hadamard"
         if design not in self.DESIGNS:
             raise ValueError(f"gradient strategy: design must be one of {self.DESIGNS}, got {design!r}")
         if design == "factorial" and pairs is not None:

@@ -60,8 +60,8 @@ from feedback_env.pipeline import EnhancementPipeline, PipelineConfig
 
 CURVATURE_BLOCK = 10
 """Updates averaged into each end of the convergence analyzer's secant pairs. SPSA's gradient on one chunk
-is mostly the chunk's: after 100 iterations on 4 train clips, BFGS fed update by update finds curvatures
-24-72x those of a finite-difference Hessian of the clip objective, averaged over blocks of 10 updates
+is mostly the chunk's: after 100 iterations on 4 train clips (Hadamard pairs), BFGS fed update by update finds
+curvatures 24-72x those of a finite-difference Hessian of the clip objective, averaged over blocks of 10 updates
 0.5-2.9x (blocks of 5: 6-44x; blocks of 20 make 2-3 pairs in 100 updates; Adam's first moment fed as the
 gradient, as before: 1.8-6.2x, and biased on a noise-free quadratic too, where the blocks are exact:
 ``test_loop_curvature_is_the_reward_hessian``) (``python benchmarks/feedback_loop.py --skip latency memory
@@ -131,8 +131,9 @@ class FeedbackLoopSystem:
         advance the noise tracker (:meth:`EnhancementPipeline.track`). 0 replays the last chunk alone from
         the live state, which learns markedly worse (``benchmarks/feedback_loop.py --ablation``). 7 (3.5 s)
         lets probes see the steady-state cost of slow noise tracking; with one scored chunk it learns no
-        better than 1 (train clips at >= 90 % of the oracle: 17 / 15 / 14 of 19 on seeds 0 / 1 / 2, at >= 95
-        %: 12 / 13 / 11; 1: 17 / 16 / 15 and 12 / 11 / 9) nor than the default (1, two scored chunks:
+        better than 1 (``gradient`` with ``design="hadamard"``, its default when measured: train clips at
+        >= 90 % of the oracle: 17 / 15 / 14 of 19 on seeds 0 / 1 / 2, at >= 95 %: 12 / 13 / 11; 1: 17 / 16 / 15
+        and 12 / 11 / 9) nor than the default (1, two scored chunks:
         15 / 16 / 16 and 12 / 12 / 12), at 1.9x the cost of an update.
     :param replay_scored: chunks whose rewards :meth:`evaluate` averages: the last one and the
         ``replay_scored - 1`` warm-up chunks before it (at most ``replay_warmup + 1``; None: 2, or 1 without
@@ -141,8 +142,8 @@ class FeedbackLoopSystem:
         12 / 11 / 9; at >= 90 %: 15 / 16 / 16, 1: 17 / 16 / 15), the worst clip at 0.69 / 0.79 / 0.80 of it
         (1: 0.69 / 0.70 / 0.76); 30 iterations after a noise change, the 24 runs of the non-stationary clips
         at 0.79 of the new oracle on average (1: 0.77) (``--ablation``, ``--adaptation-seeds``; the
-        ``gradient`` strategy's defaults). With random-sign probes, one scored chunk learned markedly worse
-        (13 / 11 / 9 against 15 / 15 / 12 at >= 90 %, stop 16).
+        ``gradient`` strategy's defaults then, with ``design="hadamard"``). With random-sign probes, one
+        scored chunk learned markedly worse (13 / 11 / 9 against 15 / 15 / 12 at >= 90 %, stop 16).
     :param min_scored_s: chunks shorter than this (seconds) are recorded without a score and not learnt from:
         SI-SDR and LSD of a few milliseconds are noise, and an update after every 10 ms chunk (16 replays of it)
         cannot keep up with real time. A service with short frames passes blocks of them to :meth:`step` (0.5 s,
