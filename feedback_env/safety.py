@@ -18,8 +18,8 @@ quality signal is); ``h`` accounts for the estimation error of a small baseline 
 :func:`cusum_threshold`), and at least ``min_samples`` baseline samples are needed before any alarm.
 
 A small rate with a small baseline pays in delay: for large h the averaged rate falls only like 1/h, so
-h grows about like 1/rate (k = 0.75: with 8 baseline samples h = 82 at 1e-4, 777 at 1e-5 and 77,288
-at 1e-7; with 6, 202 at 1e-4; with 64, 15 at 1e-7), and a drop of d sigmas takes about h / (d - k)
+h grows about like 1/rate (:func:`cusum_threshold` with k = 0.75: with 8 baseline samples h = 82 at
+1e-4, 777 at 1e-5 and 77,288 at 1e-7; with 6, 202 at 1e-4; with 64, 15 at 1e-7), and a drop of d sigmas takes about h / (d - k)
 steps to catch until the baseline grows. A rate no threshold reaches (above the rate at h = 0, about
 0.4, or needing h above ``THRESHOLD_LIMIT``) is refused when the detector is made.
 """

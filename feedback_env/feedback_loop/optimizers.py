@@ -137,7 +137,8 @@ class GradientStrategy:
                 f"gradient strategy: need 0 < perturbation <= 1, pairs >= 1, decay > 0, 0 <= min_rate <= 1, betas and "
                 f"average in [0, 1); got {perturbation}, {pairs}, {decay}, {min_rate}, {beta1}, {beta2}, {average}"
             )
-        self.perturbation, self.pairs = float(perturbation), int(pairs)
+        self.perturbation = float(perturbation)
+        self.pairs = None if design == "factorial" else int(pairs)  # the factorial design scores whole matrices
         self.decay, self.min_rate = float(decay), float(min_rate)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.average = float(average)
