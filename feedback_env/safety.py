@@ -160,6 +160,11 @@ class DegradationDetector:
         return float(np.mean(self._baseline)) if self._baseline else float("nan")
 
     @property
+    def baseline(self) -> list[float]:
+        """The baseline samples (a copy), oldest first."""
+        return list(self._baseline)
+
+    @property
     def sigma(self) -> float:
         """Standard deviation of the baseline (ddof 1), floored at ``min_sigma``."""
         if len(self._baseline) < 2:
@@ -192,3 +197,76 @@ class DegradationDetector:
             f"(baseline {self.mean:.3f} +- {self.sigma:.3f} over {len(self._baseline)} samples, "
             f"false-alarm rate {self.false_alarm_rate:g}/step, shift {self.min_shift} sigma)"
         )
+
+
+@lru_cache(maxsize=64)
+def _critical_z(alpha: float) -> float:
+    return float(norm.isf(alpha))
+
+
+def mean_below(sample, reference, alpha: float, min_sigma: float) -> bool:
+    """One-sided z-test: True when the mean of ``sample`` is below that of ``reference`` at level ``alpha``.
+
+    The spread is the reference's (ddof 1, floored at ``min_sigma``, the values' units); for independent normal values
+    drawn alike it says True with probability ``alpha``. False when the reference has fewer than 2 values.
+    """
+    if len(reference) < 2 or not len(sample):
+        return False
+    sigma = max(float(np.std(reference, ddof=1)), min_sigma)
+    z = (float(np.mean(sample)) - float(np.mean(reference))) / (sigma * math.sqrt(1.0 / len(sample) + 1.0 / len(reference)))
+    return z < -_critical_z(alpha)
+
+
+@dataclass
+class ReferenceLevel:
+    """The known-good quality level that a setting must reach to become known-good; it never follows quality down.
+
+    It is the first ``size`` rewards after :meth:`start` (the first baseline), whatever their setting, and is then
+    replaced by the latest ``size`` rewards only when it is significantly below them, tested once per ``size`` rewards
+    (:meth:`add`): a gradual degradation, each step too small to tell from noise, cannot pull it down, and noise
+    seldom pushes it up. Only :meth:`clear` (the input got harder, or a new episode) lowers it.
+
+    :meth:`below` tests a candidate's rewards against it (:func:`mean_below`): a candidate as good as the reference is
+    called below with probability ``alpha`` (independent normal rewards).
+
+    :param size: samples in the reference.
+    :param alpha: level of both one-sided tests.
+    :param min_sigma: floor of the spread, in the signal's units.
+    """
+
+    size: int = 64
+    alpha: float = 0.05
+    min_sigma: float = 1e-3
+    samples: list[float] = field(default_factory=list)
+    _added: int = field(default=0, repr=False)  # rewards added since the reference was full or last tested
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.samples)) if self.samples else float("nan")
+
+    def start(self, samples) -> None:
+        """A fresh reference from ``samples`` (the first baseline)."""
+        self.samples = [float(v) for v in samples][-self.size :]
+        self._added = 0
+
+    def clear(self) -> None:
+        self.start([])
+
+    def below(self, rewards) -> bool:
+        """True when the mean of ``rewards`` is significantly (level ``alpha``) below the reference's."""
+        return mean_below(rewards, self.samples, self.alpha, self.min_sigma)
+
+    def add(self, reward: float, latest) -> None:
+        """A new ``reward``: it joins the reference until that is full; then every ``size`` rewards the latest ``size``
+        of ``latest`` (the newest last, ``reward`` included) replace the reference when it is significantly below them."""
+        if not self.samples:
+            return  # not started
+        if len(self.samples) < self.size:
+            self.samples.append(float(reward))
+            return
+        self._added += 1
+        if self._added >= self.size and len(latest) >= self.size:
+            self._added = 0
+            latest = [float(v) for v in latest][-self.size :]
+            if mean_below(self.samples, latest, self.alpha, self.min_sigma):
+                self.samples = latest

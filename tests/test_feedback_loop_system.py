@@ -1427,3 +1427,24 @@ def test_a_rollback_needs_a_drop_of_a_meaningful_size_in_reward_units(drop, alar
     monitor = CheckpointMonitor()
     alarmed = [monitor.observe(r, {"p": 0.0}) for r in [1.0] * 20 + [1.0 - drop] * 60]
     assert any(alarmed) == alarms, monitor.explain()
+
+
+def test_a_rollback_undoes_a_gradual_degradation_caused_by_the_parameters():
+    """Review T#2: every 16 records the checkpoint took the running parameters when their recent mean was within half a
+    baseline sd of the latest rewards, so that it followed a slow parameter-caused drift down: walking into damage at
+    0.02 sd per record, the checkpoint ended 3.8 sd below the start and the running setting 3.9 sd (medians; now 1.1, 1.4)."""
+    from feedback_env.feedback_loop.checkpoints import CheckpointMonitor
+
+    rng = np.random.default_rng(0)
+    checkpoints, ends = [], []
+    for _ in range(20):  # reward = N(0, 1) - position; from record 100 the strategy walks 0.02 sd per record into damage
+        monitor, position = CheckpointMonitor(), 0.0
+        for i in range(1000):
+            position += 0.02 if i >= 100 else 0.0
+            if monitor.observe(rng.standard_normal() - position, {"p": position}):
+                position = monitor.checkpoint["p"]  # the rollback; the strategy walks on from there
+                monitor.after_rollback()
+        checkpoints.append(-monitor.checkpoint["p"])
+        ends.append(-position)
+    figures = f"checkpoint {np.median(checkpoints):+.2f} sd, running setting {np.median(ends):+.2f} sd at the end (medians)"
+    assert np.median(checkpoints) >= -1.5 and np.median(ends) >= -2.0, figures

@@ -6,11 +6,19 @@ checkpoint's quality was established: the threshold adapts to the observed noise
 signal through that baseline's spread.
 
 Checkpoints: the first ``min_samples`` usable records establish the first checkpoint (the parameters
-running when the baseline is complete) and its baseline; after an alarm that was not the parameters'
-fault (:meth:`CheckpointMonitor.rebaseline`), the next ``min_samples`` records form a fresh baseline. Later, the current parameters become the new checkpoint after
-``interval`` records without an alarm, with the CUSUM statistic below half its threshold and the recent
-mean reward not below the baseline mean by more than half a baseline standard deviation (the trend is
-not degrading); the baseline becomes the latest ``baseline_size`` rewards.
+running when the baseline is complete), its baseline and the reference level
+(:class:`~feedback_env.safety.ReferenceLevel`); after an alarm that was not the parameters' fault
+(:meth:`CheckpointMonitor.rebaseline`), the next ``min_samples`` records form a fresh baseline and reference.
+Later, the current parameters become the new checkpoint after ``interval`` records without an alarm, with
+the CUSUM statistic below half its threshold and the last ``interval`` rewards not below the reference
+(one-sided z-test at 5 %: an equally good candidate is refused 5 % of the time, for independent records);
+the baseline becomes the latest ``baseline_size`` rewards. The reference grows with every reward to
+``baseline_size`` and then only rises (when the latest rewards are significantly above it), so a gradual
+degradation caused by the parameters, each interval too small to tell from noise, stops moving the
+checkpoint once it is significant, and a rollback undoes it. With reward = N(0, 1) minus the damage a
+strategy walks into at 0.02 sd per record (``test_a_rollback_undoes_a_gradual_degradation_caused_by_the_parameters``),
+the checkpoint ends 1.1 sd below where the walk began and the running setting 1.4 sd (medians; the former
+rule, the recent mean within half an sd of the latest rewards, let them sink 3.8 and 3.9 sd).
 """
 
 from __future__ import annotations
@@ -18,9 +26,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-import numpy as np
-
-from feedback_env.safety import MIN_REWARD_SIGMA, DegradationDetector
+from feedback_env.safety import MIN_REWARD_SIGMA, DegradationDetector, ReferenceLevel
 
 
 class CheckpointMonitor:
@@ -53,6 +59,7 @@ class CheckpointMonitor:
             min_sigma=min_sigma,
         )
         self.interval = int(interval)
+        self.reference = ReferenceLevel(baseline_size, alpha=0.05, min_sigma=min_sigma)
         self.checkpoint: dict[str, float] | None = None
         self.alarm = False
         self.alarms = 0
@@ -77,8 +84,10 @@ class CheckpointMonitor:
             d.add_baseline(reward)
             if d.ready:
                 self.checkpoint = dict(params) if self.checkpoint is None else self.checkpoint
+                self.reference.start(d.baseline)
                 self._since = 0
             return False
+        self.reference.add(reward, self._recent)
         if not self.alarm and d.update(reward):
             self.alarm = True
             self.alarms += 1
@@ -88,8 +97,7 @@ class CheckpointMonitor:
 
     def _healthy(self) -> bool:
         d = self.detector
-        recent = list(self._recent)[-self.interval :]
-        return d.statistic < 0.5 * d.threshold and float(np.mean(recent)) >= d.mean - 0.5 * d.sigma
+        return d.statistic < 0.5 * d.threshold and not self.reference.below(list(self._recent)[-self.interval :])
 
     def accept(self, params: dict[str, float]) -> None:
         """Make ``params`` the checkpoint, with the recent rewards as its baseline."""
@@ -103,9 +111,10 @@ class CheckpointMonitor:
     def rebaseline(self) -> None:
         """The drop was not the parameters' fault (the input changed): measure a fresh baseline.
 
-        The checkpoint is kept; the next ``min_samples`` rewards become the baseline (no alarm before).
+        The checkpoint is kept; the next ``min_samples`` rewards become the baseline and the reference (no alarm before).
         """
         self.detector.reset()
+        self.reference.clear()
         self._recent.clear()
         self._since = 0
         self.alarm = False
@@ -127,7 +136,8 @@ class CheckpointMonitor:
             "alarms": self.alarms,
             "recent": list(self._recent),
             "since": self._since,
-            "baseline": list(self.detector._baseline),
+            "baseline": self.detector.baseline,
+            "reference": list(self.reference.samples),
             "statistic": self.detector.statistic,
         }
 
@@ -140,3 +150,4 @@ class CheckpointMonitor:
         for value in state["baseline"]:
             self.detector.add_baseline(value)
         self.detector.statistic = float(state["statistic"])
+        self.reference.start(state.get("reference", state["baseline"]))  # files saved before the reference: the baseline
