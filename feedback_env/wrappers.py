@@ -19,10 +19,14 @@ import gymnasium as gym
 import numpy as np
 
 from feedback_env.envs.actions import AbsoluteAction, DeltaAction
-from feedback_env.safety import MIN_REWARD_SIGMA, DegradationDetector
+from feedback_env.safety import MIN_REWARD_SIGMA, DegradationDetector, ReferenceLevel
 
 SAME_SETTING = 1e-6
 """Unit-cube widths within which two settings count as the same (above float64 round-trip error)."""
+
+TREND_WINDOW = 16
+"""Latest rewards (steps) that, besides a setting's own, must not be below the reference for it to become known-good:
+an agent walking into damage by steps each too small to tell from noise is caught by their mean."""
 
 
 class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -35,7 +39,15 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     during the warm-up was never judged, so until then the known-good parameters stay those the episode
     (or the wrapper) started with; a rollback needs episodes longer than ``min_samples + confirm_steps``
     chunks. So a setting is trusted only after it has run ``confirm_steps`` chunks without a detected drop,
-    and rewards of a degradation caught within that delay never enter the baseline. Rewards produced by
+    and rewards of a degradation caught within that delay never enter the baseline. Nor does a setting
+    become known-good when its reward with the ``confirm_steps`` after it, or the latest ``TREND_WINDOW``
+    (16) rewards, are below the reference level (one-sided z-tests at 5 %; an equally good setting is
+    refused 7-9 % of the time, independent rewards). The reference
+    (:class:`~feedback_env.safety.ReferenceLevel`) is the episode's first ``baseline_size`` confirmed
+    rewards and then only rises, so an agent walking into damage by steps too small to tell from noise is
+    rolled back to a setting near the reference, not to one as damaged as its own: at 0.02 sd per step the
+    known-good setting ends 1.0 sd below the start instead of 4.1 sd (medians of
+    ``test_a_rollback_undoes_a_gradual_degradation_caused_by_the_agent``). Rewards produced by
     the known-good setting itself (the same tuned parameters, within ``1e-6`` unit-cube widths) join the
     baseline whether or not an alarm came: such an alarm is false by construction (the rollback changes
     nothing), and dropping those rewards would drop exactly the low ones, so that the baseline's mean
@@ -43,6 +55,12 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     on i.i.d. rewards). The test may alarm once ``min_samples`` rewards are confirmed; while the setting
     stays put on a stationary stream it alarms at ``false_alarm_rate`` per step (CUSUM threshold from
     Siegmund's approximation, corrected for the baseline's estimation error: :mod:`feedback_env.safety`).
+    While the agent moves every step (in training) it alarms more often: the pending rewards of other
+    settings, dropped on an alarm, are the low ones that raised the CUSUM, so the baseline is censored
+    upwards: with i.i.d. N(0, 1) rewards and a new random setting each step, 1.8x the stated 0.05
+    (``test_false_rollbacks_while_the_agent_moves_every_step_stay_under_twice_the_stated_rate``) and 1.5x
+    a stated 0.01. Keeping them would let a caught degradation into the baseline, and whether an alarm was
+    false cannot be told from those rewards, so this stands.
     An alarm after the setting changed is blamed on the change, and its rewards are left out.
 
     On an alarm: with the delta env the known-good parameters are restored at once (the observation
@@ -54,8 +72,11 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     learner can credit the reward to it (:class:`agents.prioritized.PrioritizedTD3` does).
 
     ``info`` gains ``rollback`` (bool: rolled back at this step), ``rollbacks`` (count since the
-    wrapper was made), ``cost`` (quality lost: ``max(0, baseline mean - reward)``, in reward units,
-    0 while there is no baseline; safety-gymnasium's convention), ``substituted`` (the known-good
+    wrapper was made), ``cost`` (quality lost against the reference level: ``max(0, reference mean -
+    reward)``, in reward units, 0 before the test is ready; safety-gymnasium's convention; the reference
+    never follows quality down within an episode, so ``cost`` counts a gradual loss in full: at 0.02 sd
+    per step its mean over the last 100 steps is within 0.1 sd of the true loss, where the former
+    baseline-relative cost understated it by 2.7 sd), ``substituted`` (the known-good
     action ran instead of the agent's) and, on a rollback, ``safety`` (why, in words).
 
     :param env: an ``AudioEnhancement-v0`` or ``AudioEnhancementDelta-v0`` env (possibly wrapped).
@@ -68,7 +89,7 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     :param max_change: optional limit on the change of each tuned parameter per step, in unit-cube
         widths (the cube is 2 wide); None for no limit. With the absolute env the position the action
         sets is clipped; ValueError if no action within the env's action radius keeps to the limit.
-    :param reset_on_episode: start the baseline and the known-good parameters afresh at each reset.
+    :param reset_on_episode: start the baseline, the reference and the known-good parameters afresh at each reset.
     :param baseline_size: how many confirmed rewards form the baseline.
     :param min_sigma: floor of the baseline's spread, reward units; drops under ``min_shift / 2`` times it never
         roll back (default 0.025: half the feedback loop's smallest trend, 0.25 dB of SI-SDR in the default reward).
@@ -115,6 +136,7 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.is_delta = isinstance(base.action_type, DeltaAction)
         self.tuned = base.action_type.tuned
         self.rollbacks = 0
+        self.reference = ReferenceLevel(baseline_size, alpha=0.05, min_sigma=min_sigma)
         self.known_good: dict[str, float] | None = None
         self._pending: deque[tuple[float, dict[str, float]]] = deque()
         self._hold = 0
@@ -127,10 +149,18 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """True when ``params`` is the known-good setting (tuned parameters within ``SAME_SETTING`` widths)."""
         return bool(np.max(np.abs(self._unit(params) - self._unit(self.known_good))) <= SAME_SETTING)
 
+    def _reaches_reference(self, confirmed_reward: float) -> bool:
+        """False when the confirmed reward with the pending ones after it, or the latest ``TREND_WINDOW`` rewards, are
+        below the reference (one-sided z-tests at 5 %): the setting is not known-good, quality may be drifting down."""
+        later = [r for r, _ in self._pending]
+        latest = (self.detector.baseline + later)[-TREND_WINDOW:]  # the baseline ends with the confirmed reward
+        return not self.reference.below([confirmed_reward, *later]) and not self.reference.below(latest)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         if self.reset_on_episode or self.known_good is None:
             self.detector.reset(keep_baseline=False)
+            self.reference.clear()
             self.known_good = dict(self.env.unwrapped.params)
         self._pending.clear()
         self._hold = 0
@@ -176,7 +206,7 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if info.get("scored", True):  # a chunk the reward cannot score (a pause) is neither judged nor learnt from
             detector = self.detector
             judged = detector.ready  # this step's test could alarm
-            cost = max(0.0, detector.mean - reward) if judged else 0.0
+            cost = max(0.0, self.reference.mean - reward) if judged else 0.0
             rollback = detector.update(reward)
             if rollback:
                 self.rollbacks += 1
@@ -194,8 +224,11 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 while len(self._pending) > self.confirm_steps:
                     confirmed_reward, confirmed_params = self._pending.popleft()
                     detector.add_baseline(confirmed_reward)
-                    if judged:  # a setting confirmed while no alarm was possible was never judged
+                    self.reference.add(confirmed_reward, detector.baseline)
+                    if judged and self._reaches_reference(confirmed_reward):  # confirmed before the test was ready: never judged
                         self.known_good = confirmed_params
+                if detector.ready and not self.reference.samples:  # the first baseline is the first reference
+                    self.reference.start(detector.baseline)
         if not np.array_equal(action, proposed):
             extra["applied_action"] = np.asarray(action, dtype=np.float32)
         info = {**info, **extra, "rollback": rollback, "rollbacks": self.rollbacks, "cost": float(cost), "substituted": substituted}
