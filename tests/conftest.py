@@ -6,6 +6,19 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sb3_logs_in_pytest_tmp(tmp_path_factory):
+    """SB3 ``learn()`` without a logger makes an empty ``SB3-<time>`` folder in the system temp dir per call
+    (``stable_baselines3.common.logger.configure``); ``SB3_LOGDIR`` sends them to pytest's own temp dir."""
+    old = os.environ.get("SB3_LOGDIR")
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
+    yield
+    if old is None:
+        del os.environ["SB3_LOGDIR"]
+    else:
+        os.environ["SB3_LOGDIR"] = old
+
+
 @pytest.fixture(scope="session")
 def builtin():
     import scenarios
