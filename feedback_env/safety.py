@@ -204,16 +204,18 @@ def _critical_z(alpha: float) -> float:
     return float(norm.isf(alpha))
 
 
-def mean_below(sample, reference, alpha: float, min_sigma: float) -> bool:
-    """One-sided z-test: True when the mean of ``sample`` is below that of ``reference`` at level ``alpha``.
+def mean_below(sample, reference, alpha: float, min_sigma: float, margin: float = 0.0) -> bool:
+    """One-sided z-test: True when the mean of ``sample`` is below that of ``reference``, less ``margin`` of its
+    standard deviations, at level ``alpha``.
 
     The spread is the reference's (ddof 1, floored at ``min_sigma``, the values' units); for independent normal values
-    drawn alike it says True with probability ``alpha``. False when the reference has fewer than 2 values.
+    drawn alike it says True with probability ``alpha`` (margin 0). False when the reference has fewer than 2 values.
     """
     if len(reference) < 2 or not len(sample):
         return False
     sigma = max(float(np.std(reference, ddof=1)), min_sigma)
-    z = (float(np.mean(sample)) - float(np.mean(reference))) / (sigma * math.sqrt(1.0 / len(sample) + 1.0 / len(reference)))
+    gap = float(np.mean(sample)) - float(np.mean(reference)) + margin * sigma
+    z = gap / (sigma * math.sqrt(1.0 / len(sample) + 1.0 / len(reference)))
     return z < -_critical_z(alpha)
 
 
@@ -252,9 +254,9 @@ class ReferenceLevel:
     def clear(self) -> None:
         self.start([])
 
-    def below(self, rewards) -> bool:
-        """True when the mean of ``rewards`` is significantly (level ``alpha``) below the reference's."""
-        return mean_below(rewards, self.samples, self.alpha, self.min_sigma)
+    def below(self, rewards, margin: float = 0.0) -> bool:
+        """True when the mean of ``rewards`` is significantly (level ``alpha``) below the reference's, less ``margin`` sds."""
+        return mean_below(rewards, self.samples, self.alpha, self.min_sigma, margin)
 
     def add(self, reward: float, latest) -> None:
         """A new ``reward``: it joins the reference until that is full; then every ``size`` rewards the latest ``size``

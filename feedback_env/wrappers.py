@@ -71,10 +71,26 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     agent's (substituted, or limited by ``max_change``), ``info["applied_action"]`` holds it, so that a
     learner can credit the reward to it (:class:`agents.prioritized.PrioritizedTD3` does).
 
+    When the input gets harder (noise rising mid-clip), every setting's reward falls, the known-good one's too, and
+    the reference would refuse every later setting. So the known-good setting's own rewards judge the input: its
+    first ``hold_steps`` rewards after each rollback (the absolute env's substituted chunks; in the delta env, only
+    when the agent's next change is nil), pooled over the rollbacks since the last promotion, are tested against the
+    reference less ``min_shift`` sds (one-sided z-test at 5 %; the margin because a known-good setting may itself sit
+    about 1 sd below the reference). If they are below it, the input got harder: the baseline and the reference restart
+    as at the episode's start (no rollback before ``min_samples`` confirmed rewards), the known-good parameters are
+    kept, and ``input_changes`` counts it. Input 3 sd harder from step 200 of 400, an agent making small random moves
+    (absolute env): a setting that ran after the change becomes known-good 9 steps after it (before: never), and the
+    mean ``cost`` over the last 100 steps is 0.42 sd (before: 3.0; 0.40 is its level on i.i.d. rewards), medians of
+    ``test_after_the_input_gets_harder_new_settings_become_known_good_again``; the figures above are unchanged. A drop
+    under about ``min_shift`` sds is not told from a slightly damaged known-good setting. In the delta env an agent
+    that moves every step never runs the known-good setting after a restore, so a harder input is never told there:
+    it rolls back every 1.4 steps on average to the episode's end, as it did before the reference level existed
+    (``test_with_the_delta_env_an_agent_that_moves_every_step_never_shows_a_harder_input``).
+
     ``info`` gains ``rollback`` (bool: rolled back at this step), ``rollbacks`` (count since the
     wrapper was made), ``cost`` (quality lost against the reference level: ``max(0, reference mean -
     reward)``, in reward units, 0 before the test is ready; safety-gymnasium's convention; the reference
-    never follows quality down within an episode, so ``cost`` counts a gradual loss in full: at 0.02 sd
+    follows quality down only when the input got harder, so ``cost`` counts a gradual loss in full: at 0.02 sd
     per step its mean over the last 100 steps is within 0.1 sd of the true loss, where the former
     baseline-relative cost understated it by 2.7 sd), ``substituted`` (the known-good
     action ran instead of the agent's) and, on a rollback, ``safety`` (why, in words).
@@ -85,7 +101,8 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     :param min_shift: smallest drop to catch quickly, in baseline standard deviations.
     :param min_samples: confirmed rewards needed before the test may alarm.
     :param confirm_steps: chunks a setting must run without an alarm to become known-good.
-    :param hold_steps: absolute env: chunks the known-good action is substituted after a rollback.
+    :param hold_steps: absolute env: chunks the known-good action is substituted after a rollback; both envs: the
+        known-good setting's rewards per rollback that judge whether the input got harder.
     :param max_change: optional limit on the change of each tuned parameter per step, in unit-cube
         widths (the cube is 2 wide); None for no limit. With the absolute env the position the action
         sets is clipped; ValueError if no action within the env's action radius keeps to the limit.
@@ -140,6 +157,9 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.known_good: dict[str, float] | None = None
         self._pending: deque[tuple[float, dict[str, float]]] = deque()
         self._hold = 0
+        self.input_changes = 0  # restarts of the baseline and the reference: the known-good setting fell short
+        self._known_good_runs: deque[float] = deque(maxlen=baseline_size)  # its rewards after rollbacks since the last promotion
+        self._collecting = 0  # of them still to collect after the last rollback
 
     def _unit(self, params: dict[str, float]) -> np.ndarray:
         """Unit-cube position (float64, shape (d,)) of the tuned parameters in ``params``."""
@@ -156,6 +176,22 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         latest = (self.detector.baseline + later)[-TREND_WINDOW:]  # the baseline ends with the confirmed reward
         return not self.reference.below([confirmed_reward, *later]) and not self.reference.below(latest)
 
+    def _judge_the_input(self, reward: float, params: dict[str, float]) -> bool:
+        """Collect the known-good setting's first ``hold_steps`` rewards after a rollback; True when, with those of
+        earlier rollbacks, they are below the reference less ``min_shift`` sds: the input got harder, and the baseline
+        and the reference restart (as at the episode's start; the known-good parameters are kept)."""
+        if self._collecting == 0 or not self._is_known_good(params):
+            return False
+        self._known_good_runs.append(reward)
+        self._collecting -= 1
+        if self._collecting > 0 or not self.reference.below(self._known_good_runs, margin=self.detector.min_shift):
+            return False
+        self.input_changes += 1
+        self.detector.reset(keep_baseline=False)
+        self.reference.clear()
+        self._known_good_runs.clear()
+        return True
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         if self.reset_on_episode or self.known_good is None:
@@ -164,6 +200,8 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.known_good = dict(self.env.unwrapped.params)
         self._pending.clear()
         self._hold = 0
+        self._known_good_runs.clear()
+        self._collecting = 0
         return obs, {**info, "rollback": False, "rollbacks": self.rollbacks, "cost": 0.0, "substituted": False}
 
     def _limit(self, action: np.ndarray) -> np.ndarray:
@@ -207,6 +245,8 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             detector = self.detector
             judged = detector.ready  # this step's test could alarm
             cost = max(0.0, self.reference.mean - reward) if judged else 0.0
+            if self._judge_the_input(float(reward), info["params"]):
+                judged = False  # a fresh baseline: no alarm, nor known-good setting, until it has min_samples rewards
             rollback = detector.update(reward)
             if rollback:
                 self.rollbacks += 1
@@ -219,6 +259,8 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     obs = self.env.unwrapped.restore_params(self.known_good)
                 else:
                     self._hold = self.hold_steps
+                if self._collecting == 0:
+                    self._collecting = self.hold_steps
             else:
                 self._pending.append((float(reward), dict(info["params"])))
                 while len(self._pending) > self.confirm_steps:
@@ -226,7 +268,9 @@ class SafetyWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     detector.add_baseline(confirmed_reward)
                     self.reference.add(confirmed_reward, detector.baseline)
                     if judged and self._reaches_reference(confirmed_reward):  # confirmed before the test was ready: never judged
-                        self.known_good = confirmed_params
+                        self.known_good = confirmed_params  # it reaches the reference: the input is judged afresh
+                        self._known_good_runs.clear()
+                        self._collecting = 0
                 if detector.ready and not self.reference.samples:  # the first baseline is the first reference
                     self.reference.start(detector.baseline)
         if not np.array_equal(action, proposed):

@@ -353,3 +353,74 @@ def test_false_rollbacks_while_the_agent_moves_every_step_stay_under_twice_the_s
             monitored, alarms = monitored + ready, alarms + info["rollback"]
     assert alarms <= poisson.ppf(0.99, 2 * rate * monitored), f"{alarms} false rollbacks in {monitored} steps ({alarms / monitored / rate:.2f}x)"
     assert alarms / monitored / rate == pytest.approx(1.8, abs=0.15), alarms / monitored / rate  # as the docstring states
+
+
+class _HarderInputEnv(_IidRewardEnv):
+    """Stub env: rewards i.i.d. N(0, 1) whatever the parameters, minus ``drop`` from step ``at`` on (the input got harder:
+    every setting's reward falls alike); ``delta`` gives it delta actions."""
+
+    def __init__(self, length: int, rng: np.random.Generator, drop: float = 3.0, at: int = 200, delta: bool = False):
+        super().__init__(length, rng)
+        if delta:
+            from feedback_env.envs.actions import DeltaAction
+
+            self.action_type = DeltaAction(PARAMETER_SPACE, ["highpass_hz"])
+        self.drop, self.at = drop, at
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward - (self.drop if self.t > self.at else 0.0), terminated, truncated, info
+
+
+def harder_input_episodes(delta: bool, move, episodes: int = 20):
+    """400-step episodes whose input gets 3 sd harder after step 200, ``move(action_type, rng)`` giving the agent's action.
+    Per episode: steps after the change until a setting that ran after it became known-good (400 if none did), rollbacks after the
+    change, mean ``cost`` over the last 100 steps."""
+    delays, rollbacks, costs = [], [], []
+    for seed in range(episodes):
+        env = SafetyWrapper(_HarderInputEnv(400, np.random.default_rng(seed), delta=delta))
+        env.reset(seed=seed)
+        agent, delay, rolled, cost = np.random.default_rng(1000 + seed), 400, 0, []
+        for t in range(400):
+            before = env.known_good
+            *_, info = env.step(move(env.unwrapped.action_type, agent))
+            cost.append(info["cost"])
+            rolled += t >= 200 and info["rollback"]
+            if delay == 400 and t >= 200 + env.confirm_steps and env.known_good != before:  # its reward came after the change
+                delay = t - 200
+        delays.append(delay)
+        rollbacks.append(rolled)
+        costs.append(np.mean(cost[-100:]))
+    return np.array(delays), np.array(rollbacks), np.array(costs)
+
+
+def test_after_the_input_gets_harder_new_settings_become_known_good_again():
+    """An input 3 sd harder from step 200 (every setting's reward falls) made every later setting fall short of the
+    reference, so none became known-good again within the episode and ``cost`` read the whole drop as quality lost
+    (an agent making small random moves, absolute env: never in 20 of 20 episodes, cost 3.0 sd over the last 100
+    steps). The known-good setting's own rewards after a rollback now tell the input change and the reference restarts:
+    9 steps, 0.42 sd (0.40 on i.i.d. rewards)."""
+    start = PARAMETER_SPACE.subspace(["highpass_hz"]).to_unit({"highpass_hz": PARAMETER_SPACE.defaults()["highpass_hz"]})
+    move = lambda actions, rng: actions.action_for(start + rng.uniform(-0.01, 0.01, 1)).astype(np.float32)  # noqa: E731
+    delays, rollbacks, costs = harder_input_episodes(False, move)
+    figures = (f"a setting from after the change known-good after {np.median(delays):.0f} steps (never in {np.sum(delays == 400)}"
+               f" of 20), {np.median(rollbacks):.0f} rollbacks after it, cost over the last 100 steps {np.median(costs):.2f} sd "
+               f"(0.40 with i.i.d. N(0, 1) rewards) (medians)")
+    assert np.sum(delays == 400) == 0 and np.median(delays) <= 30, figures
+    assert np.median(costs) <= 0.6, figures
+
+
+def test_after_the_input_gets_harder_the_cost_of_the_known_good_setting_returns_to_its_level():
+    """The agent keeps the known-good setting (delta env, no change): after the input gets 3 sd harder its cost
+    over the last 100 steps was 3.0 sd, all of it the input's; now 0.41 sd, its level on i.i.d. rewards (0.40)."""
+    delays, rollbacks, costs = harder_input_episodes(True, lambda actions, rng: np.zeros(1, np.float32))
+    assert np.median(costs) <= 0.6, f"cost over the last 100 steps {np.median(costs):.2f} sd, {np.median(rollbacks):.0f} rollbacks"
+
+
+def test_with_the_delta_env_an_agent_that_moves_every_step_never_shows_a_harder_input():
+    """Limitation (the docstring states it): after a restore the delta env runs the known-good setting plus the agent's
+    next change, so an agent that moves every step never runs it, the input change is never told, and it rolls back
+    every 1.4 steps on average for the rest of the episode (144 of 200 steps; so before the reference level existed)."""
+    move = lambda actions, rng: rng.uniform(-0.05, 0.05, 1).astype(np.float32)  # noqa: E731
+    delays, rollbacks, costs = harder_input_episodes(True, move, episodes=10)
+    assert np.median(rollbacks) >= 100 and np.median(costs) >= 2.5, (np.median(rollbacks), np.median(costs))
