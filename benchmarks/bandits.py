@@ -3,7 +3,8 @@
     python benchmarks/bandits.py [--quick] [--sections latency regret redis env] [--robustness]
 
 * ``latency_us``: select+update per decision (median of repeated blocks, one thread, 6 arms, LinUCB
-  on 8 context dimensions), ours and MABWiser's for the same policy, ``mabwiser_over_ours``.
+  on 8 context dimensions), ours and MABWiser's for the same policy, ``mabwiser_over_ours``; the blocks
+  and their sizes (MABWiser's a tenth of ours, at least 10) under ``latency_samples``.
 * ``regret_vs_mabwiser``: final pseudo-regret on the same instances and budget (mean, paired std error).
 * ``regret``: the guarantees the tests check, as figures.
 * ``redis``: shared updates per second through a local redis-server (started here), unpipelined and
@@ -38,6 +39,7 @@ from bandits import EXP3, LinUCB, RewardAdapter, regret  # noqa: E402
 from bandits.nonstationary import DiscountedUCB, SlidingWindowUCB, discount_for, window_for  # noqa: E402
 from bandits.regret import regret_curves  # noqa: E402
 from bandits.stochastic import UCB1, EpsilonGreedy, GaussianThompsonSampling, ThompsonSampling  # noqa: E402
+from benchmarks.measurement import Conditions  # noqa: E402  (the root leads sys.path: see above)
 
 K, DIM = 6, 8
 POLICIES = {
@@ -94,7 +96,7 @@ def latency(repeats: int, block: int) -> dict:
             mab = MAB(list(range(K)), mabwiser_policy(name), seed=0)
             first = np.arange(K)
             mab.fit(first, rewards[first, first], contexts=contexts[:K] if ctx else None)
-            peer_block = max(10, block // 10)
+            peer_block = max(10, block // 10)  # MABWiser is slower per decision: shorter blocks (latency_samples)
 
             def run_peer(start: int) -> float:
                 t0 = time.perf_counter()
@@ -379,6 +381,7 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="a subset (all by default)")
     parser.add_argument("--robustness", action="store_true", help="also the train-split context choice and subsets (slow)")
     args = parser.parse_args()
+    conditions = Conditions()
     q, sections = args.quick, set(args.sections)
     result: dict = {"arms": K, "linucb_dim": DIM}
     targets = {}
@@ -388,7 +391,10 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:7.1f} s] {section} done", file=sys.stderr, flush=True)
 
     if "latency" in sections:
-        result["latency_us"] = lat = latency(repeats=3 if q else 7, block=100 if q else 300)
+        repeats, block = (3, 100) if q else (7, 300)
+        result["latency_us"] = lat = latency(repeats=repeats, block=block)
+        result["latency_samples"] = {"blocks": repeats, "decisions_per_block": block,
+                                     "decisions_per_block_mabwiser": max(10, block // 10)}  # fmt: skip
         targets["at_least_as_fast_as_mabwiser"] = all(lat[p]["mabwiser_over_ours"] >= 1.0 for p in PEERS)
         progress("latency")
     if "regret" in sections:
@@ -408,6 +414,7 @@ def main() -> None:
     if "env" in result:
         targets["linucb_beats_best_preset_on_test_clips"] = min(result["env"]["linucb"]["gain_over_best_preset"]) > 0
     result["targets_met"] = targets
+    result["conditions"] = conditions.record()
     print(json.dumps(result, indent=2, default=float))
 
 

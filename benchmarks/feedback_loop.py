@@ -2,14 +2,18 @@
 
     python benchmarks/feedback_loop.py [--jobs 2] [--split all] [--records 1000000] [--subset]
 
-* ``collect_feedback`` latency for a 1 s chunk at 16 kHz: metrics given, and metrics computed (the
-  reward's cheap set, intrusive with a clean reference and non-intrusive without); p50/p99 in ms.
+* ``collect_feedback`` latency for 1 s chunks at 16 kHz, each call a new chunk (distinct seconds of the
+  built-in clips, as a live stream brings them: the metrics memoize on the audio's bytes): metrics given,
+  and metrics computed (the reward's cheap set, intrusive with a clean reference and non-intrusive
+  without); p50/p99 in ms over ``n`` calls.
 * ``update_parameters`` latency per strategy on 0.5 s chunks (and 1 s for ``gradient``, the 1-pair
   ``gradient``, and ``gradient`` on a hum clip, where the notch bank is on); p50/p99 in ms. An update is
   dominated by its 16 evaluations, each re-processing the last two chunks (``replay_warmup=1``); the
   ``_2_workers`` rows score them in two processes (``FeedbackLoopSystem(workers=2)``), on both clips.
-* RSS after 10k, 100k and 1M records (``collect_feedback`` on 20 ms chunks, metrics given): flat
-  memory thanks to the bounded history.
+* RSS after 10k, 100k and 1M records (``collect_feedback`` on 20 ms chunks, metrics given), in a process
+  started for them alone: flat memory thanks to the bounded history. ``peak_rss_mb`` is that process's
+  lifetime peak, its imports included (the larger of ``ru_maxrss`` and the samples).
+* ``conditions``: the threads in effect, CPU, load average at the start and end, versions.
 * Convergence on the built-in set: fraction of the per-clip oracle improvement (the loop's objective,
   ``tests/data/feedback_loop_oracle.json``) after 10, 30 and 100 iterations for ``gradient`` (SPSA),
   ``cma``, ``bayesian`` (Optuna TPE) and ``random``; 16 evaluations (``loop.evaluate``) per update for each:
@@ -55,12 +59,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from benchmark_args import SPLITS, positive_int, select_split  # noqa: E402
+from measurement import Conditions, second_stream  # noqa: E402
 
 ORACLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "feedback_loop_oracle.json"
 MARKS = (10, 30, 100)
@@ -79,26 +85,34 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def collect_latency(clip, repeats: int) -> dict:
+def collect_latency(scenario_set, repeats: int) -> dict:
+    """p50/p99 of ``collect_feedback`` on ``repeats`` 1 s chunks, each new audio (:func:`measurement.second_stream`:
+    the metrics memoize on the audio's bytes, which a live stream never repeats), after one untimed call."""
     from feedback_env.feedback_loop import FeedbackLoopSystem
     from feedback_env.metrics import compute_metrics
     from feedback_env.pipeline import EnhancementPipeline
 
-    x, c = clip.noisy[16000:32000], clip.clean[16000:32000]
-    y = EnhancementPipeline().process_clip(x)
+    stream = second_stream(scenario_set, repeats + 1)
+    outputs: dict[int, np.ndarray] = {}  # the enhanced chunks, by the noisy chunk's id (the stream cycles)
+    for x, _ in stream:
+        if id(x) not in outputs:
+            outputs[id(x)] = EnhancementPipeline().process_clip(x)
     out = {}
-    for label, clean in (("intrusive", c), ("blind", None)):
+    for label, intrusive in (("intrusive", True), ("blind", False)):
         loop = FeedbackLoopSystem(seed=0, mode="offline")
-        names = loop.rewards[clean is not None].metric_names
-        given = compute_metrics(y, clean, 16000, names=names)
-        for mode, metrics in (("metrics_given", given), ("metrics_computed", None)):
-            loop.collect_feedback(x, y, metrics=metrics, clean_audio=clean)  # warm-up
+        names = loop.rewards[intrusive].metric_names
+        given: dict[int, dict] = {}
+        for x, c in stream:
+            if id(x) not in given:
+                given[id(x)] = compute_metrics(outputs[id(x)], c if intrusive else None, 16000, names=names)
+        for mode in ("metrics_given", "metrics_computed"):
             times = []
-            for _ in range(repeats):
+            for x, c in stream:
+                metrics = given[id(x)] if mode == "metrics_given" else None
                 t0 = time.perf_counter()
-                loop.collect_feedback(x, y, metrics=metrics, clean_audio=clean)
+                loop.collect_feedback(x, outputs[id(x)], metrics=metrics, clean_audio=c if intrusive else None)
                 times.append(time.perf_counter() - t0)
-            out[f"{label}_{mode}"] = percentiles(times)
+            out[f"{label}_{mode}"] = percentiles(times[1:])  # the first: warm-up
     return out
 
 
@@ -148,6 +162,9 @@ def tpe_window(clip, updates: int, block: int = 50) -> dict:
 
 
 def memory(records: int) -> dict:
+    """RSS of a loop after 1k, 10k, 100k and ``records`` ``collect_feedback`` calls (20 ms chunks, metrics
+    given), in the process that calls it; ``peak_rss_mb``: that process's lifetime peak, the larger of
+    ``getrusage`` ``ru_maxrss`` (the kernel's high-water mark, which lags the samples) and the samples."""
     from feedback_env.feedback_loop import FeedbackLoopSystem
 
     rng = np.random.default_rng(0)
@@ -161,13 +178,24 @@ def memory(records: int) -> dict:
         loop.collect_feedback(x, y, metrics={"wada_snr": 10.0, "clipping_ratio": 0.0})
         if i in marks:
             rss[str(i)] = rss_mb()
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
     return {
         "records": records,
         "history_kept": len(loop.history),
         "rss_mb": rss,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": max(max_rss, *rss.values()),
+        "peak_rss_of": "lifetime peak of a process started for the records alone (its imports included): "
+                       "max of getrusage ru_maxrss and the rss_mb samples",
         "seconds": time.perf_counter() - t0,
     }
+
+
+def memory_alone(records: int) -> dict:
+    """:func:`memory` in a process of its own, so that its peak is that of the records, not the latency runs'."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(memory, (records,))
 
 
 def converge(job: tuple) -> tuple[int, str, str, dict]:
@@ -416,6 +444,7 @@ def main() -> None:
     parser.add_argument("--tpe-updates", type=int, default=400)
     parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "memory", "convergence"])
     args = parser.parse_args()
+    conditions = Conditions()
     if args.iterations < MARKS[0]:
         parser.error(f"--iterations must be at least {MARKS[0]} (the first mark of the convergence table)")
 
@@ -425,10 +454,11 @@ def main() -> None:
     clip = scenario_set["white_snr+10_f2"]
     result: dict = {"sample_rate": 16000}
     if "latency" not in args.skip:
-        result["collect_feedback_1s"] = collect_latency(clip, args.repeats)
+        result["collect_feedback_1s"] = collect_latency(scenario_set, args.repeats)
+        result["collect_feedback_distinct_chunks"] = len({id(x) for x, _ in second_stream(scenario_set, args.repeats + 1)})
         result["update_parameters"] = update_latency(clip, scenario_set["hum50_snr+15_m3"], args.update_repeats)
     if "memory" not in args.skip:
-        result["memory"] = memory(args.records)
+        result["memory"] = memory_alone(args.records)
     clips = [c.id for c in select_split(scenario_set, args.split)]
     if "convergence" not in args.skip:
         table = run_table({s: (s, {}, {}) for s in STRATEGIES}, clips, args.iterations, args.seed, args.jobs)
@@ -479,6 +509,7 @@ def main() -> None:
         targets["best_at_95pct_within_100"] = s[best]["median_fraction"][last] >= 0.95
         targets["best_ahead_of_tpe"] = s[best]["median_fraction"][last] > s["bayesian"]["median_fraction"][last]
     result["targets_met"] = targets
+    result["conditions"] = conditions.record()
     print(json.dumps(result, indent=1, allow_nan=False))
 
 

@@ -31,6 +31,7 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
     ("feedback_loop.py", ["--update-repeats", "-3", "--repeats", "1", "--skip", "memory", "convergence"],
      ["--update-repeats", "positive"]),
     ("pipeline.py", ["--repeats", "0", "--env-steps", "1"], ["--repeats", "positive"]),
+    ("pipeline.py", ["--repeats", "1", "--env-steps", "0"], ["--env-steps", "positive"]),
 ])  # fmt: skip
 def test_a_selection_of_nothing_or_a_zero_count_is_an_error_naming_what_exists(script, args, named):
     done = run(script, *args)
@@ -38,10 +39,17 @@ def test_a_selection_of_nothing_or_a_zero_count_is_an_error_naming_what_exists(s
     assert all(n in done.stderr for n in named), done.stderr
 
 
-def test_split_all_is_every_clip_and_a_split_its_own(builtin):
-    spec = importlib.util.spec_from_file_location("benchmark_args", ROOT / "benchmarks" / "benchmark_args.py")
+def load_script(name: str, monkeypatch):
+    """A module of benchmarks/ (with its folder on sys.path, as when it runs as a script)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_split_all_is_every_clip_and_a_split_its_own(builtin, monkeypatch):
+    module = load_script("benchmark_args", monkeypatch)
     assert len(module.select_split(builtin, "all")) == len(builtin)
     assert {c.split for c in module.select_split(builtin, "test")} == {"test"}
 
@@ -52,3 +60,36 @@ def test_memory_flatness_after_100k_records_is_null_when_the_run_stops_before(tm
     result = json.loads(done.stdout)
     assert set(result["memory"]["rss_mb"]) == {"start", "1000", "1500"}
     assert result["targets_met"]["rss_flat_100k_to_end"] is None
+    assert result["memory"]["peak_rss_mb"] >= max(result["memory"]["rss_mb"].values())  # a peak is never below a sample
+    assert "conditions" in result
+
+
+def test_timed_calls_get_distinct_audio_each_never_a_memo_hit(builtin, monkeypatch):
+    """The pipeline and metrics memoize on the audio's bytes (at most 16 entries): a benchmark that timed one
+    chunk over and over would time cache hits, which a live stream never gets."""
+    measurement = load_script("measurement", monkeypatch)
+    stream = measurement.second_stream(builtin, 40)
+    assert len(stream) == 40 and all(len(x) == 16000 and len(c) == 16000 for x, c in stream)
+    assert len({x.tobytes() for x, _ in stream}) == 40 and len({c.tobytes() for _, c in stream}) == 40
+    cycled = measurement.second_stream(builtin, 400)  # longer than the set: cycled, never within 16 calls
+    assert all(cycled[i][0].tobytes() != cycled[j][0].tobytes() for i in range(400) for j in range(i + 1, min(i + 17, 400)))
+    seen = []
+    pipeline = load_script("pipeline", monkeypatch)
+    median, n = pipeline.median_seconds(seen.append, [x for x, _ in stream[:5]])
+    assert n == 4 and median >= 0.0  # the first input warms up, untimed
+    assert len({x.tobytes() for x in seen}) == 5
+
+
+def test_benchmark_json_says_how_it_was_measured():
+    done = run("pipeline.py", "--repeats", "2", "--env-steps", "3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    conditions = result["conditions"]
+    assert conditions["threads"]["OMP_NUM_THREADS"] == "1" and conditions["cpu_count"] >= 1
+    assert len(conditions["load_average_start"]) == 3 and len(conditions["load_average_end"]) == 3
+    assert {"python", "numpy", "scipy", "noisereduce"} <= set(conditions["versions"])
+    samples = result["samples"]
+    assert samples["pipeline"] == 2 and samples["noisereduce"] == 2 and samples["env_steps"] == 3
+    assert samples["metrics"] >= 1 and samples["distinct_chunks"] >= 3
+    assert result["env_steps_per_s"] > 0
+
