@@ -46,6 +46,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmark_args import positive_int  # noqa: E402
+from measurement import Conditions  # noqa: E402
+
 
 def per_clip_oracle(clips, tuned: list[str], static: dict[str, float], budget: int, seed: int) -> dict[str, dict]:
     """Best static setting per clip: the best of CMA over ``tuned`` (from the run's static setting),
@@ -101,9 +104,10 @@ def ablations(config, run_dir: Path, test) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/td3", help="output folder of a train.py run")
-    parser.add_argument("--oracle-budget", type=int, default=300, help="CMA evaluations per clip and space")
+    parser.add_argument("--oracle-budget", type=positive_int, default=300, help="CMA evaluations per clip and space")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    conditions = Conditions()
 
     import torch
 
@@ -161,6 +165,7 @@ def main() -> None:
                 "median_policy_params": {
                     name: float(np.median([p[name] for s in result["schedules"].values() for p in s])) for name in config.tuned
                 },
+                "conditions": conditions.record(),
             },
             indent=2,
             allow_nan=False,

@@ -18,17 +18,19 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmark_args import SPLITS, select_split  # noqa: E402
+from benchmark_args import SPLITS, positive_int, select_split  # noqa: E402
+from measurement import Conditions  # noqa: E402
 
 METRICS = ["si_sdr", "pesq", "stoi", "estoi"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=300, help="CMA evaluations per clip")
+    parser.add_argument("--budget", type=positive_int, default=300, help="CMA evaluations per clip")
     parser.add_argument("--split", default="all", choices=SPLITS, help="clips to measure (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    conditions = Conditions()
 
     import noisereduce
     from tqdm import tqdm
@@ -69,6 +71,7 @@ def main() -> None:
                     "pesq_gap_ge_0.3": gap["pesq"] >= 0.3,
                 },
                 "per_clip": rows,
+                "conditions": conditions.record(),
             },
             indent=2,
         )

@@ -21,6 +21,8 @@ import tempfile  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import poisson  # noqa: E402
 
+from measurement import Conditions  # noqa: E402
+
 DAMAGES = {  # injected faults: physical overrides of the defaults
     "severe": {"highpass_hz": 500.0, "eq_low_db": 12.0, "eq_high_db": -12.0, "nr_floor_db": -40.0, "nr_oversubtraction": 8.0},
     "over_suppression": {"nr_floor_db": -40.0, "nr_oversubtraction": 8.0},
@@ -28,6 +30,20 @@ DAMAGES = {  # injected faults: physical overrides of the defaults
 }
 INJECT_AT = 40  # step of the injected fault (0.5 s chunks: 20 s in)
 WITHIN = 10  # steps it must be rolled back within
+
+
+def rates(text: str) -> list[float]:
+    """argparse type: comma-separated false-alarm rates (alarms per step), each 0 < rate < 1."""
+    out = []
+    for item in text.split(","):
+        try:
+            rate = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated rates, each a number 0 < rate < 1; got {item!r} in {text!r}") from None
+        if not 0.0 < rate < 1.0:
+            raise argparse.ArgumentTypeError(f"each rate must be 0 < rate < 1 (alarms per step), got {item!r} in {text!r}")
+        out.append(rate)
+    return out
 
 
 def stream_run(env_id: str, folder: str, clip: str, rate: float, inject_at: int | None, damage: dict | None = None) -> dict:
@@ -89,9 +105,10 @@ def reward_spread() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=120.0, help="seconds per stationary stream")
-    parser.add_argument("--rates", default="0.01,0.02,0.05", help="stated false-alarm rates to check")
+    parser.add_argument("--rates", type=rates, default="0.01,0.02,0.05", help="stated false-alarm rates to check")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    conditions = Conditions()
     if args.duration < 0.5 * (INJECT_AT + WITHIN):
         parser.error(f"--duration {args.duration:g} s is too short: the fault comes at step {INJECT_AT} (0.5 s chunks) "
                      f"and needs {WITHIN} steps after it, so at least {0.5 * (INJECT_AT + WITHIN):g} s")  # fmt: skip
@@ -99,26 +116,27 @@ def main() -> None:
     import scenarios
     from scenarios.streams import write_stationary_set
 
-    folder = str(write_stationary_set(tempfile.mkdtemp(prefix="streams-"), duration_s=args.duration, seed=args.seed))
-    clips = [c.id for c in scenarios.load(folder)]
     envs = ("feedback_env/AudioEnhancement-v0", "feedback_env/AudioEnhancementDelta-v0")
-    false_alarms = {}
-    for rate in (float(r) for r in args.rates.split(",")):
-        # fixed parameters give the same rewards in both envs: one env suffices for the false alarms
-        runs = [stream_run(envs[0], folder, c, rate, None) for c in clips]
-        monitored = sum(r["monitored"] for r in runs)
-        alarms = sum(len(r["alarms"]) for r in runs)
-        false_alarms[str(rate)] = {
-            "monitored_steps": monitored,
-            "rollbacks": alarms,
-            "observed_rate": alarms / monitored,
-            "expected_rollbacks": rate * monitored,
-            "poisson_p_value_at_least_observed": float(poisson.sf(alarms - 1, rate * monitored)),
+    with tempfile.TemporaryDirectory(prefix="streams-") as tmp:
+        folder = str(write_stationary_set(tmp, duration_s=args.duration, seed=args.seed))
+        clips = [c.id for c in scenarios.load(folder)]
+        false_alarms = {}
+        for rate in args.rates:
+            # fixed parameters give the same rewards in both envs: one env suffices for the false alarms
+            runs = [stream_run(envs[0], folder, c, rate, None) for c in clips]
+            monitored = sum(r["monitored"] for r in runs)
+            alarms = sum(len(r["alarms"]) for r in runs)
+            false_alarms[str(rate)] = {
+                "monitored_steps": monitored,
+                "rollbacks": alarms,
+                "observed_rate": alarms / monitored,
+                "expected_rollbacks": rate * monitored,
+                "poisson_p_value_at_least_observed": float(poisson.sf(alarms - 1, rate * monitored)),
+            }
+        delays = {
+            level: {env_id: [stream_run(env_id, folder, c, 0.01, INJECT_AT, damage)["delay"] for c in clips] for env_id in envs}
+            for level, damage in DAMAGES.items()
         }
-    delays = {
-        level: {env_id: [stream_run(env_id, folder, c, 0.01, INJECT_AT, damage)["delay"] for c in clips] for env_id in envs}
-        for level, damage in DAMAGES.items()
-    }
     flat = [d for per_env in delays.values() for ds in per_env.values() for d in ds]
     print(
         json.dumps(
@@ -131,6 +149,7 @@ def main() -> None:
                     "false_rollbacks_within_rate": all(v["poisson_p_value_at_least_observed"] > 0.01 for v in false_alarms.values()),
                     "rolled_back_within_10_steps": all(d is not None and d <= WITHIN for d in flat),
                 },
+                "conditions": conditions.record(),
             },
             indent=2,
         )

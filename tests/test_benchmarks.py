@@ -32,6 +32,12 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
      ["--update-repeats", "positive"]),
     ("pipeline.py", ["--repeats", "0", "--env-steps", "1"], ["--repeats", "positive"]),
     ("pipeline.py", ["--repeats", "1", "--env-steps", "0"], ["--env-steps", "positive"]),
+    ("pipeline_quality.py", ["--budget", "0", "--split", "test"], ["--budget", "positive"]),
+    ("schedule_oracle.py", ["--budget", "0", "--run", "no-such-run"], ["--budget", "positive"]),
+    ("learning.py", ["--oracle-budget", "0", "--run", "no-such-run"], ["--oracle-budget", "positive"]),
+    ("safety.py", ["--duration", "25", "--rates", "0.05,0.1x"], ["--rates", "'0.1x'"]),
+    ("safety.py", ["--duration", "25", "--rates", "0"], ["--rates", "0 < rate < 1"]),
+    ("safety.py", ["--duration", "25", "--rates", "0.05,1.5"], ["--rates", "1.5"]),
 ])  # fmt: skip
 def test_a_selection_of_nothing_or_a_zero_count_is_an_error_naming_what_exists(script, args, named):
     done = run(script, *args)
@@ -64,6 +70,16 @@ def test_memory_flatness_after_100k_records_is_null_when_the_run_stops_before(tm
     assert "conditions" in result
 
 
+def test_safety_leaves_no_stream_folder_behind(tmp_path):
+    env_tmp = {"TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "safety.py"), "--duration", "25", "--rates", "0.05"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env_tmp})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "conditions" in json.loads(done.stdout)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_timed_calls_get_distinct_audio_each_never_a_memo_hit(builtin, monkeypatch):
     """The pipeline and metrics memoize on the audio's bytes (at most 16 entries): a benchmark that timed one
     chunk over and over would time cache hits, which a live stream never gets."""
@@ -93,3 +109,11 @@ def test_benchmark_json_says_how_it_was_measured():
     assert samples["metrics"] >= 1 and samples["distinct_chunks"] >= 3
     assert result["env_steps_per_s"] > 0
 
+
+def test_schedule_segments_sit_around_each_clips_own_change(monkeypatch):
+    schedule_oracle = load_script("schedule_oracle", monkeypatch)
+    assert schedule_oracle.segments_around(4.0, 0.5) == ((0, 7), (7, 8), (8, 9), (9, 10), (10, None))
+    assert schedule_oracle.segments_around(2.0, 0.25) == ((0, 7), (7, 8), (8, 9), (9, 10), (10, None))
+    assert schedule_oracle.segments_around(3.0, 0.5) == ((0, 5), (5, 6), (6, 7), (7, 8), (8, None))
+    with pytest.raises(ValueError, match="change"):
+        schedule_oracle.segments_around(0.5, 0.5)
