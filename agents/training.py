@@ -78,7 +78,8 @@ class RunConfig:
         final model (feature context 0, before checkpoint ensembles) scores 12.49 dB mean test SI-SDR after
         20k steps (29 % of the static-to-oracle gap closed) and 12.75 dB after 40k (47 %), in 6 min 40 s
         on 2 shared cores; 50k-step runs took 8 min 0 s to 9 min 11 s, too close to the 10-minute budget
-        (``benchmarks/learning.py``, whose docstring gives the default run over seeds 0-4). The default run
+        (``benchmarks/learning.py``, whose docstring gives the default run before the hum notches' speech gate
+        over seeds 0-4, and the current one over seeds 0-3). The default run
         of two members side by side took 5 min 29 s on an idle 2-core machine.
     :param ensemble: TD3: the saved policy acts with the mean action of the last ``ensemble`` checkpoints
         of the second half of the run and the final model (:func:`~agents.ensemble.checkpoint_ensemble`);

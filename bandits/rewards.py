@@ -33,7 +33,7 @@ class RewardAdapter:
     def for_env_reward(cls) -> "RewardAdapter":
         """The envs' default reward (SI-SDR improvement / 10 dB + 0.2 x LSD improvement / 10 dB):
         -1.5 -> 0, +2.5 -> 1. Per-chunk rewards of the six presets on the built-in test clips span
-        [-1.21, 2.17] (``benchmarks/bandits.py`` prints the range it saw)."""
+        [-1.21, 2.22] (``benchmarks/bandits.py --sections env``'s ``reward_range_of_presets``)."""
         return cls(-1.5, 2.5, "env reward")
 
     @classmethod

@@ -5,8 +5,8 @@ with the one-sided CUSUM test of :class:`~feedback_env.safety.DegradationDetecto
 quality has dropped. The monitored signal is the reward itself: it is already the improvement of the
 enhanced chunk over the unprocessed one, so most of what the audio content does to the metrics (speech
 against pauses, loud against quiet) cancels in it. Measured with the default parameters on the built-in
-clips, its standard deviation within a clip is 0.08-0.51 (median 0.26) while clip means range over
-0.10-1.58 (``benchmarks/safety.py``): a baseline is only meaningful within one stream, so by default
+clips, its standard deviation within a clip is 0.08-0.67 (median 0.26; the hum clips the widest) while clip
+means range over 0.10-1.63 (``benchmarks/safety.py``'s ``reward_spread_builtin``): a baseline is only meaningful within one stream, so by default
 it starts afresh with each episode (each clip).
 """
 
