@@ -253,6 +253,7 @@ ADAPTATION_CONFIGS = {
     "rademacher": {"strategy_options": {"gradient": {"design": "rademacher"}}},
     "no_average": {"strategy_options": {"gradient": {"average": 0.0}}},
     "replay_scored_1": {"replay_scored": 1},
+    "no_restart": {"strategy_options": {"gradient": {"restart_on_input_change": False}}},
 }
 
 
@@ -435,7 +436,7 @@ def main() -> None:
     parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
     parser.add_argument("--adaptation-seeds", action="store_true",
                         help="also adaptation over seeds (--adaptation-seed-list): default, Hadamard pairs, "
-                             "random-sign pairs, no averaging, replay_scored=1")
+                             "random-sign pairs, no averaging, replay_scored=1, no restart on an input change")
     parser.add_argument("--adaptation-seed-list", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
     parser.add_argument("--curvature", action="store_true",

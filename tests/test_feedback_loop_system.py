@@ -239,6 +239,30 @@ def test_factorial_probes_give_the_gradient_at_the_centre_in_one_matrix(builtin)
         FeedbackLoopSystem(seed=0, strategy_options={"gradient": {"design": "factorial", "pairs": 4}}).strategy("gradient")
 
 
+def test_the_gradient_takes_full_steps_again_when_the_input_changes(builtin):
+    """When the noise gets louder the rollback test alarms; the loop dismisses the alarm (the checkpoint's
+    parameters would not do better on the replayed chunks: the input changed) and the gradient strategy restarts
+    its gain schedule and moments from where it stands, so that it re-adapts with full steps."""
+    clip = builtin["pink-up12_snr+15_f3"]
+    cut = int(float(clip.tags["change_s"]) * clip.sample_rate)
+    loop = FeedbackLoopSystem(seed=0)
+    run(loop, clip.noisy[:cut], clip.clean[:cut], 40)
+    spsa = loop.strategy("gradient")
+    assert spsa.k > 30 and spsa.step_size() < 0.65
+    seen = len(loop.events)
+    for x, c in chunk_stream(clip.noisy[cut:], clip.clean[cut:], CHUNK, 30):
+        loop.step(x, c)
+        if any(e["kind"] == "alarm_dismissed" for e in list(loop.events)[seen:]):
+            break
+    else:
+        pytest.fail("no alarm dismissed as an input change within 30 chunks of the louder noise")
+    assert spsa.k <= 1 and spsa.step_size() > 0.95, (spsa.k, spsa.step_size())  # restarted (one update may follow)
+    kept = FeedbackLoopSystem(seed=0, strategy_options={"gradient": {"restart_on_input_change": False}}).strategy("gradient")
+    kept.k = 40
+    kept.on_input_change(loop)
+    assert kept.k == 40  # the ablation's switch: the schedule goes on
+
+
 def _learn(clip_id: str) -> tuple[str, float]:
     """100 iterations of the default loop (gradient) on a train clip: its fraction of the oracle improvement."""
     import scenarios

@@ -105,6 +105,8 @@ class GradientStrategy:
         ``n`` rows of one randomized Hadamard matrix per update, ``n`` evaluations: 16 for 8 to 15
         parameters), ``"hadamard"`` (two-sided pairs from randomized Hadamard matrices) or
         ``"rademacher"`` (two-sided pairs of independent random signs, Spall's original).
+    :param restart_on_input_change: when the loop dismisses a rollback alarm as a change of the input, restart the
+        gain schedule and the moments from the iterate (:meth:`on_input_change`).
     """
 
     name = "gradient"
@@ -122,6 +124,7 @@ class GradientStrategy:
         eps: float = 1e-8,
         average: float = 0.8,
         design: str | None = None,
+        restart_on_input_change: bool = True,
     ):
         if design is None:
             design = "factorial" if pairs is None else "hadamard"
@@ -143,6 +146,7 @@ class GradientStrategy:
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.average = float(average)
         self.design = design
+        self.restart_on_input_change = bool(restart_on_input_change)
         self.reset(loop.space.dim)
 
     def reset(self, dim: int) -> None:
@@ -232,6 +236,15 @@ class GradientStrategy:
 
     def on_rollback(self, loop: "FeedbackLoopSystem") -> None:
         self.reset(loop.space.dim)
+
+    def on_input_change(self, loop: "FeedbackLoopSystem") -> None:
+        """The input changed (a dismissed alarm): restart the gain schedule and the moments from the iterate, so
+        the search re-adapts with full steps instead of the decayed ones (the old gradient no longer holds)."""
+        if not self.restart_on_input_change:
+            return
+        self.m = np.zeros_like(self.m)
+        self.v = np.zeros_like(self.v)
+        self.k = 0
 
     def state_dict(self) -> dict[str, Any]:
         iterate = None if self.iterate is None else self.iterate.tolist()

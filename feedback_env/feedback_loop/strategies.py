@@ -25,7 +25,9 @@ every record usable for learning (``record.ok``; failed records are never shown 
 A strategy that switches between whole settings rather than walking (a bandit over presets, a policy
 setting absolute parameters) sets ``step_limits = False``: its proposals then pass only the NaN guard
 and the bounds, not the trust region or oscillation damping. An optional ``on_rollback(loop)`` method
-is called after a rollback (e.g. to reset momentum), and
+is called after a rollback (e.g. to reset momentum), an optional ``on_input_change(loop)`` when the loop
+dismisses a rollback alarm because the input changed (the quality fell with the input, not the parameters:
+e.g. to take full steps again), and
 optional ``state_dict() -> dict`` / ``load_state_dict(dict)`` (JSON-serializable) let ``loop.save``
 and ``FeedbackLoopSystem.load`` carry the strategy's state across a restart.
 

@@ -609,6 +609,14 @@ class FeedbackLoopSystem:
         self.events.append({"kind": "alarm_dismissed", "iteration": self.history.total, "reason": why,
                             "test": self.monitor.explain()})  # fmt: skip
         self.monitor.rebaseline()
+        self._notify("on_input_change")
+
+    def _notify(self, hook_name: str) -> None:
+        """Call the optional hook ``hook_name(loop)`` of every strategy made so far."""
+        for strategy in self.strategies.values():
+            hook = getattr(strategy, hook_name, None)
+            if callable(hook):
+                hook(self)
 
     def rollback(self) -> RollbackEvent:
         """Restore the last known-good parameters and record why. :raises NoChunkError: no checkpoint yet."""
@@ -621,10 +629,7 @@ class FeedbackLoopSystem:
         m.after_rollback()
         self.guard.reset()
         self.convergence.reset()
-        for strategy in self.strategies.values():
-            hook = getattr(strategy, "on_rollback", None)
-            if callable(hook):
-                hook(self)
+        self._notify("on_rollback")
         self.rollbacks.append(event)
         self.events.append({"kind": "rollback", **event.to_dict()})
         return event
