@@ -706,6 +706,59 @@ def test_save_load_resumes_where_it_was(builtin, tmp_path):
     assert path.read_bytes() == good_bytes and list(tmp_path.iterdir()) == [path]  # old file intact, no debris
 
 
+def test_options_that_are_not_json_are_saved_as_text_or_asked_for_again_at_load(builtin, tmp_path):
+    """A policy object (the only way to hand the loop a Redis-shared bandit) and a ``Path`` made save() raise a
+    bare ``TypeError``. Paths are saved as text; a live object is saved as a marker that load() refuses, naming
+    the option, until ``strategy_options`` gives it again; the restored loop then runs on as the original."""
+    from bandits import UCB1
+    from feedback_env.feedback_loop import LoopFileError
+
+    clip = builtin["white_snr+10_f2"]
+    folder = tmp_path / "models"
+    register_strategy("fixed_with_path", lambda loop, folder=None: _Fixed({}), replace=True)
+    try:
+        loop = FeedbackLoopSystem(seed=0, strategy="bandit", strategy_options={
+            "bandit": {"policy": UCB1(6, seed=0), "seed": 1}, "fixed_with_path": {"folder": folder}})
+        run(loop, clip.noisy, clip.clean, 4)
+        loop.strategy("fixed_with_path")
+        path = loop.save(tmp_path / "loop.npz")
+        with pytest.raises(LoopFileError, match=r"strategy_options\['bandit'\]\['policy'\].*UCB1.*"
+                                                r"load\(\.\.\., strategy_options="):
+            FeedbackLoopSystem.load(path)
+        restored = FeedbackLoopSystem.load(path, strategy_options={"bandit": {"policy": UCB1(6, seed=0)}})
+        assert restored.strategy_options["fixed_with_path"] == {"folder": str(folder)}
+        assert restored.strategy_options["bandit"]["seed"] == 1  # what was saved is kept beside what is given
+        assert restored.strategy("bandit").policy.state_dict() == loop.strategy("bandit").policy.state_dict()
+        for lp in (loop, restored):
+            lp.reset_stream()
+            run(lp, clip.noisy, clip.clean, 3)
+        assert restored.parameters == loop.parameters
+        assert restored.save(path) == path  # and saves again
+    finally:
+        unregister_strategy("fixed_with_path")
+
+
+def test_a_save_that_cannot_be_written_names_the_strategy_and_keeps_the_previous_file(tmp_path):
+    class Stateful(_Fixed):
+        state = {}
+
+        def state_dict(self):
+            return self.state
+
+    register_strategy("fixed_state", lambda loop: Stateful({}), replace=True)
+    try:
+        loop = FeedbackLoopSystem(seed=0)
+        strategy = loop.strategy("fixed_state")
+        path = loop.save(tmp_path / "loop.npz")
+        good = path.read_bytes()
+        strategy.state = {"live": object()}
+        with pytest.raises(TypeError, match="strategy 'fixed_state'.*state_dict"):
+            loop.save(path)
+        assert path.read_bytes() == good and list(tmp_path.iterdir()) == [path]
+    finally:
+        unregister_strategy("fixed_state")
+
+
 def _damage_compression_method(data: bytearray) -> None:
     data[data.index(b"PK\x01\x02") + 10] = 99  # central directory: an unknown compression method
 

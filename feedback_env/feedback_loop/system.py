@@ -23,12 +23,14 @@ safety checks of :mod:`.guards`; rollback uses the CUSUM test of :mod:`.checkpoi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -636,12 +638,22 @@ class FeedbackLoopSystem:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write the history and the loop's state atomically (temporary file + rename)."""
+        """Write the history and the loop's state atomically (temporary file + rename).
+
+        ``strategy_options`` are saved as JSON, paths (``os.PathLike``) as text. An option that is a live object
+        (a bandit policy, say one sharing its statistics through Redis, a reward adapter, a callable) cannot be
+        saved: the file records that it is missing, and :meth:`load` asks for it again (its ``strategy_options``).
+        :raises TypeError: a strategy's ``state_dict()`` is not JSON (named; the previous file is left as it was).
+        """
         arrays, history_meta = self.history.to_arrays()
         strategies = {}  # every strategy made, in order (None: nothing to restore), so load() makes them all again
         for name, s in self.strategies.items():
             getter = getattr(s, "state_dict", None)
-            strategies[name] = getter() if callable(getter) else None
+            strategies[name] = _jsonable(getter()) if callable(getter) else None
+            try:
+                json.dumps(strategies[name])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"strategy {name!r}: its state_dict() is not JSON ({exc}); nothing was written") from None
             if callable(getattr(s, "state_arrays", None)):  # state too big for JSON (a learning policy's networks)
                 arrays.update({f"strategy.{name}.{k}": np.asarray(v) for k, v in s.state_arrays().items()})
         meta = {
@@ -652,7 +664,7 @@ class FeedbackLoopSystem:
                 "history_size": self.history.capacity,
                 "seed": self.seed,
                 "strategy": self.default_strategy,
-                "strategy_options": self.strategy_options,
+                "strategy_options": _jsonable(self.strategy_options, options=True),
                 "update_every": self.update_every,
                 "max_step": self.guard.max_step,
                 "false_alarm_rate": self.monitor.detector.false_alarm_rate,
@@ -688,6 +700,7 @@ class FeedbackLoopSystem:
         objectives: QualityReward | Sequence[Objective] | None = None,
         blind_objectives: QualityReward | Sequence[Objective] | None = None,
         workers: int = 1,
+        strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> "FeedbackLoopSystem":
         """A loop restored from :meth:`save`: history, parameters, checkpoint, rollback test, events, and the
         strategies' states: ``gradient``, ``bandit`` and a learning ``policy`` (networks, optimizers, replay buffer,
@@ -702,7 +715,11 @@ class FeedbackLoopSystem:
         Weighted-sum rewards are restored from the file; pass ``objectives``/``blind_objectives`` again
         for the other scalarizations (their ideal points and bounds are not saved). ``workers`` is this
         process's choice (not saved).
-        :raises LoopFileError: a missing, damaged or inconsistent file (nothing is half-restored).
+        ``strategy_options`` (``{name: {option: value}}``) are merged over the saved ones, option by option: give
+        here the options :meth:`save` could not keep (live objects such as a bandit policy: the error names each).
+        A bandit policy given here gets the saved statistics (with a shared store, the shared ones are overwritten).
+        :raises LoopFileError: a missing, damaged or inconsistent file, or a strategy option that was not saved and
+            is not given again (nothing is half-restored).
         """
         scorer = ParallelScorer(workers)  # a bad count fails as itself, before the file is read
         arrays, meta = read_checked(path)
@@ -722,6 +739,17 @@ class FeedbackLoopSystem:
                         f"{path}: the saved {'intrusive' if flag else 'blind'} reward uses {spec['scalarization']}; "
                         "pass it again to load()"
                     )
+            options = {k: dict(v) for k, v in c["strategy_options"].items()}
+            for name, given_options in (strategy_options or {}).items():
+                key = canonical_strategy(name)  # an unknown name: cls() below names it
+                options[key] = {**options.get(key, {}), **given_options}
+            missing = list(_unsaved(options))
+            if missing:
+                raise LoopFileError(
+                    f"{path}: {'; '.join(f'strategy_options{where} (a {kind})' for where, kind in missing)} could not "
+                    "be saved (a live object, not JSON); pass it again: FeedbackLoopSystem.load(..., "
+                    "strategy_options={name: {option: value}})"
+                )
             saved = c.get("pipeline_config")  # files from before it was saved: the default
             config = PipelineConfig() if saved is None else PipelineConfig(**saved)
             if pipeline is None:
@@ -740,7 +768,7 @@ class FeedbackLoopSystem:
                 tuned=c["tuned"],
                 start_params=meta["parameters"],
                 strategy=c["strategy"],
-                strategy_options=c["strategy_options"],
+                strategy_options=options,
                 update_every=c["update_every"],
                 max_step=c["max_step"],
                 false_alarm_rate=c["false_alarm_rate"],
@@ -810,16 +838,37 @@ def _reward_from_spec(spec: dict[str, Any]) -> QualityReward:
     return QualityReward(objectives, spec["scalarization"], rho=spec["rho"], clip=spec["clip"])
 
 
-def _jsonable(value: Any) -> Any:
-    """Numpy scalars and arrays inside ``value`` as plain Python (for JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+_UNSAVED = "__unsaved__"  # marks a strategy option save() could not write: {"__unsaved__": its type's name}
+
+
+def _unsaved(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """``(where, type name)`` of each :data:`_UNSAVED` marker in ``value``, ``where`` as ``['bandit']['policy']``."""
+    if isinstance(value, Mapping):
+        if set(value) == {_UNSAVED}:
+            yield where, str(value[_UNSAVED])
+            return
+        for k, v in value.items():
+            yield from _unsaved(v, f"{where}[{k!r}]")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _unsaved(v, f"{where}[{i}]")
+
+
+def _jsonable(value: Any, options: bool = False) -> Any:
+    """Numpy scalars and arrays inside ``value`` as plain Python (for JSON). ``options``: strategy options, whose
+    paths are written as text and anything else that is not JSON as an :data:`_UNSAVED` marker."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, options) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, options) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+    if options and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if options and not (value is None or isinstance(value, (str, int, float))):  # bool is an int
+        return {_UNSAVED: type(value).__name__}
     return value
