@@ -17,9 +17,10 @@ import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from feedback_env.feedback_loop.objective import MIN_SCORED_S  # noqa: E402
 from scenarios.strategies import STRATEGY_NAMES  # noqa: E402
 
-MIN_CHUNK_S = 0.01  # s, 80 samples at 8 kHz; 0, negative or NaN lengths would give no chunk at all
+MIN_CHUNK_S = MIN_SCORED_S  # s: every strategy is scored by chunk, and a shorter chunk is never scored
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clip", action="append", dest="clips", metavar="ID", help="only this clip (repeatable)")
     parser.add_argument("--jobs", type=int, default=1, help="clips evaluated in parallel processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk-s", type=float, default=0.5, help=f"chunk length, seconds (at least {MIN_CHUNK_S})")
+    parser.add_argument("--chunk-s", type=float, default=0.5, help=f"chunk length, seconds (at least min_scored_s = {MIN_CHUNK_S:g})")
     parser.add_argument("--sample-rate", type=int, default=16000, help="Hz: 8000, 16000 or 48000")
     parser.add_argument("--dnsmos", action="store_true", help="add DNSMOS (optional extra 'dnsmos'; seconds per clip)")
     parser.add_argument("--no-progress", action="store_true")
@@ -47,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--json {args.json}: the CSV is written beside the JSON with the suffix .csv, so this would "
                      "overwrite the JSON; give a .json path")
     if not (math.isfinite(args.chunk_s) and args.chunk_s >= MIN_CHUNK_S):
-        parser.error(f"--chunk-s must be a finite number of seconds, at least {MIN_CHUNK_S}, got {args.chunk_s}")
+        parser.error(f"--chunk-s must be a finite number of seconds, at least min_scored_s = {MIN_CHUNK_S:g} "
+                     f"(shorter chunks are never scored), got {args.chunk_s}")
     args.strategies = args.strategies or [n for n in STRATEGY_NAMES if n != "oracle"]
     return args
 

@@ -433,6 +433,16 @@ def test_a_chunk_length_that_gives_no_chunk_is_refused(value, tmp_path, capsys):
     assert evaluate.parse_args(["builtin", "--chunk-s", "0.25", "--json", str(tmp_path / "r.json")]).chunk_s == 0.25
 
 
+@pytest.mark.parametrize("value", ["0.05", "0.099"])
+def test_a_chunk_length_under_the_scored_minimum_is_refused_at_parsing(value, tmp_path, capsys):
+    """Chunks under min_scored_s (0.1 s) are never scored, so every run failed later, blaming the clip's length."""
+    with pytest.raises(SystemExit) as info:
+        evaluate.parse_args(["builtin", "--chunk-s", value, "--json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--chunk-s" in err and "0.1" in err and "min_scored_s" in err
+    assert evaluate.parse_args(["builtin", "--chunk-s", "0.1", "--json", str(tmp_path / "r.json")]).chunk_s == 0.1
+
+
 def test_a_clip_selection_evaluates_each_clip_once_and_reports_only_its_own(folder, capsys):
     result, _ = run_evaluation(str(folder), ["bypass"], 1, progress=False, clip_ids=["white_snr+5_f3"] * 2)
     assert result["clips"] == 1 and list(result["strategies"]["bypass"]["clips"]) == ["white_snr+5_f3"]

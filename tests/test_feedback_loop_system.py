@@ -1336,6 +1336,9 @@ def test_the_objective_does_not_score_a_tail_chunk_the_loop_does_not_score(built
     assert [r.ok for r in records] == list(np.isfinite(curve)) == list(objective.scored_iterations(8))
     with pytest.raises(ValueError, match=r"too short to score: 800 samples \(0.05 s\).*0.1 s"):
         StreamObjective(clip.noisy[:800], clip.clean[:800])
+    with pytest.raises(ValueError, match=r"chunks of 0.05 s.*shorter than min_scored_s = 0.1 s") as info:
+        StreamObjective(clip.noisy, clip.clean, chunk_s=0.05)  # the chunk length is the cause, not the 4 s clip
+    assert "too short to score" not in str(info.value)
 
 
 def test_chunks_too_short_to_score_are_recorded_not_learned_from(builtin, tmp_path):

@@ -85,6 +85,9 @@ class StreamObjective:
             self.references.append(ref)
             self.baselines.append(compute_metrics(unprocessed, ref, self.sample_rate, names=names))
         long_enough = [x.size >= self.min_scored_s * self.sample_rate for x in self.noisy_chunks]
+        if self.noisy.size > self.chunk and self.chunk < self.min_scored_s * self.sample_rate:
+            raise ValueError(f"chunks of {self.chunk / self.sample_rate:.3g} s ({self.chunk} samples) are shorter than "
+                             f"min_scored_s = {self.min_scored_s:g} s, so none is scored: pass a longer chunk_s")
         if not any(long_enough):
             raise ValueError(f"too short to score: {self.noisy.size} samples ({self.noisy.size / self.sample_rate:.3g} s); "
                              f"the loop scores chunks of at least min_scored_s = {self.min_scored_s:g} s")
