@@ -14,6 +14,7 @@ the transition and takes a TD3 step (:class:`~agents.feedback_optimizer.RLFeedba
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -95,11 +96,20 @@ class PolicyStrategy:
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
-    def from_model(cls, path: str | Path, **kwargs: Any) -> "PolicyStrategy":
+    def from_model(cls, path: str | Path, *, sample_rate: int | None = None, **kwargs: Any) -> "PolicyStrategy":
         """The policy saved by ``train.py`` (its config names the env, the tuned parameters, max_step,
-        smoothing and the action centre and radius)."""
+        smoothing and the action centre and radius).
+
+        :param sample_rate: Hz the policy will run at: a ``UserWarning`` when the model was trained at another
+            (its features' band edges scale with the rate). Models saved before the rate was recorded in
+            ``env_config["sample_rate"]`` are not checked (no warning).
+        """
         config = read_config(path)
         env_config = config.get("env_config", {})
+        trained = env_config.get("sample_rate")
+        if sample_rate is not None and trained is not None and int(trained) != int(sample_rate):
+            warnings.warn(f"{path}: trained at {int(trained)} Hz, run at {int(sample_rate)} Hz: its features' band "
+                          "edges scale with the rate, so it hears other bands than it learnt on", UserWarning, stacklevel=2)  # fmt: skip
         mode = "delta" if config.get("env_id") in DELTA_ENV_IDS else "absolute"
         tuned = env_config.get("tuned") or list(PARAMETER_SPACE.names)
         steps = {

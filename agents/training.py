@@ -38,7 +38,7 @@ from agents.callbacks import (
 from agents.ensemble import checkpoint_ensemble, seed_ensemble
 from agents.evaluation import CLIP_METRICS, best_static_params, evaluate_policy, evaluate_static, mean_scores
 from agents.factory import ALGORITHMS, agent_config, load_agent, make_agent, read_config, save_agent
-from feedback_env.envs.audio_enhancement import check_augment
+from feedback_env.envs.audio_enhancement import AudioEnhancementEnv, check_augment
 from feedback_env.pipeline import PARAMETER_SPACE, transparent_params
 from feedback_env.wrappers import SafetyWrapper
 
@@ -201,8 +201,11 @@ class RunConfig:
         agent_config(self.algo, **self.hyperparameters)  # unknown hyperparameters raise here
 
     def env_config(self, split: str | None = None, training: bool = False) -> dict[str, Any]:
-        """The env config for ``split``: for training (augmented, no low-pass) or for use."""
-        config = {"scenarios": self.scenarios, "split": split, "tuned": list(self.tuned), "chunk_s": self.chunk_s}
+        """The env config for ``split``: for training (augmented, no low-pass) or for use. It names the sample rate
+        (the envs' default: training runs at it), which the policy's feature bands depend on."""
+        rate = AudioEnhancementEnv.default_config()["sample_rate"]
+        config = {"scenarios": self.scenarios, "split": split, "tuned": list(self.tuned), "chunk_s": self.chunk_s,
+                  "sample_rate": rate}  # fmt: skip
         if self.feature_context:
             config["feature_context"] = self.feature_context
         if training and self.augment:

@@ -124,6 +124,36 @@ def test_the_harness_warns_when_a_policy_runs_at_another_chunk_length(builtin, t
         strategy.run(clip, 2, 0, clip_context(clip, 0.5))
 
 
+def test_a_policy_run_at_another_sample_rate_than_it_was_trained_at_says_so(builtin, tmp_path):
+    """The features' band edges scale with the rate: a policy trained at 16 kHz hears other bands at 8 kHz. The loop
+    (and so the harness's td3:) says so; a model saved without its rate (before it was recorded) is run silently."""
+    import warnings
+
+    import scenarios
+    from agents.strategy import policy_loop_options
+    from feedback_env.pipeline import EnhancementPipeline
+    from scenarios.harness import clip_context
+    from scenarios.strategies import make_strategy
+
+    tuned = ["highpass_hz", "nr_oversubtraction", "nr_floor_db", "nr_noise_window_s"]
+    env = gym.make("feedback_env/AudioEnhancement-v0", config={"tuned": tuned})
+    optimizer = RLFeedbackOptimizer(env.observation_space, env.action_space, seed=3)
+    paths = {}
+    for name, extra in (("rated", {"sample_rate": 16000}), ("old", {})):
+        paths[name] = save_agent(optimizer.model, tmp_path / f"{name}.zip", env_id="feedback_env/AudioEnhancement-v0",
+                                 env_config={"tuned": tuned, "chunk_s": 0.5, **extra})  # fmt: skip
+    loop = FeedbackLoopSystem(pipeline=EnhancementPipeline(8000), **policy_loop_options(paths["rated"]))
+    with pytest.warns(UserWarning, match=r"trained at 16000 Hz, run at 8000 Hz"):
+        loop.strategy("policy")
+    clip = scenarios.load("builtin", sample_rate=8000)["pink_snr+0_f1"]
+    with pytest.warns(UserWarning, match=r"trained at 16000 Hz, run at 8000 Hz"):
+        make_strategy(f"td3:{paths['rated']}").run(clip, 2, 0, clip_context(clip, 0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FeedbackLoopSystem(pipeline=EnhancementPipeline(8000), **policy_loop_options(paths["old"])).strategy("policy")
+        FeedbackLoopSystem(**policy_loop_options(paths["rated"])).strategy("policy")
+
+
 def test_policy_strategy_needs_a_model():
     loop = FeedbackLoopSystem(seed=0, strategy="policy")
     with pytest.raises(ValueError, match="needs a trained model"):

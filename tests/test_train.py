@@ -309,6 +309,14 @@ def test_feature_context_reaches_both_envs_and_older_runs_load_without_it(tmp_pa
     assert RunConfig.load(tmp_path / "run.json").feature_context == 0.0
 
 
+def test_the_saved_env_config_records_the_sample_rate_trained_at(tmp_path):
+    """Band edges of the features scale with the rate, so a policy's users need the rate it heard (review V#5)."""
+    from agents.training import RunConfig
+
+    config = RunConfig(out=str(tmp_path))
+    assert config.env_config(None)["sample_rate"] == config.env_config("train", training=True)["sample_rate"] == 16000
+
+
 def test_a_residual_run_saves_a_policy_centred_on_its_static_setting(tiny_set, tmp_path):
     from agents.strategy import PolicyStrategy
 

@@ -182,7 +182,7 @@ def _policy_strategy(loop: "FeedbackLoopSystem", model: str | None = None, **opt
         raise ValueError("strategy 'policy' needs a trained model: strategy_options={'policy': {'model': 'path.zip'}}")
     from agents.strategy import PolicyStrategy  # imported on use: torch loads only when a policy is asked for
 
-    return PolicyStrategy.from_model(model, **options)
+    return PolicyStrategy.from_model(model, sample_rate=getattr(loop, "sample_rate", None), **options)
 
 
 _BUILTINS_DONE = False
