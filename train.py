@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", dest="env_id", default=defaults.env_id, help="environment id (absolute or delta env)")
     p.add_argument("--scenarios", default=defaults.scenarios, help="scenario folder or built-in set name")
     p.add_argument("--timesteps", type=int, default=None,
-                   help=f"env steps (chunks) in total (default {defaults.timesteps}); with --resume, the run's own unless given")
+                   help=f"env steps (chunks) per member (default {defaults.timesteps}); with --resume, the run's own unless given")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--n-envs", type=int, default=defaults.n_envs, help="parallel envs (SubprocVecEnv when > 1); "
                    "TD3/SAC then take a gradient step per N env steps: --hyper '{\"gradient_steps\": N}' keeps the count")

@@ -43,7 +43,9 @@ def _close(a: float, b: float) -> bool:
 
 
 class BanditStrategy:
-    """Strategy selection for the feedback loop: the arms are named presets.
+    """Strategy selection for the feedback loop: the arms are named presets, each cut to the loop's tuned parameters
+    (``loop.space``; with the default tuned set, a preset's compressor, leveller and limiter settings do not run,
+    and the explanation names those it leaves out).
 
     :param policy: a bandit over ``len(presets)`` arms, or its name in :data:`POLICY_NAMES`; default
         :class:`LinUCB` (alpha 1) on :class:`ObservationContext` (the measured winner on
@@ -100,8 +102,17 @@ class BanditStrategy:
         scale = f"; rewards mapped by {self._mapping()}" if self.policy.unit_rewards else ""
         numbers = ", ".join(f"{k} {v:.3g}" for k, v in belief.items())
         chose = f"{self.policy.name} chose preset {self.presets[arm]!r} (arm {arm} of {len(self.presets)})"
+        chose += self._left_out(loop, self.presets[arm])
         explanation = f"{chose}: {numbers}{scale}"
         return Proposal(self._arm_params(loop)[arm], explanation, {"arm": float(arm), **belief})
+
+    @staticmethod
+    def _left_out(loop: Any, preset: str) -> str:
+        """The preset's settings the loop does not tune and does not already have (they do not run), in words."""
+        current = getattr(loop, "parameters", {})
+        unrun = [f"{k} {v:g}" for k, v in PRESETS[preset].items()
+                 if k not in loop.space and not (k in current and _close(current[k], v))]  # fmt: skip
+        return f" without its {', '.join(unrun)} (not tuned by the loop)" if unrun else ""
 
     def observe(self, loop: Any, record: Any) -> None:
         """Credit ``record.reward`` to the preset whose parameters ``record.params`` are.

@@ -5,7 +5,7 @@ iterations on one clip into a reward curve and a final parameter schedule.
 * ``spsa``, ``cma``, ``optuna``, ``random``, ``ucb``, ``thompson``, ``td3:MODEL.zip``: a
   :class:`~feedback_env.FeedbackLoopSystem` with that update strategy, stepped once per chunk of the
   clip, cycled (``optuna`` is Optuna's TPE and ``random`` random search, the loop's peers at the same
-  budget; ``ucb``/``thompson`` pick among the presets; ``td3`` acts with a trained SB3 policy).
+  budget; ``ucb``/``thompson`` pick among the presets, each cut to the loop's tuned parameters; ``td3`` acts with a trained SB3 policy).
 * ``noisereduce``: the peer library with its defaults, on the whole clip (it does not take feedback).
 * ``oracle``: the upper bound: the best static setting of the loop's tuned parameters for the clip,
   CMA-ES with at least 1,000 evaluations and restarts on the loop's own objective (many evaluations,

@@ -268,3 +268,17 @@ def test_blind_rewards_are_mapped_by_their_own_range_and_clipping_is_reported(bu
     assert strategy.blind_adapter.calls == 7 and strategy.adapter.calls == 0
     play(True)  # an intrusive record: the env reward's range
     assert strategy.adapter.calls == 1 and "env reward" in strategy.propose(loop).explanation
+
+
+def test_the_loops_bandit_says_which_settings_of_a_preset_it_leaves_out():
+    """The loop runs a preset cut to its tuned parameters (voice_focus without its compressor settings); its
+    explanation said it "chose preset 'voice_focus'" as if the whole preset ran (review V#6c)."""
+    from feedback_env import FeedbackLoopSystem
+
+    options = {"bandit": {"policy": "ucb1", "presets": ["voice_focus"]}}
+    loop = FeedbackLoopSystem(seed=0, strategy="bandit", strategy_options=options)
+    explanation = loop.strategy("bandit").propose(loop).explanation
+    assert "chose preset 'voice_focus'" in explanation
+    assert "without its comp_ratio 2, comp_threshold_db -24 (not tuned by the loop)" in explanation
+    whole = FeedbackLoopSystem(seed=0, strategy="bandit", strategy_options=options, tuned=None)
+    assert "without" not in whole.strategy("bandit").propose(whole).explanation

@@ -437,3 +437,9 @@ def test_resuming_a_finished_run_leaves_its_policy_alone(tiny_set, tmp_path, cap
     for timesteps in (80, 40):
         assert train.main([*args(tiny_set, tmp_path, timesteps), "--resume"]) == 0
         assert (tmp_path / "model.zip").read_bytes() == saved and "already finished" in capsys.readouterr().out
+
+
+def test_the_help_says_timesteps_are_per_member():
+    """Each member takes --timesteps steps (RunConfig, README); the help said "in total" (review V#6a)."""
+    help_text = " ".join(train.build_parser().format_help().split())
+    assert "env steps (chunks) per member" in help_text and "in total" not in help_text

@@ -19,7 +19,8 @@ class FeedbackRecord:
     :param baseline: the same metrics of the unprocessed input: what the reward compares against.
     :param reward: the :class:`~feedback_env.objectives.QualityReward` of the output over the input;
         ``None`` for a failure.
-    :param features: normalized :class:`~feedback_env.features.ChunkFeatures` of the input, float32 ``(13,)``.
+    :param features: normalized :class:`~feedback_env.features.ChunkFeatures` of the input, float32 ``(13,)``, or
+        ``(26,)`` with the loop's ``feature_context`` (the averaged features appended; every train.py policy's loop).
     :param intrusive: the reward used a clean reference.
     :param ok: usable for learning; ``False`` when a metric was NaN or missing, or when the reward cannot
         score the chunk (an intrusive reward and a silent clean reference: a pause; metrics still recorded).
