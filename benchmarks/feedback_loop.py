@@ -254,6 +254,7 @@ ADAPTATION_CONFIGS = {
     "no_average": {"strategy_options": {"gradient": {"average": 0.0}}},
     "replay_scored_1": {"replay_scored": 1},
     "no_restart": {"strategy_options": {"gradient": {"restart_on_input_change": False}}},
+    "c0.2": {"strategy_options": {"gradient": {"perturbation": 0.2}}},
 }
 
 
@@ -287,6 +288,7 @@ ABLATION = {  # label: (strategy options, loop options), against the default gra
     "gradient_replay_scored_1": ({}, {"replay_scored": 1}),
     "gradient_16_pairs_scored_1": ({"pairs": 16}, {"replay_scored": 1}),
     "gradient_all_19": ({}, {"tuned": None}),
+    "gradient_c0.2": ({"perturbation": 0.2}, {}),
 }
 
 
@@ -436,7 +438,7 @@ def main() -> None:
     parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
     parser.add_argument("--adaptation-seeds", action="store_true",
                         help="also adaptation over seeds (--adaptation-seed-list): default, Hadamard pairs, "
-                             "random-sign pairs, no averaging, replay_scored=1, no restart on an input change")
+                             "random-sign pairs, no averaging, replay_scored=1, no restart on an input change, probes of 0.2")
     parser.add_argument("--adaptation-seed-list", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
     parser.add_argument("--curvature", action="store_true",

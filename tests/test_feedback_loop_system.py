@@ -315,17 +315,17 @@ def adaptation(builtin):
     return _in_parallel(_adapt, [(c.id, seed) for seed in ADAPTATION_SEEDS for c in builtin if c.tags.get("stationary") is False])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): the gradient strategy reaches >= 90 % of the oracle on 15 of the 19 train clips on this "
-    "seed (median 0.96; white_snr+10_f2 0.88, hum50_snr+20_f2 0.74, babble_snr+15_m1 0.80, babble-down10 0.82), "
-    "16 / 15 on seeds 1 / 2; with the two-sided Hadamard pairs, the default before, 13 / 16 / 14 on seeds 0-2 "
-    "(benchmarks/feedback_loop.py --ablation --ablation-seeds 0 1 2 --ablation-rows gradient_hadamard). On "
-    "white_snr+10_f2 the oracle sets the EQ peak at its 4 kHz bound (+3.7 dB) under the high shelf at -8.5 dB, a "
-    "coupled move with no gradient from where SPSA sits (the peak near 0 dB, where its centre has no effect); on "
-    "hum50_snr+20_f2 it keeps the hum notches nearly off (5 dB: the notches the speech gate leaves still cost this "
-    "voice more than the hum they take) and SPSA stays on the plateau of deep notches (30 dB)"))  # fmt: skip
 def test_learning_convergence(learning):
-    """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips."""
+    """gradient reaches >= 90 % of the per-clip oracle improvement within 100 iterations on >= 80 % of the train clips.
+
+    Met on this seed with no margin: 16 of the 19 (17 / 15 on seeds 1 / 2; 15 / 16 / 15 at stop 28 with probes of
+    0.2, the default before; benchmarks/feedback_loop.py --ablation --ablation-seeds 0 1 2 --ablation-rows
+    gradient_c0.2 compares the two).
+    Below 90 %: white_snr+10_f2 0.89 (the oracle sets the EQ peak at its 4 kHz bound, +3.7 dB, under the high
+    shelf at -8.5 dB, a coupled move with no gradient from where SPSA sits: the peak near 0 dB, where its centre
+    has no effect), hum50_snr+20_f2 0.76 (the oracle keeps the hum notches nearly off, 5 dB, and SPSA stays on
+    the plateau of deep notches, 30 dB), babble-down10 0.83 (non-stationary: the loop ends fitted to the quieter
+    second half, the oracle to the whole clip)."""
     reached = [cid for cid, f in learning.items() if f >= 0.9]
     assert len(reached) >= math.ceil(0.8 * len(learning)), {k: round(v, 2) for k, v in learning.items()}
 
@@ -334,17 +334,18 @@ def test_learning_convergence_measured_level(learning):
     """What the gradient strategy does reach in 100 iterations (guards against regressions)."""
     shown = {k: round(v, 2) for k, v in learning.items()}
     assert len(learning) == 19
-    assert sum(f >= 0.9 for f in learning.values()) >= 12, shown  # 15 measured
+    assert sum(f >= 0.9 for f in learning.values()) >= 12, shown  # 16 measured
     assert np.median(list(learning.values())) >= 0.9, shown
-    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.74 measured)
+    assert min(learning.values()) >= 0.6, shown  # every clip well above the defaults (0.76 measured)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "missed (measured): 30 iterations after the noise changes, 3 of the 8 non-stationary clips on this seed are "
-    "back to >= 90 % of the new segment's oracle improvement (median 0.81; pink-to-babble 0.54, babble-to-pink "
-    "0.73); on seeds 0-2, 8 of the 24 runs (3 / 4 / 1), with the two-sided Hadamard pairs 10 (4 / 3 / 3) "
-    "(benchmarks/feedback_loop.py --adaptation-seeds --adaptation-rows default hadamard): SPSA needs ~60-100 "
-    "iterations to re-converge"))  # fmt: skip
+    "missed (measured): 30 iterations after the noise changes, 4 of the 8 non-stationary clips on this seed are "
+    "back to >= 90 % of the new segment's oracle improvement (median 0.90; babble-to-pink 0.63, pink-to-babble "
+    "0.80); on seeds 0-2, 10 of the 24 runs (4 / 3 / 3), 8 at stop 28 with probes of 0.2 and no restart of the "
+    "gain schedule when the input changes (benchmarks/feedback_loop.py --adaptation-seeds --adaptation-rows "
+    "default c0.2 no_restart separates the two changes): SPSA needs ~60-100 iterations to re-converge, and a "
+    "quieter input raises no alarm to restart it"))  # fmt: skip
 def test_adaptation_speed(adaptation):
     """After the noise changes, quality is back to 90 % of the new optimum within 30 iterations."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
@@ -358,7 +359,7 @@ def test_adaptation_measured_level(adaptation):
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
     assert len(adaptation) == 8 * len(ADAPTATION_SEEDS)
     finals = [c[-1] for c in adaptation.values()]
-    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.81 and 0.82
+    assert np.median(finals) >= 0.8 and np.mean(finals) >= 0.7, shown  # measured 0.90 and 0.87
     assert all(c[-1] > c[0] for c in adaptation.values()), shown  # every clip improved after the change
 
 
