@@ -45,10 +45,10 @@ By default every strategy spends 16 evaluations per update, so that they compare
   better (train clips at 90 % of the oracle 15 / 15 / 12 of 19 on seeds 0-2 against 14 / 14 / 12 with
   the live parameters on the iterate, at stop 16); with Hadamard pairs as well as the iterate (15 / 16 /
   16 against 15 / 16 / 17, ``--ablation``, earlier code), and it is kept for the smoother path the stream
-  plays. ``spsa`` in ``python -m scenarios.evaluate builtin --split test --budget 100``, with probes of 0.2:
-  93 % of the oracle's improvement (median over the test clips, one seed, the stream's own rewards; 94 % with
-  Hadamard pairs, 90 % with random signs), mean SI-SDR 13.30 dB against 13.27, PESQ 1.84 against 1.85 (not
-  re-run with 0.15).
+  plays. ``spsa`` in ``python -m scenarios.evaluate builtin --split test --budget 100 --strategy spsa
+  --strategy oracle``: 94 % of the oracle's improvement (median over the test clips, one seed, the stream's own
+  rewards; 93 % with probes of 0.2, 94 % with Hadamard pairs and 90 % with random signs, both with probes of 0.2),
+  mean SI-SDR 13.34 dB against the oracle's 13.25, PESQ 1.84 against 1.80.
 * ``cma``, ``bayesian`` (Optuna TPE), ``random``: 15 candidates per update, each scored by its paired
   gain over a fixed reference (the parameters the strategy started from, evaluated once per update on
   the same chunk), which removes the chunk-to-chunk difference in difficulty; the live parameters
