@@ -29,12 +29,13 @@ By default every strategy spends 16 evaluations per update, so that they compare
   0.28. Earlier, Hadamard pairs against random signs (``--ablation-seeds 0 1 2 3 4``, earlier code):
   15 / 16 / 16 / 16 / 14 of 19 against 15 / 15 / 12 / 14 / 16 at >= 90 %, 12 on every seed against
   10 / 8 / 6 / 6 / 9 at >= 95 %. Those figures are for probes of half-width ``c = 0.2``; the default is now
-  0.15, with which the train clips at >= 90 % went from 15 / 16 / 15 to 16 / 17 / 15, the median clip to 0.97 /
-  0.97 / 0.97, and 10 of the 24 runs were back at 90 % of the new oracle after a noise change against 8
-  (``--ablation-rows gradient_c0.2``, ``--adaptation-rows default c0.2``: smaller probes alias less of the
-  two-parameter interactions into the slopes). When the loop dismisses an alarm as a change of the input, the
-  gain schedule and the moments restart from the iterate (:meth:`GradientStrategy.on_input_change`; the
-  ``no_restart`` adaptation row turns it off). Adam moments (Kingma & Ba 2015) turn ``g`` into a step of about
+  0.15 (smaller probes alias less of the two-parameter interactions into the slopes). When the loop dismisses an
+  alarm as a change of the input, the gain schedule and the moments restart from the iterate
+  (:meth:`GradientStrategy.on_input_change`). With both, against stop 28's defaults (probes of 0.2, no restart),
+  measured with scratch copies of the benchmark's protocols, not yet with the benchmark: train clips at >= 90 %
+  16 / 17 / 15 against 15 / 16 / 15, the median clip 0.97 / 0.97 / 0.97, and 10 of the 24 runs back at 90 % of the
+  new oracle after a noise change against 8. ``--ablation-rows gradient_c0.2`` and ``--adaptation-rows default
+  c0.2 no_restart`` print each change's share (the rows change one thing each). Adam moments (Kingma & Ba 2015) turn ``g`` into a step of about
   ``learning_rate`` per coordinate while its sign is consistent, less when noisy. Gains:
   ``c_k = c / (k + 1)^0.101`` and ``a_k = learning_rate / (1 + k / A)^0.602`` (Spall's exponents), floored
   at ``min_rate * learning_rate`` so the loop keeps tracking a changing input. One pair learns markedly
