@@ -2,6 +2,10 @@
 the stated rate), steps from an injected degradation to its rollback, and the spread of the monitored
 signal (the reward) within and between the built-in clips. Prints JSON.
 
+The stated rates hold for serially independent rewards; ``reward_acf_lags_1_3_median`` is the median over
+the streams of the reward's sample autocorrelation at lags 1-3 under the fixed parameters (positive values
+would make false rollbacks more frequent than stated).
+
     python benchmarks/safety.py [--duration 120] [--rates 0.01,0.02,0.05]
 
 Targets (issue 6): false rollbacks within the stated rate on stationary streams; injected
@@ -59,7 +63,7 @@ def stream_run(env_id: str, folder: str, clip: str, rate: float, inject_at: int 
     good = PARAMETER_SPACE.to_unit(PARAMETER_SPACE.defaults())
     damage = damage or {}
     bad = PARAMETER_SPACE.to_unit({**PARAMETER_SPACE.defaults(), **damage})
-    monitored, alarms, t, truncated, delay = 0, [], 0, False, None
+    monitored, alarms, t, truncated, delay, rewards = 0, [], 0, False, None, []
     while not truncated:
         ready = env.detector.ready
         if base.action_type.__class__.__name__ == "DeltaAction":
@@ -68,14 +72,21 @@ def stream_run(env_id: str, folder: str, clip: str, rate: float, inject_at: int 
             action = np.zeros_like(good)
         else:
             action = bad if inject_at is not None and t >= inject_at else good
-        _, _, _, truncated, info = env.step(action)
+        _, reward, _, truncated, info = env.step(action)
+        rewards.append(reward)
         monitored += ready
         if info["rollback"]:
             alarms.append(t)
             if inject_at is not None and t >= inject_at and delay is None:
                 delay = t - inject_at + 1
         t += 1
-    return {"steps": t, "monitored": monitored, "alarms": alarms, "delay": delay}
+    return {"steps": t, "monitored": monitored, "alarms": alarms, "delay": delay, "reward_acf": autocorrelation(rewards)}
+
+
+def autocorrelation(values, lags: int = 3) -> list[float]:
+    """Sample autocorrelation of ``values`` at lags 1..``lags`` (biased by about -1/n for n values)."""
+    d = np.asarray(values, dtype=np.float64) - np.mean(values)
+    return [float(d[:-k] @ d[k:] / (d @ d)) for k in range(1, lags + 1)]
 
 
 def reward_spread() -> dict:
@@ -126,7 +137,9 @@ def main() -> None:
             runs = [stream_run(envs[0], folder, c, rate, None) for c in clips]
             monitored = sum(r["monitored"] for r in runs)
             alarms = sum(len(r["alarms"]) for r in runs)
+            acf = np.array([r["reward_acf"] for r in runs])
             false_alarms[str(rate)] = {
+                "reward_acf_lags_1_3_median": np.median(acf, axis=0).tolist(),
                 "monitored_steps": monitored,
                 "rollbacks": alarms,
                 "observed_rate": alarms / monitored,
