@@ -31,14 +31,16 @@
   the factorial probes, with the live parameters on the iterate itself (no averaging), with 1 probe pair,
   without the replay warm-up, scoring one chunk instead of two, and with one scored chunk a 7-chunk
   (3.5 s) warm-up (as quoted in the ``replay_warmup`` docstring) or 16 Hadamard probe
-  pairs, and on all 19 parameters (32 factorial probes), beside
+  pairs, on all 19 parameters (32 factorial probes), and with probes of half-width 0.2, 0.15 and 0.1
+  (``gradient_c*``; the default is 0.125), beside
   the default, on the train clips, for each of ``--ablation-seeds`` (default 0 1 2: one seed's share of
   clips at 90 % swings by several clips); ``--ablation-rows`` picks variants.
 * ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
   30 iterations after the noise changes (40 iterations before it), the default, with two-sided Hadamard
   pairs (``design="hadamard"``), with random-sign pairs (``design="rademacher"``), without the live averaging,
-  and with one scored chunk per evaluation
-  (``replay_scored=1``), per seed of ``--adaptation-seed-list`` (default 0 1 2) and pooled over them
+  with one scored chunk per evaluation
+  (``replay_scored=1``), without the restart on an input change (``no_restart``) and with probes of half-width
+  0.2 and 0.15 (``c0.2``, ``c0.15``), per seed of ``--adaptation-seed-list`` (default 0 1 2) and pooled over them
   (``fraction_at_90``: of the clips, or of the pooled runs, back at 90 %); ``--adaptation-rows`` picks
   configurations.
 * ``--tpe-window``: a long run of the ``bayesian`` strategy (``--tpe-updates`` updates of 15 candidates on
@@ -259,6 +261,7 @@ ADAPTATION_CONFIGS = {
     "replay_scored_1": {"replay_scored": 1},
     "no_restart": {"strategy_options": {"gradient": {"restart_on_input_change": False}}},
     "c0.2": {"strategy_options": {"gradient": {"perturbation": 0.2}}},
+    "c0.15": {"strategy_options": {"gradient": {"perturbation": 0.15}}},
 }
 
 
@@ -293,7 +296,7 @@ ABLATION = {  # label: (strategy options, loop options), against the default gra
     "gradient_16_pairs_scored_1": ({"pairs": 16}, {"replay_scored": 1}),
     "gradient_all_19": ({}, {"tuned": None}),
     "gradient_c0.2": ({"perturbation": 0.2}, {}),
-    "gradient_c0.125": ({"perturbation": 0.125}, {}),
+    "gradient_c0.15": ({"perturbation": 0.15}, {}),
     "gradient_c0.1": ({"perturbation": 0.1}, {}),
 }
 
