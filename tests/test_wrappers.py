@@ -344,20 +344,27 @@ def test_a_rollback_undoes_a_gradual_degradation_caused_by_the_agent():
     assert np.median(cost_errors) >= -0.5, figures
 
 
-def test_false_rollbacks_while_the_agent_moves_every_step_stay_under_twice_the_stated_rate():
+@pytest.mark.parametrize("delta", [False, True])
+def test_false_rollbacks_while_the_agent_moves_every_step_stay_under_twice_the_stated_rate(delta):
     """Review T#5: with a new setting each step (as in training) the pending rewards of other settings, dropped on an
-    alarm, are the low ones, so the baseline is censored upwards: 1.8x the stated 0.05 (the docstring says so)."""
+    alarm, are the low ones, so the baseline is censored upwards: 1.8x the stated 0.05 in the absolute env, 1.85x in
+    the delta env (2.68x there before it held the known-good setting after a restore; the docstring says so)."""
     rate, actions = 0.05, np.random.default_rng(1)
-    env = SafetyWrapper(_IidRewardEnv(300, np.random.default_rng(0)), false_alarm_rate=rate)
     monitored = alarms = 0
-    for _ in range(30):
+    for episode in range(30):
+        if delta:  # a new stream per episode, as measured for the docstring
+            env = SafetyWrapper(_HarderInputEnv(300, np.random.default_rng(episode), drop=0.0, delta=True), false_alarm_rate=rate)
+        elif episode == 0:
+            env = SafetyWrapper(_IidRewardEnv(300, np.random.default_rng(0)), false_alarm_rate=rate)
         env.reset()
         for _ in range(300):
             ready = env.detector.ready
-            *_, info = env.step(actions.uniform(-0.5, 0.5, 1).astype(np.float32))
+            *_, info = env.step(actions.uniform(-0.05, 0.05, 1).astype(np.float32) if delta else
+                                actions.uniform(-0.5, 0.5, 1).astype(np.float32))  # fmt: skip
             monitored, alarms = monitored + ready, alarms + info["rollback"]
     assert alarms <= poisson.ppf(0.99, 2 * rate * monitored), f"{alarms} false rollbacks in {monitored} steps ({alarms / monitored / rate:.2f}x)"
-    assert alarms / monitored / rate == pytest.approx(1.8, abs=0.15), alarms / monitored / rate  # as the docstring states
+    expected = 1.85 if delta else 1.8
+    assert alarms / monitored / rate == pytest.approx(expected, abs=0.15), alarms / monitored / rate  # as the docstring states
 
 
 class _HarderInputEnv(_IidRewardEnv):
