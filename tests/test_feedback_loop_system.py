@@ -345,7 +345,8 @@ def test_learning_convergence_measured_level(learning):
     "0.76); on seeds 0-2, 10 of the 24 runs (benchmarks/feedback_loop.py --adaptation-seeds --adaptation-rows "
     "default no_restart c0.15 c0.2 compares the restart on an input change and the probe sizes): SPSA needs "
     "~60-100 iterations to re-converge, and restarting its gain schedule at the change itself on every clip, "
-    "quieter inputs included, does not shorten that (3 of 8 on this seed; a scratch check at stop 30)"))  # fmt: skip
+    "quieter inputs included, does not shorten that (with probes of 0.15, 3 of 8 on this seed against 4 "
+    "without it; a scratch check at stop 30)"))  # fmt: skip
 def test_adaptation_speed(adaptation):
     """After the noise changes, quality is back to 90 % of the new optimum within 30 iterations."""
     shown = {k: [round(v, 2) for v in c] for k, c in adaptation.items()}
