@@ -40,9 +40,12 @@
   pairs (``design="hadamard"``), with random-sign pairs (``design="rademacher"``), without the live averaging,
   with one scored chunk per evaluation
   (``replay_scored=1``), without the restart on an input change (``no_restart``) and with probes of half-width
-  0.2 and 0.15 (``c0.2``, ``c0.15``), per seed of ``--adaptation-seed-list`` (default 0 1 2) and pooled over them
-  (``fraction_at_90``: of the clips, or of the pooled runs, back at 90 %); ``--adaptation-rows`` picks
-  configurations.
+  0.2 and 0.15 (``c0.2``, ``c0.15``), without the step-size decay (``no_decay``: ``min_rate=1``), and a loop
+  that starts at the change from the defaults (``fresh_start``: the same search without the first noise), per seed of
+  ``--adaptation-seed-list`` (default 0 1 2) and pooled over them (``fraction_at_90``: of the clips, or of the
+  pooled runs, back at 90 %); ``--adaptation-rows`` picks configurations. Each run also goes on until it is
+  back at 90 %, checked every 5 iterations up to ``--adaptation-horizon`` (default 100): ``iterations_to_90``
+  per run, and pooled the runs back within 10, 20, ... iterations and the median and largest count.
 * ``--tpe-window``: a long run of the ``bayesian`` strategy (``--tpe-updates`` updates of 15 candidates on
   0.5 s chunks) with its default trial window (``max_trials`` 1,500) and without one: update time (median per
   block of 50 updates) and the trials held at the end.
@@ -62,6 +65,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -231,10 +235,18 @@ def converge(job: tuple) -> tuple[int, str, str, dict]:
     }
 
 
-def adapt(job: tuple) -> tuple[str, str, int, float]:
-    """Fraction of the new segment's oracle improvement 30 iterations after the change of a non-stationary
-    clip (40 iterations on the first noise before it), for one loop configuration and seed."""
-    clip_id, label, loop_kwargs, seed = job
+ADAPTATION_MARK = 30  # the issue's target: back at 90 % of the new optimum within this many iterations
+ADAPTATION_CHECK = 5  # iterations between the checks of how far the loop is back
+FRESH_START = "fresh_start"  # the adaptation row whose loop starts at the change, from the defaults
+
+
+def adapt(job: tuple) -> tuple[str, str, int, float, int | None]:
+    """Fraction of the new segment's oracle improvement ``ADAPTATION_MARK`` iterations after the change of a
+    non-stationary clip (40 iterations on the first noise before it; none for ``FRESH_START``), for one loop
+    configuration and seed, and
+    the first iteration after the change, of every ``ADAPTATION_CHECK``-th up to ``horizon``, at which the
+    fraction is at least 0.9 (None: not within the horizon)."""
+    clip_id, label, loop_kwargs, seed, horizon = job
     import scenarios
     from feedback_env.feedback_loop import FeedbackLoopSystem
     from feedback_env.feedback_loop.objective import chunk_stream
@@ -246,11 +258,20 @@ def adapt(job: tuple) -> tuple[str, str, int, float]:
     objective = objective_for(clip, (change, clip.duration_s))
     entry = load_cache(ORACLE)["entries"][entry_key(clip_id, (change, clip.duration_s))]
     loop = FeedbackLoopSystem(seed=seed, **loop_kwargs)
-    for x, c in chunk_stream(clip.noisy[:cut], clip.clean[:cut], objective.chunk, 40):
+    for x, c in chunk_stream(clip.noisy[:cut], clip.clean[:cut], objective.chunk, 0 if label == FRESH_START else 40):
         loop.step(x, c)
-    for x, c in chunk_stream(clip.noisy[cut:], clip.clean[cut:], objective.chunk, 30):
+    at_mark, back_at = None, None
+    last = max(horizon, ADAPTATION_MARK)
+    for i, (x, c) in enumerate(chunk_stream(clip.noisy[cut:], clip.clean[cut:], objective.chunk, last), start=1):
         loop.step(x, c)
-    return clip_id, label, seed, (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
+        if i % ADAPTATION_CHECK or not (i == ADAPTATION_MARK or (back_at is None and i <= horizon)):
+            continue
+        fraction = (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
+        at_mark = fraction if i == ADAPTATION_MARK else at_mark
+        back_at = i if back_at is None and fraction >= 0.9 and i <= horizon else back_at
+        if i >= ADAPTATION_MARK and (back_at is not None or i >= horizon):
+            break
+    return clip_id, label, seed, at_mark, back_at
 
 
 ADAPTATION_CONFIGS = {
@@ -262,27 +283,45 @@ ADAPTATION_CONFIGS = {
     "no_restart": {"strategy_options": {"gradient": {"restart_on_input_change": False}}},
     "c0.2": {"strategy_options": {"gradient": {"perturbation": 0.2}}},
     "c0.15": {"strategy_options": {"gradient": {"perturbation": 0.15}}},
+    "no_decay": {"strategy_options": {"gradient": {"min_rate": 1.0}}},
+    FRESH_START: {},
 }
 
 
-def adaptation_seeds(clips: list[str], configs=ADAPTATION_CONFIGS, seeds=(0, 1, 2), jobs: int = 1) -> dict:
-    """``adapt`` over clips, loop configurations and seeds: per configuration the fractions, median, minimum."""
+def adaptation_seeds(clips: list[str], configs=ADAPTATION_CONFIGS, seeds=(0, 1, 2), jobs: int = 1,
+                     horizon: int = 100) -> dict:
+    """``adapt`` over clips, loop configurations and seeds: per configuration the fractions at
+    ``ADAPTATION_MARK`` (median, minimum, share at 90 %) and the iterations until back at 90 % (``horizon``)."""
     import multiprocessing
 
-    work = [(c, label, kwargs, s) for label, kwargs in configs.items() for s in seeds for c in clips]
+    work = [(c, label, kwargs, s, horizon) for label, kwargs in configs.items() for s in seeds for c in clips]
     with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as pool:
         rows = pool.map(adapt, work)
     out = {}
     for label in configs:
         for s in seeds:
-            f = {c: v for c, ll, ss, v in rows if ll == label and ss == s}
+            f = {c: v for c, ll, ss, v, _ in rows if ll == label and ss == s}
             out[f"{label}_seed_{s}"] = {"median": float(np.median(list(f.values()))), "min": float(min(f.values())),
                                         "mean": float(np.mean(list(f.values()))),
-                                        "fraction_at_90": float(np.mean([v >= 0.9 for v in f.values()])), "per_clip": f}  # fmt: skip
-        pooled = [v for c, ll, ss, v in rows if ll == label]
+                                        "fraction_at_90": float(np.mean([v >= 0.9 for v in f.values()])), "per_clip": f,
+                                        "iterations_to_90": {c: b for c, ll, ss, _, b in rows if ll == label and ss == s}}  # fmt: skip
+        pooled = [v for c, ll, ss, v, _ in rows if ll == label]
+        back = [b for c, ll, ss, v, b in rows if ll == label]
         out[f"{label}_pooled"] = {"median": float(np.median(pooled)), "mean": float(np.mean(pooled)), "min": float(min(pooled)),
-                                  "fraction_at_90": float(np.mean([v >= 0.9 for v in pooled])), "runs": len(pooled)}  # fmt: skip
+                                  "fraction_at_90": float(np.mean([v >= 0.9 for v in pooled])), "runs": len(pooled),
+                                  "iterations_to_90": _back_summary(back, horizon)}  # fmt: skip
     return out
+
+
+def _back_summary(back: list[int | None], horizon: int) -> dict:
+    """How many runs were back at 90 % within 10, 20, ... iterations, and the median and largest iterations
+    until back (None: more than half of the runs, or any run, were not back within ``horizon``)."""
+    until = sorted(math.inf if b is None else b for b in back)
+    median = float(np.median(until))
+    return {"horizon": horizon, "runs": len(back),
+            "runs_back_within": {str(m): sum(b <= m for b in until) for m in range(10, horizon + 1, 10)},
+            "median": median if math.isfinite(median) else None,
+            "max": until[-1] if math.isfinite(until[-1]) else None}  # fmt: skip
 
 
 ABLATION = {  # label: (strategy options, loop options), against the default gradient configuration
@@ -450,6 +489,8 @@ def main() -> None:
                              "random-sign pairs, no averaging, replay_scored=1, no restart on an input change, probes of 0.2")
     parser.add_argument("--adaptation-seed-list", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
+    parser.add_argument("--adaptation-horizon", type=positive_int, default=100,
+                        help="iterations after the change within which to find when each run is back at 90 %%")
     parser.add_argument("--curvature", action="store_true",
                         help="also the BFGS curvature against a finite-difference Hessian on 4 train clips")
     parser.add_argument("--tpe-window", action="store_true", help="also time a long TPE run, bounded and not")
@@ -498,7 +539,8 @@ def main() -> None:
     if args.adaptation_seeds:
         changing = [c.id for c in scenario_set if c.tags.get("stationary") is False]
         configs = {label: ADAPTATION_CONFIGS[label] for label in args.adaptation_rows}
-        result["adaptation_seeds"] = adaptation_seeds(changing, configs, args.adaptation_seed_list, args.jobs)
+        result["adaptation_seeds"] = adaptation_seeds(changing, configs, args.adaptation_seed_list, args.jobs,
+                                                       args.adaptation_horizon)
     if args.tpe_window:
         result["tpe_window"] = tpe_window(clip, args.tpe_updates)
     if args.curvature:

@@ -30,6 +30,8 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
      ["--repeats", "positive"]),
     ("feedback_loop.py", ["--update-repeats", "-3", "--repeats", "1", "--skip", "memory", "convergence"],
      ["--update-repeats", "positive"]),
+    ("feedback_loop.py", ["--adaptation-horizon", "0", "--skip", "latency", "memory", "convergence"],
+     ["--adaptation-horizon", "positive"]),
     ("pipeline.py", ["--repeats", "0", "--env-steps", "1"], ["--repeats", "positive"]),
     ("pipeline.py", ["--repeats", "1", "--env-steps", "0"], ["--env-steps", "positive"]),
     ("pipeline_quality.py", ["--budget", "0", "--split", "test"], ["--budget", "positive"]),
@@ -52,6 +54,16 @@ def load_script(name: str, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_adaptation_summary_counts_runs_back_and_gives_no_median_or_maximum_past_the_horizon(monkeypatch):
+    summary = load_script("feedback_loop", monkeypatch)._back_summary
+    some_late = summary([10, 35, None, 25, 5], horizon=40)
+    assert some_late["runs_back_within"] == {"10": 2, "20": 2, "30": 3, "40": 4}
+    assert some_late["median"] == 25.0 and some_late["max"] is None  # one run never back
+    assert summary([None, None, 15], horizon=20) == {"horizon": 20, "runs": 3, "runs_back_within": {"10": 0, "20": 1},
+                                                     "median": None, "max": None}  # fmt: skip
+    assert summary([20, 15], horizon=20)["max"] == 20 and summary([20, 15], horizon=20)["median"] == 17.5
 
 
 def test_split_all_is_every_clip_and_a_split_its_own(builtin, monkeypatch):
