@@ -3,7 +3,9 @@
 Runs each strategy on every clip of a scenario set for ``N`` feedback iterations from the same start,
 prints a table, and writes JSON (the format of DESIGN.md), a CSV beside it, and with ``--plots DIR``
 PNG figures. Strategy names: bypass, defaults, spsa, cma, ucb, thompson, td3:MODEL.zip, noisereduce,
-optuna, random, oracle (the upper bound: CMA-ES with >= 1,000 evaluations per clip).
+optuna, random, oracle (the upper bound: CMA-ES with >= 1,000 evaluations per clip). A loop strategy takes
+options of its update strategy as ``NAME:key=value,...`` (``--strategy spsa --strategy spsa:perturbation=0.15``
+compares two probe sizes in one run).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m scenarios.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", help="a scenario folder (manifest.json) or a built-in set name ('builtin')")
     parser.add_argument("--strategy", action="append", dest="strategies", metavar="NAME",
-                        help=f"repeatable; one of {', '.join(STRATEGY_NAMES)}, td3:MODEL.zip (default: all but oracle)")  # fmt: skip
+                        help=f"repeatable; one of {', '.join(STRATEGY_NAMES)}, td3:MODEL.zip, or NAME:key=value,... "
+                             "(options of spsa/cma/optuna/random/ucb/thompson's update strategy; default: all but oracle)")  # fmt: skip
     parser.add_argument("--budget", type=int, default=100, help="feedback iterations (chunks) per clip")
     parser.add_argument("--json", type=Path, required=True, help="where to write the results (a CSV is written beside it)")
     parser.add_argument("--plots", type=Path, help="folder for PNG figures")

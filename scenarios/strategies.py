@@ -6,6 +6,7 @@ iterations on one clip into a reward curve and a final parameter schedule.
   :class:`~feedback_env.FeedbackLoopSystem` with that update strategy, stepped once per chunk of the
   clip, cycled (``optuna`` is Optuna's TPE and ``random`` random search, the loop's peers at the same
   budget; ``ucb``/``thompson`` pick among the presets, each cut to the loop's tuned parameters; ``td3`` acts with a trained SB3 policy).
+  ``NAME:key=value,...`` gives options to the update strategy of one of these (``spsa:perturbation=0.15``).
 * ``noisereduce``: the peer library with its defaults, on the whole clip (it does not take feedback).
 * ``oracle``: the upper bound: the best static setting of the loop's tuned parameters for the clip,
   CMA-ES with at least 1,000 evaluations and restarts on the loop's own objective (many evaluations,
@@ -250,11 +251,14 @@ def _policy(path: str) -> Strategy:
 
 
 def make_strategy(name: str) -> Strategy:
-    """The strategy called ``name`` (see the module docstring); ``td3:PATH`` loads an SB3 model."""
+    """The strategy called ``name`` (see the module docstring); ``td3:PATH`` loads an SB3 model, and
+    ``NAME:key=value,...`` is a loop strategy with options of its update strategy (:func:`with_options`)."""
     from feedback_env.pipeline import transparent_params
 
     if name.startswith("td3:"):
         return _policy(name.split(":", 1)[1])
+    if ":" in name:
+        return with_options(*name.split(":", 1))
     factories: dict[str, Callable[[], Strategy]] = {
         "bypass": lambda: StaticStrategy("bypass", transparent_params()),
         "defaults": lambda: StaticStrategy("defaults", {}),
@@ -270,6 +274,47 @@ def make_strategy(name: str) -> Strategy:
     if name not in factories:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(factories)}, td3:MODEL.zip")
     return factories[name]()
+
+
+def with_options(base: str, options: str) -> "LoopStrategy":
+    """The loop strategy ``base`` (``spsa``, ``cma``, ``optuna``, ``random``, ``ucb``, ``thompson``) with ``options``,
+    ``key=value`` pairs separated by commas, given to its update strategy's factory (e.g. ``spsa:perturbation=0.15``
+    for :class:`~feedback_env.feedback_loop.optimizers.GradientStrategy`'s ``perturbation``). Values are read as
+    JSON (``0.15``, ``true``, ``null``), else kept as text (``design=hadamard``). The run is named
+    ``base:options``, so variants of one strategy compare in one run.
+
+    :raises ValueError: naming the part that is wrong (a base with no update strategy, a pair without ``=``, a
+        repeated key, an option the strategy does not take, or a value it refuses), before any work.
+    """
+    import json
+
+    label = f"{base}:{options}"
+    strategy = make_strategy(base)
+    if not isinstance(strategy, LoopStrategy):
+        raise ValueError(f"strategy {label!r}: {base!r} has no update strategy to take options; those that do: "
+                         "spsa, cma, optuna, random, ucb, thompson")  # fmt: skip
+    given: dict[str, Any] = {}
+    for pair in options.split(","):
+        key, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or not key:
+            raise ValueError(f"strategy {label!r}: {pair!r} is not key=value")
+        if key in given:
+            raise ValueError(f"strategy {label!r}: option {key!r} given twice")
+        try:
+            given[key] = json.loads(text)
+        except json.JSONDecodeError:
+            given[key] = text
+    loop_options = dict(strategy.loop_options)
+    every = dict(loop_options.get("strategy_options", {}))
+    every[strategy.strategy] = {**every.get(strategy.strategy, {}), **given}
+    loop_options["strategy_options"] = every
+    from feedback_env import FeedbackLoopSystem
+
+    try:  # the strategy's own checks of its options, now rather than in the first update of a run
+        FeedbackLoopSystem(strategy=strategy.strategy, **loop_options).strategy(strategy.strategy)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"strategy {label!r}: {exc}") from None
+    return LoopStrategy(label, strategy.strategy, strategy.relative_cost, strategy.trained_chunk_s, **loop_options)
 
 
 STRATEGY_NAMES = ("bypass", "defaults", "spsa", "cma", "ucb", "thompson", "noisereduce", "optuna", "random", "oracle")

@@ -136,6 +136,38 @@ def test_unknown_strategies_fail_before_any_work():
         make_strategy("ucb9")
 
 
+def test_a_strategy_with_options_gives_them_to_its_update_strategy_under_its_own_name(builtin):
+    variant = make_strategy("spsa:perturbation=0.15,design=hadamard,pairs=4")
+    assert variant.name == "spsa:perturbation=0.15,design=hadamard,pairs=4"
+    gradient = variant.make_loop(builtin["white_snr+10_f2"], 0).strategy("gradient")
+    assert (gradient.perturbation, gradient.design, gradient.pairs) == (0.15, "hadamard", 4)
+    assert make_strategy("thompson:seed=3").loop_options["strategy_options"] == {"bandit": {"policy": "thompson", "seed": 3}}
+
+
+@pytest.mark.parametrize("name, named", [
+    ("spsa:perturbation=2", "need 0 < perturbation <= 1"),
+    ("spsa:perturbaton=0.1", "unexpected keyword argument 'perturbaton'; its options: perturbation, pairs"),
+    ("spsa:perturbation", "'perturbation' is not key=value"),
+    ("spsa:pairs=2,pairs=3", "option 'pairs' given twice"),
+    ("bypass:seed=1", "'bypass' has no update strategy"),
+    ("nope:seed=1", "unknown strategy 'nope'"),
+])  # fmt: skip
+def test_strategy_options_that_are_wrong_fail_before_any_work_naming_what(name, named, tmp_path, capsys):
+    assert evaluate.main(["builtin", "--strategy", "defaults", "--strategy", name, "--json", str(tmp_path / "r.json")]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_variants_of_one_strategy_compare_in_one_run(tmp_path):
+    out = tmp_path / "r.json"
+    names = ("spsa", "spsa:perturbation=0.3")
+    argv = ["builtin", "--clip", "white_snr+10_f2", "--budget", "4", "--json", str(out), "--no-progress"]
+    assert evaluate.main([*argv, *(f"--strategy={n}" for n in names)]) == 0
+    clips = json.loads(out.read_text())["strategies"]
+    first, second = (clips[n]["clips"]["white_snr+10_f2"]["curve"] for n in names)
+    assert first[0] == second[0] and first[1:] != second[1:]  # the same start; then each its own probes
+
+
 def test_the_harness_runs_every_strategy_on_an_unseen_folder(folder):
     names = ["bypass", "defaults", "spsa", "ucb", "noisereduce"]
     budget = 12
