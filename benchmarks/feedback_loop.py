@@ -300,11 +300,12 @@ def adaptation_seeds(clips: list[str], configs=ADAPTATION_CONFIGS, seeds=(0, 1, 
     out = {}
     for label in configs:
         for s in seeds:
-            f = {c: v for c, ll, ss, v, _ in rows if ll == label and ss == s}
+            mine = [(c, v, b) for c, ll, ss, v, b in rows if ll == label and ss == s]
+            f = {c: v for c, v, _ in mine}
             out[f"{label}_seed_{s}"] = {"median": float(np.median(list(f.values()))), "min": float(min(f.values())),
                                         "mean": float(np.mean(list(f.values()))),
                                         "fraction_at_90": float(np.mean([v >= 0.9 for v in f.values()])), "per_clip": f,
-                                        "iterations_to_90": {c: b for c, ll, ss, _, b in rows if ll == label and ss == s}}  # fmt: skip
+                                        "iterations_to_90": {c: b for c, _, b in mine}}  # fmt: skip
         pooled = [v for c, ll, ss, v, _ in rows if ll == label]
         back = [b for c, ll, ss, v, b in rows if ll == label]
         out[f"{label}_pooled"] = {"median": float(np.median(pooled)), "mean": float(np.mean(pooled)), "min": float(min(pooled)),
