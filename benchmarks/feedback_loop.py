@@ -243,9 +243,8 @@ FRESH_START = "fresh_start"  # the adaptation row whose loop starts at the chang
 def adapt(job: tuple) -> tuple[str, str, int, float, int | None]:
     """Fraction of the new segment's oracle improvement ``ADAPTATION_MARK`` iterations after the change of a
     non-stationary clip (40 iterations on the first noise before it; none for ``FRESH_START``), for one loop
-    configuration and seed, and
-    the first iteration after the change, of every ``ADAPTATION_CHECK``-th up to ``horizon``, at which the
-    fraction is at least 0.9 (None: not within the horizon)."""
+    configuration and seed; and the first check (every ``ADAPTATION_CHECK`` iterations, up to ``horizon``) at which
+    that fraction is at least 0.9 (None: not within the horizon)."""
     clip_id, label, loop_kwargs, seed, horizon = job
     import scenarios
     from feedback_env.feedback_loop import FeedbackLoopSystem
@@ -261,15 +260,16 @@ def adapt(job: tuple) -> tuple[str, str, int, float, int | None]:
     for x, c in chunk_stream(clip.noisy[:cut], clip.clean[:cut], objective.chunk, 0 if label == FRESH_START else 40):
         loop.step(x, c)
     at_mark, back_at = None, None
-    last = max(horizon, ADAPTATION_MARK)
-    for i, (x, c) in enumerate(chunk_stream(clip.noisy[cut:], clip.clean[cut:], objective.chunk, last), start=1):
+    for i, (x, c) in enumerate(chunk_stream(clip.noisy[cut:], clip.clean[cut:], objective.chunk,
+                                            max(horizon, ADAPTATION_MARK)), start=1):  # fmt: skip
         loop.step(x, c)
-        if i % ADAPTATION_CHECK or not (i == ADAPTATION_MARK or (back_at is None and i <= horizon)):
+        check = back_at is None and i <= horizon and i % ADAPTATION_CHECK == 0
+        if not (check or i == ADAPTATION_MARK):
             continue
         fraction = (objective(loop.parameters) - entry["defaults"]) / (entry["oracle"] - entry["defaults"])
         at_mark = fraction if i == ADAPTATION_MARK else at_mark
-        back_at = i if back_at is None and fraction >= 0.9 and i <= horizon else back_at
-        if i >= ADAPTATION_MARK and (back_at is not None or i >= horizon):
+        back_at = i if check and fraction >= 0.9 else back_at
+        if at_mark is not None and (back_at is not None or i >= horizon):
             break
     return clip_id, label, seed, at_mark, back_at
 
@@ -486,8 +486,8 @@ def main() -> None:
     parser.add_argument("--subset-budget", type=int, default=400)
     parser.add_argument("--probe-bias", action="store_true", help="also measure the probes' slow-parameter bias")
     parser.add_argument("--adaptation-seeds", action="store_true",
-                        help="also adaptation over seeds (--adaptation-seed-list): default, Hadamard pairs, "
-                             "random-sign pairs, no averaging, replay_scored=1, no restart on an input change, probes of 0.2")
+                        help="also adaptation after a noise change, for the configurations of --adaptation-rows "
+                             "(all by default) on the seeds of --adaptation-seed-list")
     parser.add_argument("--adaptation-seed-list", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--adaptation-rows", nargs="*", default=list(ADAPTATION_CONFIGS), choices=list(ADAPTATION_CONFIGS))
     parser.add_argument("--adaptation-horizon", type=positive_int, default=100,

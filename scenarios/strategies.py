@@ -288,6 +288,8 @@ def with_options(base: str, options: str) -> "LoopStrategy":
     """
     import json
 
+    from feedback_env import FeedbackLoopSystem
+
     label = f"{base}:{options}"
     strategy = make_strategy(base)
     if not isinstance(strategy, LoopStrategy):
@@ -308,8 +310,6 @@ def with_options(base: str, options: str) -> "LoopStrategy":
     every = dict(loop_options.get("strategy_options", {}))
     every[strategy.strategy] = {**every.get(strategy.strategy, {}), **given}
     loop_options["strategy_options"] = every
-    from feedback_env import FeedbackLoopSystem
-
     try:  # the strategy's own checks of its options, now rather than in the first update of a run
         FeedbackLoopSystem(strategy=strategy.strategy, **loop_options).strategy(strategy.strategy)
     except (TypeError, ValueError) as exc:
