@@ -280,14 +280,12 @@ def with_options(base: str, options: str) -> "LoopStrategy":
     """The loop strategy ``base`` (``spsa``, ``cma``, ``optuna``, ``random``, ``ucb``, ``thompson``) with ``options``,
     ``key=value`` pairs separated by commas, given to its update strategy's factory (e.g. ``spsa:perturbation=0.15``
     for :class:`~feedback_env.feedback_loop.optimizers.GradientStrategy`'s ``perturbation``). Values are read as
-    JSON (``0.15``, ``true``, ``null``), else kept as text (``design=hadamard``). The run is named
-    ``base:options``, so variants of one strategy compare in one run.
+    JSON (``0.15``, ``true``, ``["gentle","voice_focus"]``), else kept as text (``design=hadamard``). The run is
+    named ``base:options``, so variants of one strategy compare in one run.
 
     :raises ValueError: naming the part that is wrong (a base with no update strategy, a pair without ``=``, a
         repeated key, an option the strategy does not take, or a value it refuses), before any work.
     """
-    import json
-
     from feedback_env import FeedbackLoopSystem
 
     label = f"{base}:{options}"
@@ -295,17 +293,7 @@ def with_options(base: str, options: str) -> "LoopStrategy":
     if not isinstance(strategy, LoopStrategy):
         raise ValueError(f"strategy {label!r}: {base!r} has no update strategy to take options; those that do: "
                          "spsa, cma, optuna, random, ucb, thompson")  # fmt: skip
-    given: dict[str, Any] = {}
-    for pair in options.split(","):
-        key, sep, text = (part.strip() for part in pair.partition("="))
-        if not sep or not key:
-            raise ValueError(f"strategy {label!r}: {pair!r} is not key=value")
-        if key in given:
-            raise ValueError(f"strategy {label!r}: option {key!r} given twice")
-        try:
-            given[key] = json.loads(text)
-        except json.JSONDecodeError:
-            given[key] = text
+    given = _parse_options(label, options)
     loop_options = dict(strategy.loop_options)
     every = dict(loop_options.get("strategy_options", {}))
     every[strategy.strategy] = {**every.get(strategy.strategy, {}), **given}
@@ -315,6 +303,40 @@ def with_options(base: str, options: str) -> "LoopStrategy":
     except (TypeError, ValueError) as exc:
         raise ValueError(f"strategy {label!r}: {exc}") from None
     return LoopStrategy(label, strategy.strategy, strategy.relative_cost, strategy.trained_chunk_s, **loop_options)
+
+
+def _parse_options(label: str, text: str) -> dict[str, Any]:
+    """``key=value,...`` as a dict. A value that is JSON up to the next comma after it is that JSON (a list or a
+    quoted string may hold commas); any other value is its text up to the next comma.
+
+    :raises ValueError: naming the pair that is not ``key=value`` or the key given twice.
+    """
+    import json
+
+    decoder = json.JSONDecoder()
+    given: dict[str, Any] = {}
+    pos = 0
+    while True:
+        comma = text.find(",", pos)
+        equals = text.find("=", pos)
+        key = text[pos:equals].strip()
+        if equals < 0 or not key or 0 <= comma < equals:
+            raise ValueError(f"strategy {label!r}: {text[pos:None if comma < 0 else comma]!r} is not key=value")
+        if key in given:
+            raise ValueError(f"strategy {label!r}: option {key!r} given twice")
+        start = len(text) - len(text[equals + 1:].lstrip())
+        try:
+            value, end = decoder.raw_decode(text, start)
+            end = len(text) - len(text[end:].lstrip())
+            if end < len(text) and text[end] != ",":
+                raise ValueError("more after the JSON")
+        except ValueError:  # not JSON (json.JSONDecodeError is a ValueError): the text up to the next comma
+            end = len(text) if text.find(",", start) < 0 else text.find(",", start)
+            value = text[start:end].strip()
+        given[key] = value
+        if end >= len(text):
+            return given
+        pos = end + 1
 
 
 STRATEGY_NAMES = ("bypass", "defaults", "spsa", "cma", "ucb", "thompson", "noisereduce", "optuna", "random", "oracle")

@@ -142,6 +142,8 @@ def test_a_strategy_with_options_gives_them_to_its_update_strategy_under_its_own
     gradient = variant.make_loop(builtin["white_snr+10_f2"], 0).strategy("gradient")
     assert (gradient.perturbation, gradient.design, gradient.pairs) == (0.15, "hadamard", 4)
     assert make_strategy("thompson:seed=3").loop_options["strategy_options"] == {"bandit": {"policy": "thompson", "seed": 3}}
+    arms = make_strategy('ucb:presets=["gentle", "voice_focus"],seed=2').make_loop(builtin["white_snr+10_f2"], 0)
+    assert arms.strategy("bandit").presets == ("gentle", "voice_focus")  # a JSON list holds its commas
 
 
 @pytest.mark.parametrize("name, named", [
@@ -149,6 +151,8 @@ def test_a_strategy_with_options_gives_them_to_its_update_strategy_under_its_own
     ("spsa:perturbaton=0.1", "unexpected keyword argument 'perturbaton'; its options: perturbation, pairs"),
     ("spsa:perturbation", "'perturbation' is not key=value"),
     ("spsa:pairs=2,pairs=3", "option 'pairs' given twice"),
+    ("spsa:perturbation=0.1,,pairs=3", "'' is not key=value"),
+    ('ucb:presets=["gentle", "loud"]', "loud"),
     ("bypass:seed=1", "'bypass' has no update strategy"),
     ("nope:seed=1", "unknown strategy 'nope'"),
 ])  # fmt: skip
