@@ -32,7 +32,7 @@
   without the replay warm-up, scoring one chunk instead of two, and with one scored chunk a 7-chunk
   (3.5 s) warm-up (as quoted in the ``replay_warmup`` docstring) or 16 Hadamard probe
   pairs, on all 19 parameters (32 factorial probes), and with probes of half-width 0.2, 0.15 and 0.1
-  (``gradient_c*``; the default is 0.125), beside
+  (``gradient_c*``; the default is 0.125) and without the step-size decay (``gradient_no_decay``), beside
   the default, on the train clips, for each of ``--ablation-seeds`` (default 0 1 2: one seed's share of
   clips at 90 % swings by several clips); ``--ablation-rows`` picks variants.
 * ``--adaptation-seeds``: on the non-stationary clips, the fraction of the new segment's oracle improvement
@@ -338,6 +338,7 @@ ABLATION = {  # label: (strategy options, loop options), against the default gra
     "gradient_c0.2": ({"perturbation": 0.2}, {}),
     "gradient_c0.15": ({"perturbation": 0.15}, {}),
     "gradient_c0.1": ({"perturbation": 0.1}, {}),
+    "gradient_no_decay": ({"min_rate": 1.0}, {}),
 }
 
 
