@@ -58,8 +58,9 @@ By default every strategy spends 16 evaluations per update, so that they compare
   plays. ``spsa`` in ``python -m scenarios.evaluate builtin --split test --budget 100 --strategy spsa
   --strategy oracle [--seed S]``: 95.6 / 95.2 / 95.0 (94.997) % of the oracle's improvement on seeds 0 / 1 / 2 (median
   over the test clips, the stream's own rewards) against 94 / 95.5 / 94.6 % with probes of 0.15 (``--strategy
-  spsa:perturbation=0.15`` in the same run; 93 % with probes of 0.2 on seed 0, 94 % with Hadamard pairs and 90 % with random signs, both
-  with probes of 0.2), mean SI-SDR 13.34 dB against the oracle's 13.25 on seed 0, PESQ 1.83 against 1.80.
+  spsa:perturbation=0.15`` in the same run; 93 % with probes of 0.2 on seed 0, 94 % with Hadamard pairs and 90 %
+  with random signs, both with probes of 0.2), mean SI-SDR 13.34 dB against the oracle's 13.25 on seed 0, PESQ
+  1.83 against 1.80.
 * ``cma``, ``bayesian`` (Optuna TPE), ``random``: 15 candidates per update, each scored by its paired
   gain over a fixed reference (the parameters the strategy started from, evaluated once per update on
   the same chunk), which removes the chunk-to-chunk difference in difficulty; the live parameters
